@@ -1,0 +1,42 @@
+# Quick start:  make demo   (set up, index the bundled sample, run three queries)
+#               make test   (set up with test extras, run the test suite)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEMO_WS ?= brainrank-data/sample
+RUN    := TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/brainrank
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "brainrank needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Reinstall whenever the dependency list changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+	$(RUN) encoder fetch
+
+demo: install
+	$(RUN) ingest data/docs.jsonl --workspace $(DEMO_WS)
+	$(RUN) search "car parts for sale" --workspace $(DEMO_WS) -k 5
+	$(RUN) search "laptop won't turn on" --workspace $(DEMO_WS) -k 5
+	$(RUN) search "money back if I change my mind" --workspace $(DEMO_WS) -k 5
+	$(RUN) eval --queries data/queries.jsonl --qrels data/qrels-test.txt \
+		--mode bm25,dense,hybrid --workspace $(DEMO_WS)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python bench/bench_retrieval.py
+
+clean:
+	rm -rf $(VENV) brainrank-data bench/.work .pytest_cache

@@ -1,0 +1,56 @@
+"""Shared helpers for benchmark scripts: dataset paths, machine description, tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def dataset_dir(datasets: Path | None, name: str) -> Path:
+    """The named collection under the datasets setting; exits with a clear reason if absent."""
+    from ranker.config import load_config
+
+    root = datasets or load_config().datasets
+    path = Path(root) / name
+    if not (path / "corpus.jsonl").exists():
+        sys.exit(f"skipped: {path}/corpus.jsonl not found (set --datasets or BRAINRANK_DATASETS)")
+    return path
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 1024 / 1024:.0f} GB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{os.cpu_count()} cores {cpu}{mem}, Python {platform.python_version()}"
+
+
+def print_table(title: str, header: list[str], rows: list[list]) -> None:
+    """A plain Markdown table, so output can be pasted into RESULTS.md as it is."""
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(_fmt(v) for v in row) + " |")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+    return str(v)

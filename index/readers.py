@@ -1,0 +1,314 @@
+"""Ingest readers: a BEIR directory, JSONL, CSV or Parquet file into validated ``Document``s."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from index.errors import InputError
+from index.records import Document
+
+ID_KEYS = ("_id", "id", "doc_id")
+TEXT_KEYS = ("text", "body", "contents")
+TIME_KEYS = ("timestamp", "time", "date", "published")
+# Keys with a meaning of their own are never read as extra numeric fields.
+RESERVED = frozenset((*ID_KEYS, "title", *TEXT_KEYS, *TIME_KEYS, "metadata"))
+FORMATS = ("beir", "jsonl", "csv", "parquet")
+_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+_ALLOWED = "a BEIR directory (with corpus.jsonl), .jsonl, .csv or .parquet"
+_BOM = b"\xef\xbb\xbf"
+_PROGRESS_EVERY = 10_000
+_PARQUET_BATCH = 8_192
+# 2 GiB: far past any real document, and still fits the C long the csv module stores it in.
+_CSV_FIELD_LIMIT = 2**31 - 1
+
+Item = tuple[str, int, "dict[str, Any] | _BadRecord"]  # ("line" | "row", number, record)
+
+
+@dataclass
+class ReadReport:
+    """What ``read_documents`` found: valid documents, one message per skipped record, files."""
+
+    documents: list[Document] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+class _BadRecord(Exception):
+    """A problem with one record; the caller prefixes the file and line."""
+
+
+def detect_format(path: Path) -> str:
+    """Name the format of ``path``: "beir" for a directory, else by suffix (jsonl, csv, parquet)."""
+    path = Path(path)
+    if path.is_dir():
+        return "beir"
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"cannot tell the format of {path}: expected {_ALLOWED}")
+    return fmt
+
+
+def read_documents(
+    path: Path | str,
+    *,
+    skip_bad: bool = False,
+    numeric_fields: Sequence[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ReadReport:
+    """Read and validate every document at ``path``; the first bad record raises unless skip_bad.
+
+    With ``numeric_fields`` exactly those extra fields are read (and must be numbers); without,
+    every extra field holding a number is kept. ``progress`` receives records read since its
+    last call. Raises ``InputError`` naming file, line and problem.
+    """
+    if isinstance(path, str) and not path.strip():
+        raise InputError(f"no input path given: expected {_ALLOWED}")
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input path does not exist: {path}")
+    fmt = detect_format(path)
+    file = path / "corpus.jsonl" if fmt == "beir" else path
+    if fmt == "beir" and not file.is_file():
+        raise InputError(f"BEIR directory {path} has no corpus.jsonl")
+    reader = _READERS[fmt]
+    # CSV cells are all strings, so there numbers and epoch times are parsed from text.
+    typed = fmt != "csv"
+    report = ReadReport(files=[file])
+    first_seen: dict[str, int] = {}
+    pending = 0
+    try:
+        for unit, number, item in reader(file):
+            pending += 1
+            if progress is not None and pending >= _PROGRESS_EVERY:
+                progress(pending)
+                pending = 0
+            try:
+                if isinstance(item, _BadRecord):
+                    raise item
+                doc = _to_document(item, numeric_fields, typed=typed)
+                if doc.doc_id in first_seen:
+                    seen = first_seen[doc.doc_id]
+                    raise _BadRecord(f'duplicate id "{doc.doc_id}" (first seen on {unit} {seen})')
+            except _BadRecord as err:
+                message = f"{file.name} {unit} {number}: {err}"
+                if not skip_bad:
+                    raise InputError(message) from None
+                report.skipped.append(message)
+                continue
+            first_seen[doc.doc_id] = number
+            report.documents.append(doc)
+    except OSError as err:
+        raise InputError(f"cannot read {file}: {err.strerror or err}") from None
+    if progress is not None and pending:
+        progress(pending)
+    if not report.documents:
+        note = f" ({len(report.skipped)} bad records skipped)" if report.skipped else ""
+        raise InputError(f"no documents in {file}{note}")
+    return report
+
+
+def _decoded_lines(file: Path) -> Iterator[tuple[int, str, str | None]]:
+    """Yield (line number, text, decoding problem); bytes are decoded per line to blame one."""
+    with file.open("rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
+            try:
+                text, problem = raw.decode("utf-8"), None
+            except UnicodeDecodeError as err:
+                text = raw.decode("utf-8", "replace")
+                problem = f"invalid UTF-8 (byte 0x{raw[err.start]:02x} at byte {err.start + 1})"
+            yield number, text, problem
+
+
+def _jsonl_items(file: Path) -> Iterator[Item]:
+    for number, text, problem in _decoded_lines(file):
+        if problem is not None:
+            yield "line", number, _BadRecord(problem)
+        elif text.strip():
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as err:
+                bad = f"malformed JSON ({err.msg} at column {err.colno})"
+                yield "line", number, _BadRecord(bad)
+                continue
+            if isinstance(record, dict):
+                yield "line", number, record
+            else:
+                found = type(record).__name__
+                yield "line", number, _BadRecord(f"expected a JSON object, found {found}")
+
+
+def _csv_items(file: Path) -> Iterator[Item]:
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
+    bad_lines: dict[int, str] = {}
+
+    def lines() -> Iterator[str]:
+        for number, text, problem in _decoded_lines(file):
+            if problem is not None:
+                bad_lines[number] = problem
+            yield text
+
+    reader = csv.reader(lines())
+    header: list[str] | None = None
+    start = 1  # a quoted field may span lines; a row is named by the line it starts on
+    try:
+        for row in reader:
+            first, last, start = start, reader.line_num, reader.line_num + 1
+            problem = next((bad_lines[n] for n in range(first, last + 1) if n in bad_lines), None)
+            if not row and problem is None:
+                continue  # blank line
+            if header is None:
+                if problem is not None:
+                    raise InputError(f"{file.name} line {first}: header has {problem}")
+                header = [name.strip() for name in row]
+                _check_columns(f"{file.name} line {first}", header)
+            elif problem is not None:
+                yield "line", first, _BadRecord(problem)
+            elif len(row) != len(header):
+                found = f"expected {len(header)} columns, found {len(row)}"
+                yield "line", first, _BadRecord(found)
+            else:
+                yield "line", first, dict(zip(header, row, strict=True))
+    except csv.Error as err:
+        # The csv module cannot resume after a parse error, so this ends the file.
+        raise InputError(f"{file.name} line {reader.line_num}: malformed CSV ({err})") from None
+
+
+def _parquet_items(file: Path) -> Iterator[Item]:
+    import pyarrow as pa  # only Parquet input pays for importing pyarrow
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(file)
+    except (pa.ArrowException, ValueError) as err:
+        raise InputError(f"{file} is not a readable Parquet file: {err}") from None
+    _check_columns(file.name, parquet.schema_arrow.names)
+    number = 0
+    for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH):
+        for record in batch.to_pylist():
+            number += 1
+            yield "row", number, record
+
+
+_READERS: dict[str, Callable[[Path], Iterator[Item]]] = {
+    "beir": _jsonl_items,
+    "jsonl": _jsonl_items,
+    "csv": _csv_items,
+    "parquet": _parquet_items,
+}
+
+
+def _check_columns(where: str, columns: Sequence[str]) -> None:
+    for keys in (ID_KEYS, TEXT_KEYS):
+        if not any(key in columns for key in keys):
+            wanted = ", ".join(f'"{key}"' for key in keys)
+            raise InputError(
+                f"{where}: missing required column: one of {wanted} (found: {', '.join(columns)})"
+            )
+
+
+def _first(record: dict[str, Any], keys: Sequence[str]) -> Any:
+    return next((record[key] for key in keys if record.get(key) is not None), None)
+
+
+def _describe(value: Any) -> str:
+    return json.dumps(value[:40]) if isinstance(value, str) else type(value).__name__
+
+
+def _to_document(
+    record: dict[str, Any], numeric_fields: Sequence[str] | None, *, typed: bool
+) -> Document:
+    doc_id = _first(record, ID_KEYS)
+    if doc_id is None or (isinstance(doc_id, str) and not doc_id.strip()):
+        raise _BadRecord("missing id")
+    if isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
+        raise _BadRecord(f"id must be a string or integer, found {_describe(doc_id)}")
+    title = record.get("title")
+    if title is not None and not isinstance(title, str):
+        raise _BadRecord(f"title must be a string, found {_describe(title)}")
+    text = _first(record, TEXT_KEYS)
+    if text is None:
+        raise _BadRecord('missing text (expected one of "text", "body", "contents")')
+    if not isinstance(text, str):
+        raise _BadRecord(f"text must be a string, found {_describe(text)}")
+    if not text.strip():
+        raise _BadRecord("empty text")
+    stamp = _first(record, TIME_KEYS)
+    blank = stamp is None or (isinstance(stamp, str) and not stamp.strip())
+    timestamp = None if blank else _parse_timestamp(stamp, typed)
+    fields = _extra_fields(record, numeric_fields, typed=typed)
+    return Document(str(doc_id), title or "", text, timestamp, fields)
+
+
+def _parse_timestamp(value: Any, typed: bool) -> datetime:
+    """ISO 8601 (naive means UTC), a date, or Unix epoch seconds, as an aware UTC datetime."""
+    if isinstance(value, datetime):  # Parquet timestamp columns
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    else:
+        try:
+            moment = _moment(value, typed)
+        except ValueError:
+            expected = "expected ISO 8601 or Unix epoch seconds"
+            shown = json.dumps(value, default=str)[:60]
+            raise _BadRecord(f"unparseable timestamp {shown} ({expected})") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _moment(value: Any, typed: bool) -> datetime:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.strip())
+        except ValueError:
+            if typed:
+                raise
+            return _epoch(float(value))  # CSV cells are strings, epochs included
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _epoch(value)
+    raise ValueError(value)
+
+
+def _epoch(seconds: float) -> datetime:
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError) as err:  # out of range or NaN
+        raise ValueError(str(err)) from None
+
+
+def _extra_fields(
+    record: dict[str, Any], declared: Sequence[str] | None, *, typed: bool
+) -> dict[str, float]:
+    if declared is None:
+        numbers = ((key, _number(value, typed)) for key, value in record.items())
+        return {key: n for key, n in numbers if n is not None and key not in RESERVED}
+    fields = {}
+    for key in declared:
+        value = record.get(key)
+        if value is None or (not typed and value == ""):
+            continue
+        number = _number(value, typed)
+        if number is None:
+            raise _BadRecord(f'field "{key}" must be a finite number, found {_describe(value)}')
+        fields[key] = number
+    return fields
+
+
+def _number(value: Any, typed: bool) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    if typed and isinstance(value, str):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None

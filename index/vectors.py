@@ -1,0 +1,205 @@
+"""Vector index: FAISS inner-product search over L2-normalised document embeddings.
+
+Positions are the generation's document positions (FAISS ids through ``IndexIDMap2``), so the
+mapping to string doc ids is the generation's ``doc_ids`` list. The index remembers which
+encoder produced its vectors and refuses query vectors from any other.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index.errors import BrainrankError, IndexMismatchError
+
+KINDS = ("auto", "flat", "hnsw", "ivf")
+
+
+@dataclass(frozen=True)
+class VectorParams:
+    kind: str = "auto"  # auto: exact below ``exact_below`` documents, ``approximate`` above
+    exact_below: int = 50_000
+    approximate: str = "hnsw"
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 100
+    hnsw_ef_search: int = 64
+    ivf_nprobe: int = 16
+    use_gpu: bool = True  # only when faiss-gpu is installed and a GPU is visible
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"vector index kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.approximate not in ("hnsw", "ivf"):
+            raise ValueError(f"approximate index {self.approximate!r} must be 'hnsw' or 'ivf'")
+
+    def resolve_kind(self, n: int) -> str:
+        if self.kind != "auto":
+            return self.kind
+        return "flat" if n < self.exact_below else self.approximate
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What produced the vectors: the encoder's name, weight fingerprint and dimension."""
+
+    name: str
+    fingerprint: str
+    dim: int
+
+
+class VectorIndex:
+    def __init__(
+        self,
+        index: faiss.Index,
+        embeddings: np.ndarray,
+        encoder: EncoderInfo,
+        kind: str,
+        params: VectorParams,
+    ):
+        self._index = index
+        self.embeddings = embeddings
+        self.encoder = encoder
+        self.kind = kind
+        self.params = params
+        self._set_search_params()
+
+    @property
+    def size(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    @classmethod
+    def build(
+        cls, embeddings: np.ndarray, encoder: EncoderInfo, params: VectorParams = VectorParams()
+    ) -> VectorIndex:
+        """Index ``embeddings`` (row i is document position i)."""
+        emb = _check_matrix(embeddings, encoder.dim)
+        kind = params.resolve_kind(len(emb))
+        index = faiss.IndexIDMap2(_make_base(kind, encoder.dim, len(emb), params))
+        if kind == "ivf" and len(emb):
+            index.train(emb)
+        if len(emb):
+            index.add_with_ids(emb, np.arange(len(emb), dtype=np.int64))
+        return cls(index, emb, encoder, kind, params)
+
+    def extend(self, embeddings: np.ndarray) -> VectorIndex:
+        """A new index holding these vectors plus ``embeddings`` at the next positions.
+
+        Approximate structures are extended in place of being rebuilt (HNSW insertions are
+        incremental); the original index object is left untouched.
+        """
+        new = _check_matrix(embeddings, self.encoder.dim)
+        all_emb = np.vstack([self.embeddings, new]) if len(new) else self.embeddings
+        if self.kind == "flat" or self.params.resolve_kind(len(all_emb)) != self.kind:
+            return VectorIndex.build(all_emb, self.encoder, self.params)
+        index = faiss.deserialize_index(faiss.serialize_index(self._index))
+        index.add_with_ids(new, np.arange(self.size, len(all_emb), dtype=np.int64))
+        return VectorIndex(index, all_emb, self.encoder, self.kind, self.params)
+
+    def check_encoder(self, fingerprint: str) -> None:
+        if fingerprint != self.encoder.fingerprint:
+            raise IndexMismatchError(
+                f"the vector index was built with encoder {self.encoder.name} "
+                f"({self.encoder.fingerprint}) but the query vectors come from {fingerprint}; "
+                "run `brainrank reindex` to re-embed the collection with the current encoder"
+            )
+
+    def search(
+        self, queries: np.ndarray, k: int, *, encoder_fingerprint: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (scores, positions) per query row; missing slots have position -1."""
+        self.check_encoder(encoder_fingerprint)
+        q = _check_matrix(np.atleast_2d(queries), self.encoder.dim)
+        k = min(k, self.size)
+        if k == 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        scores, ids = self._index.search(q, k)
+        return scores, ids
+
+    def similarity(self, query: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Exact cosine between one query vector and the documents at ``positions``."""
+        return self.embeddings[positions] @ np.asarray(query, dtype=np.float32).reshape(-1)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(_to_cpu(self._index), str(directory / "vectors.faiss"))
+        np.save(directory / "embeddings.npy", self.embeddings, allow_pickle=False)
+        meta = {
+            "kind": self.kind,
+            "encoder": asdict(self.encoder),
+            "params": asdict(self.params),
+            "size": self.size,
+        }
+        (directory / "vectors.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> VectorIndex:
+        try:
+            meta = json.loads((directory / "vectors.json").read_text())
+            embeddings = np.load(directory / "embeddings.npy", allow_pickle=False)
+            index = faiss.read_index(str(directory / "vectors.faiss"))
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise BrainrankError(
+                f"vector index at {directory} is missing or corrupt ({exc}); "
+                "run `brainrank reindex` to rebuild it"
+            ) from exc
+        if index.ntotal != len(embeddings) or meta.get("size") != len(embeddings):
+            raise BrainrankError(
+                f"vector index at {directory} holds {index.ntotal} vectors but "
+                f"{len(embeddings)} embeddings; run `brainrank reindex` to rebuild it"
+            )
+        params = VectorParams(**meta["params"])
+        if params.use_gpu:
+            index = _to_gpu(index)
+        return cls(index, embeddings, EncoderInfo(**meta["encoder"]), meta["kind"], params)
+
+    def _set_search_params(self) -> None:
+        base = faiss.downcast_index(self._index.index) if hasattr(self._index, "index") else None
+        if isinstance(base, faiss.IndexHNSW):
+            base.hnsw.efSearch = self.params.hnsw_ef_search
+        elif isinstance(base, faiss.IndexIVF):
+            base.nprobe = self.params.ivf_nprobe
+
+
+def _make_base(kind: str, dim: int, n: int, params: VectorParams) -> faiss.Index:
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    if kind == "hnsw":
+        base = faiss.IndexHNSWFlat(dim, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        base.hnsw.efConstruction = params.hnsw_ef_construction
+        return base
+    # About 4*sqrt(n) lists is the usual starting point; FAISS wants >= 39 points per list.
+    nlist = max(1, min(int(4 * math.sqrt(max(n, 1))), max(1, n // 39)))
+    return faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+
+
+def _check_matrix(x: np.ndarray, dim: int) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or (x.size and x.shape[1] != dim):
+        raise IndexMismatchError(
+            f"vectors of shape {x.shape} do not match the index dimension {dim}"
+        )
+    return x.reshape(-1, dim)
+
+
+def _to_gpu(index: faiss.Index) -> faiss.Index:
+    # HNSW has no GPU implementation; flat and IVF do.
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+        return index
+    base = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+    if isinstance(base, faiss.IndexHNSW):
+        return index
+    return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+
+
+def _to_cpu(index: faiss.Index) -> faiss.Index:
+    if hasattr(faiss, "index_gpu_to_cpu") and faiss.get_num_gpus() > 0:
+        try:
+            return faiss.index_gpu_to_cpu(index)
+        except RuntimeError:
+            return index
+    return index

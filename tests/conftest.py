@@ -1,0 +1,85 @@
+"""Session fixtures: the real encoder, the bundled sample collection and a workspace over it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+
+
+def datasets_dir() -> Path:
+    """The shared collections (BRAINRANK_DATASETS or ../shared/datasets)."""
+    from ranker.config import load_config
+
+    return load_config().datasets
+
+
+def require_collection(name: str) -> Path:
+    path = datasets_dir() / name
+    if not (path / "corpus.jsonl").exists():
+        pytest.skip(f"collection {name!r} not found at {path} (set BRAINRANK_DATASETS)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    from ranker.config import load_config
+    from ranker.encoder import TextEncoder
+    from ranker.encoder_fetch import fetch_encoder
+
+    cfg = load_config(env={})
+    path = fetch_encoder(cfg.encoder.cache_dir)
+    return TextEncoder.load(path, max_length=cfg.encoder.max_length)
+
+
+@pytest.fixture(scope="session")
+def sample_docs():
+    from index.readers import read_documents
+
+    return read_documents(DATA / "docs.jsonl").documents
+
+
+def make_config(workspace: Path, **retrieval):
+    import dataclasses
+
+    from ranker.config import load_config
+
+    cfg = load_config(workspace=workspace, env={})
+    if retrieval:
+        cfg = dataclasses.replace(cfg, retrieval=dataclasses.replace(cfg.retrieval, **retrieval))
+    return cfg
+
+
+def ingest(cfg, encoder, docs=(), delete=(), rebuild=False):
+    from index.workspace import Workspace
+    from ranker.indexing import update_indexes
+
+    return update_indexes(
+        Workspace(cfg.workspace),
+        cfg,
+        documents=docs,
+        delete_ids=delete,
+        rebuild=rebuild,
+        encoder_factory=lambda: encoder,
+    )
+
+
+@pytest.fixture(scope="session")
+def sample_config(tmp_path_factory, encoder, sample_docs):
+    """A workspace holding the whole sample collection (read-only for tests)."""
+    cfg = make_config(tmp_path_factory.mktemp("sample") / "ws")
+    ingest(cfg, encoder, sample_docs)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def engine(sample_config, encoder):
+    from ranker.search import SearchEngine
+
+    return SearchEngine(sample_config, encoder=encoder)

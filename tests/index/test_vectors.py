@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+
+from index.errors import IndexMismatchError
+from index.vectors import EncoderInfo, VectorIndex, VectorParams
+
+ENC = EncoderInfo("test-encoder", "sha256:0123456789abcdef", 32)
+
+
+def embedding_like(n, dim=32, seed=0):
+    """Unit vectors with low-rank structure plus noise, like real text embeddings."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)) @ rng.normal(size=(8, dim)) + 0.3 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def exact_top(x, q, k):
+    return np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :k]
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_index_recall_against_exact(kind):
+    x, q = embedding_like(3000), embedding_like(200, seed=1)
+    index = VectorIndex.build(x, ENC, VectorParams(kind=kind))
+    _, got = index.search(q, 10, encoder_fingerprint=ENC.fingerprint)
+    truth = exact_top(x, q, 10)
+    recall = np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth, strict=True)])
+    assert recall >= 0.9, recall
+
+
+def test_flat_is_exact():
+    x, q = embedding_like(500), embedding_like(20, seed=2)
+    index = VectorIndex.build(x, ENC, VectorParams(kind="flat"))
+    scores, got = index.search(q, 5, encoder_fingerprint=ENC.fingerprint)
+    np.testing.assert_array_equal(got, exact_top(x, q, 5))
+    np.testing.assert_allclose(scores, np.take_along_axis(q @ x.T, got, axis=1), rtol=1e-5)
+
+
+def test_auto_kind_switches_at_threshold():
+    params = VectorParams(kind="auto", exact_below=100)
+    assert VectorIndex.build(embedding_like(99), ENC, params).kind == "flat"
+    assert VectorIndex.build(embedding_like(100), ENC, params).kind == "hnsw"
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_save_load_identical(tmp_path, kind):
+    x, q = embedding_like(2000), embedding_like(30, seed=3)
+    index = VectorIndex.build(x, ENC, VectorParams(kind=kind))
+    index.save(tmp_path / "v")
+    loaded = VectorIndex.load(tmp_path / "v")
+    a = index.search(q, 10, encoder_fingerprint=ENC.fingerprint)
+    b = loaded.search(q, 10, encoder_fingerprint=ENC.fingerprint)
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[0], b[0])
+    assert loaded.encoder == ENC and loaded.kind == kind
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_extend_matches_building_from_scratch(kind):
+    x = embedding_like(1200)
+    grown = VectorIndex.build(x[:1000], ENC, VectorParams(kind=kind)).extend(x[1000:])
+    assert grown.size == 1200
+    _, got = grown.search(x[1000:1010], 1, encoder_fingerprint=ENC.fingerprint)
+    np.testing.assert_array_equal(got[:, 0], np.arange(1000, 1010))
+
+
+def test_refuses_vectors_from_another_encoder():
+    index = VectorIndex.build(embedding_like(50), ENC)
+    with pytest.raises(IndexMismatchError, match="reindex"):
+        index.search(embedding_like(1), 5, encoder_fingerprint="sha256:ffffffffffffffff")
+
+
+def test_refuses_wrong_dimension():
+    index = VectorIndex.build(embedding_like(50), ENC)
+    with pytest.raises(IndexMismatchError, match="dimension 32"):
+        index.search(np.ones((1, 16), np.float32), 5, encoder_fingerprint=ENC.fingerprint)
+
+
+def test_corrupt_file_is_reported(tmp_path):
+    from index.errors import BrainrankError
+
+    VectorIndex.build(embedding_like(50), ENC).save(tmp_path / "v")
+    (tmp_path / "v" / "vectors.faiss").write_bytes(b"garbage")
+    with pytest.raises(BrainrankError, match="reindex"):
+        VectorIndex.load(tmp_path / "v")
+
+
+def test_search_on_tiny_index_returns_what_exists():
+    index = VectorIndex.build(embedding_like(3), ENC)
+    _, got = index.search(embedding_like(1, seed=5), 10, encoder_fingerprint=ENC.fingerprint)
+    assert sorted(got[0].tolist()) == [0, 1, 2]

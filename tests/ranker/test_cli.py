@@ -1,0 +1,125 @@
+"""Every command through Typer's CliRunner, on real workspaces."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ranker.cli import app
+from tests.conftest import DATA
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_help_lists_commands():
+    res = run("--help")
+    assert res.exit_code == 0
+    for cmd in ("ingest", "reindex", "search", "eval", "encoder"):
+        assert cmd in res.output
+
+
+def test_search_json(sample_config):
+    res = run("search", "car parts for sale", "-k", 3, "--json", "-w", sample_config.workspace)
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout.strip().splitlines()[-1])
+    assert payload["mode"] == "hybrid" and len(payload["results"]) == 3
+    assert {"rank", "doc_id", "title", "score", "signals"} <= set(payload["results"][0])
+
+
+def test_search_table(sample_config):
+    res = run("search", "gift card", "-k", 2, "--mode", "bm25", "-w", sample_config.workspace)
+    assert res.exit_code == 0, res.output
+    assert "bm25 results for 'gift card'" in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "   "], "query is empty"),
+        (["search", "x" * 5000], "limit is 2000"),
+        (["search", "refund", "--mode", "magic"], "unknown mode 'magic'"),
+        (
+            ["eval", "--queries", DATA / "queries.jsonl", "--qrels", DATA / "nope.txt"],
+            "does not exist",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(sample_config, args, message):
+    res = run(*args, "-w", sample_config.workspace)
+    assert res.exit_code == 1
+    assert message in res.output.replace("\n", "")
+    assert "Traceback" not in res.output
+
+
+def test_search_on_empty_workspace(tmp_path):
+    res = run("search", "anything", "-w", tmp_path / "empty")
+    assert res.exit_code == 1
+    assert "no documents yet" in res.output
+
+
+def test_eval_json_last_line(sample_config, tmp_path):
+    res = run(
+        "eval",
+        "--queries",
+        DATA / "queries.jsonl",
+        "--qrels",
+        DATA / "qrels-test.txt",
+        "--mode",
+        "bm25,dense",
+        "--json",
+        "--run-dir",
+        tmp_path,
+        "-w",
+        sample_config.workspace,
+    )
+    assert res.exit_code == 0, res.output
+    metrics = json.loads(res.stdout.strip().splitlines()[-1])
+    assert set(metrics) == {"bm25", "dense"}
+    assert set(metrics["bm25"]) == {"nDCG@10", "RR@10", "R@100", "AP", "latency_ms"}
+    assert set(metrics["bm25"]["latency_ms"]) == {"p50", "p99"}
+    assert (tmp_path / "run.dense.trec").exists()
+
+
+def test_ingest_search_delete_cycle(tmp_path, encoder):
+    ws = tmp_path / "ws"
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(
+        '{"id": "x1", "title": "Automotive components store", "text": "Brake pads and filters."}\n'
+        '{"id": "x2", "title": "Refund policy", "text": "Money back within 60 days."}\n'
+        '{"id": "x3", "title": "Garden hoses", "text": "Hoses for watering lawns."}\n'
+    )
+    res = run("ingest", docs, "-w", ws)
+    assert res.exit_code == 0, res.output
+    assert "3 added" in res.output
+    res = run("search", "refund", "--json", "-w", ws, "--mode", "bm25")
+    assert json.loads(res.stdout.splitlines()[-1])["results"][0]["doc_id"] == "x2"
+    res = run("ingest", "--delete", "x2", "-w", ws)
+    assert res.exit_code == 0 and "1 deleted" in res.output
+    res = run("search", "refund", "--json", "-w", ws, "--mode", "bm25")
+    assert json.loads(res.stdout.splitlines()[-1])["results"] == []
+
+
+def test_ingest_bad_file_names_line_and_keeps_store(tmp_path, encoder):
+    ws = tmp_path / "ws"
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"id": "a", "title": "Alpha", "text": "first document"}\n')
+    assert run("ingest", good, "-w", ws).exit_code == 0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "b", "text": "fine"}\n{"id": "c", "text": \n')
+    res = run("ingest", bad, "-w", ws)
+    assert res.exit_code == 1 and "bad.jsonl line 2" in res.output
+    res = run("ingest", bad, "--skip-bad", "-w", ws)
+    assert res.exit_code == 0 and "1 skipped" in res.output
+    res = run("search", "first document", "--json", "--mode", "bm25", "-w", ws)
+    assert json.loads(res.stdout.splitlines()[-1])["results"][0]["doc_id"] == "a"
+
+
+def test_ingest_needs_path_or_delete(tmp_path):
+    res = run("ingest", "-w", tmp_path / "ws")
+    assert res.exit_code == 1 and "give a PATH" in res.output
