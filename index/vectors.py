@@ -1,8 +1,10 @@
-"""Vector index: FAISS inner-product search over L2-normalised document embeddings.
+"""Vector index: FAISS inner-product search over L2-normalised passage embeddings.
 
-Positions are the generation's document positions (FAISS ids through ``IndexIDMap2``), so the
-mapping to string doc ids is the generation's ``doc_ids`` list. The index remembers which
-encoder produced its vectors and refuses query vectors from any other.
+Each document has one or more passage vectors. FAISS ids are passage rows (through
+``IndexIDMap2``); ``owner[row]`` is the document position, and positions map to string doc ids
+through the generation's ``doc_ids`` list. A document scores as its best passage. Passages are
+stored grouped by document in position order, so a document's rows are one slice. The index
+remembers which encoder produced its vectors and refuses query vectors from any other.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ KINDS = ("auto", "flat", "hnsw", "ivf")
 
 @dataclass(frozen=True)
 class VectorParams:
-    kind: str = "auto"  # auto: exact below ``exact_below`` documents, ``approximate`` above
+    kind: str = "auto"  # auto: exact below ``exact_below`` vectors, ``approximate`` above
     exact_below: int = 50_000
     approximate: str = "hnsw"
     hnsw_m: int = 32
@@ -57,50 +59,69 @@ class VectorIndex:
         self,
         index: faiss.Index,
         embeddings: np.ndarray,
+        owner: np.ndarray,
         encoder: EncoderInfo,
         kind: str,
         params: VectorParams,
     ):
         self._index = index
         self.embeddings = embeddings
+        self.owner = owner
         self.encoder = encoder
         self.kind = kind
         self.params = params
+        counts = np.bincount(owner) if len(owner) else np.zeros(0, dtype=np.int64)
+        self._ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._most_passages = int(counts.max()) if len(counts) else 1
         self._set_search_params()
 
     @property
     def size(self) -> int:
-        return int(self.embeddings.shape[0])
+        """Number of documents."""
+        return len(self._ptr) - 1
+
+    def rows(self, position: int) -> slice:
+        """The passage rows of the document at ``position``."""
+        return slice(int(self._ptr[position]), int(self._ptr[position + 1]))
 
     @classmethod
     def build(
-        cls, embeddings: np.ndarray, encoder: EncoderInfo, params: VectorParams = VectorParams()
+        cls,
+        embeddings: np.ndarray,
+        encoder: EncoderInfo,
+        params: VectorParams = VectorParams(),
+        owner: np.ndarray | None = None,
     ) -> VectorIndex:
-        """Index ``embeddings`` (row i is document position i)."""
+        """Index ``embeddings``; row i belongs to document ``owner[i]`` (default: i)."""
         emb = _check_matrix(embeddings, encoder.dim)
+        owner = _check_owner(owner, len(emb))
         kind = params.resolve_kind(len(emb))
         index = faiss.IndexIDMap2(_make_base(kind, encoder.dim, len(emb), params))
         if kind == "ivf" and len(emb):
             index.train(emb)
         if len(emb):
             index.add_with_ids(emb, np.arange(len(emb), dtype=np.int64))
-        return cls(index, emb, encoder, kind, params)
+        return cls(index, emb, owner, encoder, kind, params)
 
-    def extend(self, embeddings: np.ndarray) -> VectorIndex:
-        """A new index holding these vectors plus ``embeddings`` at the next positions.
+    def extend(self, embeddings: np.ndarray, owner: np.ndarray | None = None) -> VectorIndex:
+        """A new index holding these vectors plus ``embeddings`` of documents after the last.
 
-        Approximate structures are extended in place of being rebuilt (HNSW insertions are
-        incremental); the original index object is left untouched.
+        ``owner`` gives the new rows' document positions (default: one row per new document).
+        Approximate structures are extended instead of rebuilt (HNSW insertion is
+        incremental); this index object is left untouched.
         """
         new = _check_matrix(embeddings, self.encoder.dim)
+        if owner is None:
+            owner = np.arange(self.size, self.size + len(new), dtype=np.int64)
         all_emb = np.vstack([self.embeddings, new]) if len(new) else self.embeddings
+        all_owner = _check_owner(np.concatenate([self.owner, owner]), len(all_emb))
         if self.kind == "flat" or self.params.resolve_kind(len(all_emb)) != self.kind:
-            return VectorIndex.build(all_emb, self.encoder, self.params)
-        index = faiss.deserialize_index(faiss.serialize_index(self._index))
-        index.add_with_ids(new, np.arange(self.size, len(all_emb), dtype=np.int64))
-        return VectorIndex(index, all_emb, self.encoder, self.kind, self.params)
+            return VectorIndex.build(all_emb, self.encoder, self.params, all_owner)
+        index = faiss.deserialize_index(faiss.serialize_index(_to_cpu(self._index)))
+        index.add_with_ids(new, np.arange(len(self.embeddings), len(all_emb), dtype=np.int64))
+        return VectorIndex(index, all_emb, all_owner, self.encoder, self.kind, self.params)
 
-    def check_encoder(self, fingerprint: str) -> None:
+    def check_encoder(self, fingerprint: str | None) -> None:
         if fingerprint != self.encoder.fingerprint:
             raise IndexMismatchError(
                 f"the vector index was built with encoder {self.encoder.name} "
@@ -109,30 +130,55 @@ class VectorIndex:
             )
 
     def search(
-        self, queries: np.ndarray, k: int, *, encoder_fingerprint: str
+        self, queries: np.ndarray, k: int, *, encoder_fingerprint: str | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` (scores, positions) per query row; missing slots have position -1."""
+        """Top-``k`` documents per query row as (best-passage scores, positions).
+
+        Rows holding fewer than ``k`` documents are padded with position -1, score -inf.
+        """
         self.check_encoder(encoder_fingerprint)
         q = _check_matrix(np.atleast_2d(queries), self.encoder.dim)
         k = min(k, self.size)
+        scores = np.full((len(q), k), -np.inf, dtype=np.float32)
+        positions = np.full((len(q), k), -1, dtype=np.int64)
         if k == 0:
-            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-        scores, ids = self._index.search(q, k)
-        return scores, ids
+            return scores, positions
+        # The top k documents own at most k * (most passages of any document) rows, so this
+        # depth always reaches the best passage of each of them.
+        depth = min(k * self._most_passages, len(self.embeddings))
+        raw_scores, rows = self._index.search(q, depth)
+        for i in range(len(q)):
+            valid = rows[i] >= 0
+            docs = self.owner[rows[i][valid]]
+            _, first = np.unique(docs, return_index=True)
+            first = np.sort(first)[:k]  # hits come best-first: a document's first is its best
+            positions[i, : len(first)] = docs[first]
+            scores[i, : len(first)] = raw_scores[i][valid][first]
+        return scores, positions
 
     def similarity(self, query: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """Exact cosine between one query vector and the documents at ``positions``."""
-        return self.embeddings[positions] @ np.asarray(query, dtype=np.float32).reshape(-1)
+        """Exact cosine of one query vector with each document's best passage."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if len(positions) == 0:
+            return np.zeros(0, dtype=np.float32)
+        starts = self._ptr[positions]
+        lengths = self._ptr[positions + 1] - starts
+        block_starts = np.cumsum(lengths) - lengths
+        rows = np.repeat(starts - block_starts, lengths) + np.arange(lengths.sum())
+        sims = self.embeddings[rows] @ np.asarray(query, dtype=np.float32).reshape(-1)
+        return np.maximum.reduceat(sims, block_starts)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         faiss.write_index(_to_cpu(self._index), str(directory / "vectors.faiss"))
         np.save(directory / "embeddings.npy", self.embeddings, allow_pickle=False)
+        np.save(directory / "owner.npy", self.owner, allow_pickle=False)
         meta = {
             "kind": self.kind,
             "encoder": asdict(self.encoder),
             "params": asdict(self.params),
-            "size": self.size,
+            "documents": self.size,
+            "vectors": len(self.embeddings),
         }
         (directory / "vectors.json").write_text(json.dumps(meta, indent=2))
 
@@ -141,21 +187,23 @@ class VectorIndex:
         try:
             meta = json.loads((directory / "vectors.json").read_text())
             embeddings = np.load(directory / "embeddings.npy", allow_pickle=False)
+            owner = np.load(directory / "owner.npy", allow_pickle=False)
             index = faiss.read_index(str(directory / "vectors.faiss"))
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise BrainrankError(
                 f"vector index at {directory} is missing or corrupt ({exc}); "
                 "run `brainrank reindex` to rebuild it"
             ) from exc
-        if index.ntotal != len(embeddings) or meta.get("size") != len(embeddings):
+        if not index.ntotal == len(embeddings) == len(owner) == meta.get("vectors"):
             raise BrainrankError(
-                f"vector index at {directory} holds {index.ntotal} vectors but "
-                f"{len(embeddings)} embeddings; run `brainrank reindex` to rebuild it"
+                f"vector index at {directory} holds {index.ntotal} vectors, "
+                f"{len(embeddings)} embeddings and {len(owner)} owners; "
+                "run `brainrank reindex` to rebuild it"
             )
         params = VectorParams(**meta["params"])
         if params.use_gpu:
             index = _to_gpu(index)
-        return cls(index, embeddings, EncoderInfo(**meta["encoder"]), meta["kind"], params)
+        return cls(index, embeddings, owner, EncoderInfo(**meta["encoder"]), meta["kind"], params)
 
     def _set_search_params(self) -> None:
         base = faiss.downcast_index(self._index.index) if hasattr(self._index, "index") else None
@@ -163,6 +211,18 @@ class VectorIndex:
             base.hnsw.efSearch = self.params.hnsw_ef_search
         elif isinstance(base, faiss.IndexIVF):
             base.nprobe = self.params.ivf_nprobe
+
+
+def _check_owner(owner: np.ndarray | None, n: int) -> np.ndarray:
+    if owner is None:
+        return np.arange(n, dtype=np.int64)
+    owner = np.asarray(owner, dtype=np.int64)
+    if len(owner) != n:
+        raise IndexMismatchError(f"{n} vectors but {len(owner)} passage owners")
+    steps = np.diff(owner)
+    if n and (owner[0] != 0 or np.any(steps < 0) or np.any(steps > 1)):
+        raise IndexMismatchError("passage owners must run 0, 0, 1, 2, 2, ... without gaps")
+    return owner
 
 
 def _make_base(kind: str, dim: int, n: int, params: VectorParams) -> faiss.Index:

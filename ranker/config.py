@@ -40,6 +40,9 @@ class EncoderConfig:
     cache_dir: Path = field(default_factory=_default_cache_dir)
     max_length: int = 256
     batch_size: int = 64
+    # Long documents get up to this many overlapping passages, scored by the best one.
+    max_passages: int = 4
+    passage_overlap: int = 64
 
     def resolved_path(self) -> Path:
         from ranker.encoder_fetch import DEFAULT_ENCODER_NAME
@@ -186,5 +189,10 @@ def _validate(cfg: Config) -> None:
     for name in ("candidates", "rrf_k", "max_query_chars"):
         if getattr(r, name) < 1:
             raise BrainrankError(f"config [retrieval] {name} must be at least 1")
-    if cfg.encoder.max_length < 8 or cfg.encoder.batch_size < 1:
-        raise BrainrankError("config [encoder] max_length must be >= 8 and batch_size >= 1")
+    e = cfg.encoder
+    if e.max_length < 8 or e.batch_size < 1 or e.max_passages < 1:
+        raise BrainrankError(
+            "config [encoder] max_length must be >= 8, batch_size and max_passages >= 1"
+        )
+    if not 0 <= e.passage_overlap < e.max_length // 2:
+        raise BrainrankError("config [encoder] passage_overlap must be in [0, max_length / 2)")

@@ -336,6 +336,11 @@ class TextEncoder:
             jit_compile=jit_compile,
         )
 
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The loaded tokenizer (truncating at ``max_length``, no padding)."""
+        return self._tokenizer
+
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, with [CLS]/[SEP] and truncated to ``max_length``."""
         return [e.ids for e in self._tokenizer.encode_batch(list(texts))]

@@ -26,6 +26,7 @@ from index.store import DocumentStore
 from index.vectors import EncoderInfo, VectorIndex
 from index.workspace import Workspace
 from ranker.config import Config
+from ranker.passages import PassageSplitter
 from ranker.progress import Progress
 
 
@@ -36,6 +37,7 @@ class IngestReport:
     unchanged: int = 0
     deleted: int = 0
     embedded: int = 0
+    passages: int = 0
     reused_embeddings: int = 0
     documents: int = 0
     generation: int | None = None
@@ -115,7 +117,7 @@ def _build_generation(
     report: IngestReport,
 ) -> None:
     hashes = store.hashes()
-    prev_ids, prev_hashes, prev_vectors = _previous(prev_dir)
+    prev_ids, prev_hashes, prev_vectors, prev_passages = _previous(prev_dir)
     # Keep surviving documents at their old positions when nothing old changed, so an
     # approximate index can be extended instead of rebuilt.
     only_additions = prev_vectors is not None and all(
@@ -144,51 +146,61 @@ def _build_generation(
             bm25.save(tmp / "bm25")
             report.seconds["keyword_index"] = time.perf_counter() - t
 
-            encoder = None
-            fingerprint = prev_vectors.encoder.fingerprint if prev_vectors is not None else None
-            reuse = {}
-            if prev_vectors is not None:
-                encoder = encoder_factory()
-                if encoder.fingerprint == fingerprint:
-                    reuse = {
-                        (i, h): p
-                        for p, (i, h) in enumerate(zip(prev_ids, prev_hashes, strict=True))
-                    }
+            # Loaded even when everything could be reused: its fingerprint decides that.
+            encoder = encoder_factory()
+            passage_cfg = _passage_settings(cfg)
+            reuse: dict[tuple[str, str], int] = {}
+            if (
+                prev_vectors is not None
+                and prev_passages == passage_cfg
+                and encoder.fingerprint == prev_vectors.encoder.fingerprint
+            ):
+                reuse = {key: p for p, key in enumerate(zip(prev_ids, prev_hashes, strict=True))}
             todo = [p for p, i in enumerate(ids) if (i, hashes[i]) not in reuse]
-            if todo and encoder is None:
-                encoder = encoder_factory()
             t = time.perf_counter()
-            dim = encoder.dim if encoder is not None else prev_vectors.encoder.dim
-            emb = np.zeros((len(ids), dim), dtype=np.float32)
+            blocks: list[np.ndarray | None] = [None] * len(ids)
             for p, i in enumerate(ids):
                 src = reuse.get((i, hashes[i]))
                 if src is not None:
-                    emb[p] = prev_vectors.embeddings[src]
+                    blocks[p] = prev_vectors.embeddings[prev_vectors.rows(src)]
             if todo:
-                with progress.task("Embedding documents", len(todo)) as advance:
-                    emb[todo] = encoder.encode(
-                        [docs[p].full_text for p in todo],
-                        batch_size=cfg.encoder.batch_size,
-                        progress=advance,
+                splitter = PassageSplitter(
+                    encoder.tokenizer,
+                    cfg.encoder.max_length,
+                    overlap=cfg.encoder.passage_overlap,
+                    max_passages=cfg.encoder.max_passages,
+                )
+                passages = splitter.split([docs[p] for p in todo])
+                flat = [text for texts in passages for text in texts]
+                with progress.task("Embedding passages", len(flat)) as advance:
+                    vectors = encoder.encode(
+                        flat, batch_size=cfg.encoder.batch_size, progress=advance
                     )
+                start = 0
+                for p, texts in zip(todo, passages, strict=True):
+                    blocks[p] = vectors[start : start + len(texts)]
+                    start += len(texts)
+                report.passages = len(flat)
             report.embedded = len(todo)
             report.reused_embeddings = len(ids) - len(todo)
             report.seconds["embedding"] = time.perf_counter() - t
 
             t = time.perf_counter()
-            info = (
-                EncoderInfo(encoder.name, encoder.fingerprint, encoder.dim)
-                if encoder is not None
-                else prev_vectors.encoder
-            )
-            if only_additions and prev_vectors.encoder == info:
-                vectors = prev_vectors.extend(emb[len(prev_ids) :])
+            info = EncoderInfo(encoder.name, encoder.fingerprint, encoder.dim)
+            counts = [len(b) for b in blocks]
+            owner = np.repeat(np.arange(len(ids)), counts)
+            emb = np.vstack(blocks)
+            if only_additions and reuse and prev_vectors.encoder == info:
+                cut = len(prev_vectors.embeddings)
+                vectors_index = prev_vectors.extend(emb[cut:], owner[cut:])
             else:
-                vectors = VectorIndex.build(emb, info, cfg.vectors)
-            vectors.save(tmp / "vectors")
+                vectors_index = VectorIndex.build(emb, info, cfg.vectors, owner)
+            vectors_index.save(tmp / "vectors")
             report.seconds["vector_index"] = time.perf_counter() - t
+            manifest["passages"] = passage_cfg
+            manifest["vectors"] = len(emb)
             manifest["encoder"] = asdict(info)
-            manifest["vector_kind"] = vectors.kind
+            manifest["vector_kind"] = vectors_index.kind
         (tmp / "docs.json").write_text(json.dumps({"ids": ids, "hashes": [hashes[i] for i in ids]}))
         manifest["seconds"] = report.seconds
         # The manifest is written last: a generation directory without one is incomplete.
@@ -196,16 +208,27 @@ def _build_generation(
 
 
 def _previous(prev_dir: Path | None):
+    """Doc ids, hashes, vector index and passage settings of the generation being replaced."""
     if prev_dir is None or not (prev_dir / "docs.json").exists():
-        return [], [], None
+        return [], [], None, None
     docs = json.loads((prev_dir / "docs.json").read_text())
     if not docs["ids"]:
-        return [], [], None
+        return [], [], None, None
     try:
         vectors = VectorIndex.load(prev_dir / "vectors")
-    except BrainrankError:
-        return [], [], None  # a damaged previous generation is rebuilt, not reused
-    return docs["ids"], docs["hashes"], vectors
+        passages = json.loads((prev_dir / "manifest.json").read_text()).get("passages")
+    except (BrainrankError, OSError, ValueError):
+        return [], [], None, None  # a damaged previous generation is rebuilt, not reused
+    return docs["ids"], docs["hashes"], vectors, passages
+
+
+def _passage_settings(cfg: Config) -> dict:
+    e = cfg.encoder
+    return {
+        "max_length": e.max_length,
+        "max_passages": e.max_passages,
+        "overlap": e.passage_overlap,
+    }
 
 
 def _iso(ts: datetime | None) -> str | None:

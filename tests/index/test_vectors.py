@@ -89,3 +89,56 @@ def test_search_on_tiny_index_returns_what_exists():
     index = VectorIndex.build(embedding_like(3), ENC)
     _, got = index.search(embedding_like(1, seed=5), 10, encoder_fingerprint=ENC.fingerprint)
     assert sorted(got[0].tolist()) == [0, 1, 2]
+
+
+def passages_fixture(seed=0):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 5, size=300)  # 1 to 4 passages per document
+    owner = np.repeat(np.arange(300), counts)
+    return embedding_like(len(owner), seed=seed), owner
+
+
+def brute_force_docs(x, owner, q):
+    best = np.full((len(q), owner.max() + 1), -np.inf)
+    for row, doc in enumerate(owner):
+        best[:, doc] = np.maximum(best[:, doc], q @ x[row])
+    return best
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_document_scores_are_their_best_passage(kind):
+    x, owner = passages_fixture()
+    q = embedding_like(20, seed=9)
+    index = VectorIndex.build(x, ENC, VectorParams(kind=kind), owner=owner)
+    assert index.size == 300
+    truth = brute_force_docs(x, owner, q)
+    scores, got = index.search(q, 10, encoder_fingerprint=ENC.fingerprint)
+    assert all(len(set(row)) == 10 for row in got)  # each document once
+    expected = np.argsort(-truth, axis=1, kind="stable")[:, :10]
+    overlap = np.mean([len(set(g) & set(e)) / 10 for g, e in zip(got, expected, strict=True)])
+    assert overlap == 1.0 if kind == "flat" else overlap >= 0.9
+    np.testing.assert_allclose(scores, np.take_along_axis(truth, got, axis=1), rtol=1e-5)
+    positions = np.array([5, 0, 299, 17])
+    np.testing.assert_allclose(index.similarity(q[0], positions), truth[0, positions], rtol=1e-5)
+
+
+def test_passages_survive_save_load_and_extend(tmp_path):
+    x, owner = passages_fixture(seed=4)
+    cut = int(np.searchsorted(owner, 200))  # documents 0-199 first, 200-299 added later
+    grown = VectorIndex.build(x[:cut], ENC, VectorParams(kind="hnsw"), owner=owner[:cut])
+    grown = grown.extend(x[cut:], owner[cut:])
+    grown.save(tmp_path / "v")
+    loaded = VectorIndex.load(tmp_path / "v")
+    assert loaded.size == 300 and loaded.rows(250) == slice(
+        int(np.searchsorted(owner, 250)), int(np.searchsorted(owner, 251))
+    )
+    q = embedding_like(5, seed=11)
+    np.testing.assert_array_equal(
+        loaded.search(q, 5, encoder_fingerprint=ENC.fingerprint)[1],
+        grown.search(q, 5, encoder_fingerprint=ENC.fingerprint)[1],
+    )
+
+
+def test_owners_with_gaps_are_refused():
+    with pytest.raises(IndexMismatchError, match="without gaps"):
+        VectorIndex.build(embedding_like(3), ENC, owner=np.array([0, 2, 2]))
