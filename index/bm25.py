@@ -1,4 +1,8 @@
-"""Keyword index: bm25s over title and body, Snowball-stemmed, English stopwords removed."""
+"""Keyword index: bm25s over title and body, Snowball-stemmed, English stopwords removed.
+
+Besides scores, an index can keep each document's term-id sequence (arrays, no pickle) so
+the ranker can compute query-term coverage and phrase matches without re-tokenising.
+"""
 
 from __future__ import annotations
 
@@ -24,24 +28,48 @@ class BM25Params:
 
 
 class BM25Index:
-    """A bm25s index whose document positions match the generation's ``doc_ids`` list."""
+    """A bm25s index whose document positions match the generation's ``doc_ids`` list.
 
-    def __init__(self, retriever: bm25s.BM25, params: BM25Params, n_docs: int):
+    An index over texts without a single indexable term (say, a title field that is empty
+    everywhere) has no bm25s retriever and scores every query zero.
+    """
+
+    def __init__(
+        self,
+        retriever: bm25s.BM25 | None,
+        params: BM25Params,
+        n_docs: int,
+        sequences: tuple[np.ndarray, np.ndarray] | None = None,
+    ):
         self._retriever = retriever
         self.params = params
         self.n_docs = n_docs
         self._stemmer = Stemmer.Stemmer(params.stemmer)
+        self._sequences = sequences  # (flat term ids, offsets[n_docs + 1])
 
     @classmethod
-    def build(cls, texts: Sequence[str], params: BM25Params = BM25Params()) -> BM25Index:
+    def build(
+        cls, texts: Sequence[str], params: BM25Params = BM25Params(), *, keep_sequences=False
+    ) -> BM25Index:
         """Index ``texts``; position i of the index is ``texts[i]``."""
-        stemmer = Stemmer.Stemmer(params.stemmer)
         tokens = bm25s.tokenize(
-            list(texts), stopwords=params.stopwords, stemmer=stemmer, show_progress=False
+            list(texts),
+            stopwords=params.stopwords,
+            stemmer=Stemmer.Stemmer(params.stemmer),
+            return_ids=False,
+            show_progress=False,
         )
-        retriever = bm25s.BM25(k1=params.k1, b=params.b, method=params.method)
-        retriever.index(tokens, show_progress=False)
-        return cls(retriever, params, len(texts))
+        retriever = None
+        if any(tokens):
+            retriever = bm25s.BM25(k1=params.k1, b=params.b, method=params.method)
+            retriever.index(tokens, show_progress=False)
+        sequences = None
+        if keep_sequences:
+            vocab = retriever.vocab_dict if retriever is not None else {}
+            flat = np.array([vocab[t] for doc in tokens for t in doc], dtype=np.int32)
+            offsets = np.concatenate([[0], np.cumsum([len(d) for d in tokens])]).astype(np.int64)
+            sequences = (flat, offsets)
+        return cls(retriever, params, len(texts), sequences)
 
     def tokenize(self, query: str) -> list[str]:
         """The stemmed, stopword-free terms of ``query`` as the index sees them."""
@@ -53,27 +81,84 @@ class BM25Index:
             show_progress=False,
         )[0]
 
+    def term_ids(self, query: str) -> list[int]:
+        """Ids of the query's terms that occur in the index, in query order (repeats kept)."""
+        if self._retriever is None:
+            return []
+        return self._retriever.get_tokens_ids(self.tokenize(query))
+
+    def vocab_id(self, term: str) -> int | None:
+        """The index's id of one (already tokenised) term, or None when it never occurs."""
+        if self._retriever is None:
+            return None
+        return self._retriever.vocab_dict.get(term)
+
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every document for ``query`` (float32, zeros when no term matches)."""
-        ids = self._retriever.get_tokens_ids(self.tokenize(query))
-        if not ids:
+        return self.scores_for_terms(self.term_ids(query))
+
+    def scores_for_terms(self, term_ids: Sequence[int]) -> np.ndarray:
+        if not term_ids:
             return np.zeros(self.n_docs, dtype=np.float32)
-        return self._retriever.get_scores(ids).astype(np.float32, copy=False)
+        return self._retriever.get_scores(list(term_ids)).astype(np.float32, copy=False)
+
+    def idf(self, term_ids: Sequence[int]) -> np.ndarray:
+        """Lucene idf of each term: log(1 + (N - df + 0.5) / (df + 0.5))."""
+        if not term_ids:
+            return np.zeros(0)
+        indptr = self._retriever.scores["indptr"]
+        ids = np.asarray(term_ids)
+        df = indptr[ids + 1] - indptr[ids]
+        return np.log1p((self.n_docs - df + 0.5) / (df + 0.5))
+
+    def sequences(self, positions: np.ndarray) -> list[np.ndarray]:
+        """Term-id sequences of the documents at ``positions`` (stopwords removed)."""
+        if self._sequences is None:
+            raise BrainrankError(
+                "this keyword index keeps no term sequences; run `brainrank reindex`"
+            )
+        flat, offsets = self._sequences
+        return [flat[offsets[p] : offsets[p + 1]] for p in positions]
+
+    def lengths(self) -> np.ndarray:
+        """Indexed terms per document."""
+        if self._sequences is None:
+            raise BrainrankError(
+                "this keyword index keeps no term sequences; run `brainrank reindex`"
+            )
+        return np.diff(self._sequences[1])
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self._retriever.save(str(directory), allow_pickle=False, show_progress=False)
-        payload = {"params": asdict(self.params), "n_docs": self.n_docs}
+        if self._retriever is not None:
+            self._retriever.save(str(directory), allow_pickle=False, show_progress=False)
+        if self._sequences is not None:
+            np.save(directory / "sequences.npy", self._sequences[0], allow_pickle=False)
+            np.save(directory / "sequence_offsets.npy", self._sequences[1], allow_pickle=False)
+        payload = {
+            "params": asdict(self.params),
+            "n_docs": self.n_docs,
+            "empty": self._retriever is None,
+            "sequences": self._sequences is not None,
+        }
         (directory / "brainrank_bm25.json").write_text(json.dumps(payload))
 
     @classmethod
     def load(cls, directory: Path) -> BM25Index:
         try:
             meta = json.loads((directory / "brainrank_bm25.json").read_text())
-            retriever = bm25s.BM25.load(str(directory), mmap=False, show_progress=False)
+            retriever = None
+            if not meta.get("empty"):
+                retriever = bm25s.BM25.load(str(directory), mmap=False, show_progress=False)
+            sequences = None
+            if meta.get("sequences"):
+                sequences = (
+                    np.load(directory / "sequences.npy", allow_pickle=False),
+                    np.load(directory / "sequence_offsets.npy", allow_pickle=False),
+                )
         except (OSError, ValueError, KeyError) as exc:
             raise BrainrankError(
                 f"keyword index at {directory} is missing or corrupt ({exc}); "
                 "run `brainrank reindex` to rebuild it"
             ) from exc
-        return cls(retriever, BM25Params(**meta["params"]), int(meta["n_docs"]))
+        return cls(retriever, BM25Params(**meta["params"]), int(meta["n_docs"]), sequences)

@@ -87,7 +87,15 @@ class Workspace:
     def manifest(self, number: int) -> dict:
         return json.loads((self.generation_dir(number) / "manifest.json").read_text())
 
-    def activate(self, number: int, keep: int = 2) -> None:
+    def update_manifest(self, number: int, **fields) -> None:
+        """Change fields of a generation's manifest atomically."""
+        manifest = self.manifest(number)
+        manifest.update(fields)
+        write_text_atomic(
+            self.generation_dir(number) / "manifest.json", json.dumps(manifest, indent=2)
+        )
+
+    def activate(self, number: int, keep: int = 3) -> None:
         """Point CURRENT at generation ``number`` atomically, then prune old generations."""
         write_text_atomic(self.indexes_dir / "CURRENT", f"gen-{number:06d}\n")
         for old in self.generations()[:-keep]:
@@ -95,15 +103,21 @@ class Workspace:
                 shutil.rmtree(self.generation_dir(old), ignore_errors=True)
 
     def serving_generation(self, store_version: int) -> int | None:
-        """The generation that should serve: the one built for ``store_version``, else CURRENT.
+        """The generation that should serve: CURRENT, moved forward past an interrupted swap.
 
-        Read-only, so searches can call it; a build that never finished leaves the index
-        lagging the store, which is still consistent and searchable.
+        When CURRENT was built from an older store version and a complete, non-staged
+        generation exists for ``store_version``, that one serves (its ingest committed but
+        died before moving the pointer). Staged generations (built for a challenger model's
+        encoder) serve only once a promotion activates them. Read-only, so searches call it.
         """
+        current = self.current_generation()
+        if current is not None and self.manifest(current).get("store_version") == store_version:
+            return current
         for number in reversed(self.generations()):
-            if self.manifest(number).get("store_version") == store_version:
+            manifest = self.manifest(number)
+            if manifest.get("store_version") == store_version and not manifest.get("staged"):
                 return number
-        return self.current_generation()
+        return current
 
     def recover(self, store_version: int) -> int | None:
         """Finish a build interrupted after its commit and remove writers' temporary dirs."""

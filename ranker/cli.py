@@ -39,6 +39,10 @@ app = typer.Typer(
 )
 encoder_app = typer.Typer(help="Manage the text encoder.", no_args_is_help=True)
 app.add_typer(encoder_app, name="encoder")
+models_app = typer.Typer(
+    help="The model registry: list, inspect, promote, roll back, move.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
 
 WorkspaceOpt = Annotated[
     Path | None,
@@ -74,13 +78,13 @@ def _config(workspace, config, encoder=None):
     return load_config(config, workspace=workspace, encoder=encoder)
 
 
-def _encoder_factory(cfg):
-    def load():
-        from ranker.encoder import TextEncoder
+def _encoder(cfg):
+    """(path, loader) of the encoder that matches the serving index (or the configured one)."""
+    from index.workspace import Workspace
+    from ranker.encoders import encoder_path_for, load_encoder, serving_manifest
 
-        return TextEncoder.load(cfg.encoder.resolved_path(), max_length=cfg.encoder.max_length)
-
-    return load
+    path = encoder_path_for(cfg, serving_manifest(Workspace(cfg.workspace)))
+    return path, lambda: load_encoder(path, cfg.encoder.max_length)
 
 
 def _progress():
@@ -123,12 +127,14 @@ def ingest(
             err.print(f"[yellow]skipped[/] {message}", highlight=False)
         if len(skipped) > 20:
             err.print(f"[yellow]... and {len(skipped) - 20} more skipped records[/]")
+    encoder_path, encoder_factory = _encoder(cfg)
     rep = update_indexes(
         Workspace(cfg.workspace),
         cfg,
         documents=docs,
         delete_ids=delete or [],
-        encoder_factory=_encoder_factory(cfg),
+        encoder_factory=encoder_factory,
+        encoder_path=encoder_path,
         progress=_progress(),
     )
     err.print(
@@ -152,8 +158,14 @@ def reindex(
     ws = Workspace(cfg.workspace)
     if not ws.exists():
         raise BrainrankError(f"workspace {ws.root} has no documents; run `brainrank ingest` first")
+    encoder_path, encoder_factory = _encoder(cfg)
     rep = update_indexes(
-        ws, cfg, rebuild=True, encoder_factory=_encoder_factory(cfg), progress=_progress()
+        ws,
+        cfg,
+        rebuild=True,
+        encoder_factory=encoder_factory,
+        encoder_path=encoder_path,
+        progress=_progress(),
     )
     err.print(
         f"rebuilt generation {rep.generation}: {rep.documents} documents in "
@@ -171,7 +183,16 @@ def search(
         typer.Option(
             "--mode",
             "-m",
-            help="bm25, dense, hybrid, hybrid-rrf or hybrid-minmax [default: hybrid]",
+            help="bm25, dense, hybrid, hybrid-rrf, hybrid-minmax or learned "
+            "[default: learned once a model is promoted, else hybrid]",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Model version for learned mode [default: the champion]",
             show_default=False,
         ),
     ] = None,
@@ -188,12 +209,13 @@ def search(
         check_mode(mode)
     engine = SearchEngine(cfg)
     engine.validate_query(query)
-    result = engine.search(query, k=k, mode=mode)
+    result = engine.search(query, k=k, mode=mode, model=model)
     if as_json:
         payload = {
             "query": result.query,
             "mode": result.mode,
             "latency_ms": round(result.latency_ms, 3),
+            **result.info,
             "results": [
                 {
                     "rank": h.rank,
@@ -253,6 +275,177 @@ def eval_(
                 {m: {k: v for k, v in r.items() if k != "queries"} for m, r in results.items()}
             )
         )
+
+
+@app.command()
+def train(
+    queries: Annotated[Path, typer.Option("--queries", help="Queries: JSONL or TSV")],
+    qrels: Annotated[Path, typer.Option("--qrels", help="Judgments: TREC qrels or BEIR TSV")],
+    clicks: Annotated[
+        Path | None,
+        typer.Option(
+            "--clicks",
+            help="Click log (JSONL impressions) to learn from, with position-bias correction",
+        ),
+    ] = None,
+    finetune: Annotated[
+        bool,
+        typer.Option(
+            "--encoder/--no-encoder",
+            help="Also fine-tune the text encoder on the judgments and re-embed the collection",
+        ),
+    ] = False,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            "--promote/--no-promote", help="Promote the challenger when it beats the champion"
+        ),
+    ] = True,
+    scorer: Annotated[str, typer.Option("--scorer", help="dnn or gam")] = "dnn",
+    loss: Annotated[str, typer.Option("--loss", help="softmax or approx_ndcg")] = "softmax",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line")] = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Train a challenger ranker, compare it with the champion on held-out queries."""
+    from ranker.evaluate import read_qrels, read_queries
+    from ranker.train import TrainOptions
+    from ranker.train import train as run_training
+
+    if scorer not in ("dnn", "gam"):
+        raise BrainrankError(f"unknown scorer {scorer!r}; choose dnn or gam")
+    if loss not in ("softmax", "approx_ndcg"):
+        raise BrainrankError(f"unknown loss {loss!r}; choose softmax or approx_ndcg")
+    cfg = _config(workspace, config)
+    options = TrainOptions(
+        finetune_encoder=finetune, promote=promote, seed=seed, scorer=scorer, loss=loss
+    )
+    result = run_training(
+        cfg,
+        read_queries(queries),
+        read_qrels(qrels),
+        clicks_path=clicks,
+        options=options,
+        progress=_progress(),
+    )
+    from ranker.render import comparison_table
+
+    (err if as_json else out).print(comparison_table(result))
+    verdict = "promoted to champion" if result.promoted else "kept as challenger"
+    err.print(f"model {result.version} {verdict}: {result.reason}", highlight=False)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "version": result.version,
+                    "promoted": result.promoted,
+                    "reason": result.reason,
+                    "metrics": result.metrics,
+                    "training": result.summary,
+                },
+                default=str,
+            )
+        )
+
+
+VersionArg = Annotated[str, typer.Argument(help="Version: v7, 7, v0007 or champion")]
+
+
+@models_app.command("list")
+def models_list(workspace: WorkspaceOpt = None, config: ConfigOpt = None) -> None:
+    """All model versions with their held-out metrics and age."""
+    from ranker.registry import Registry
+    from ranker.render import models_table
+
+    cfg = _config(workspace, config)
+    registry = Registry(_workspace(cfg).models_dir)
+    champion = registry.champion()
+    out.print(models_table(registry.versions(), champion.version if champion else None))
+    for problem in registry.problems:
+        err.print(f"[yellow]warning:[/] {problem}", highlight=False)
+
+
+@models_app.command("show")
+def models_show(
+    version: VersionArg = "champion", workspace: WorkspaceOpt = None, config: ConfigOpt = None
+) -> None:
+    """Everything recorded about one version (JSON)."""
+    from ranker.registry import Registry
+
+    cfg = _config(workspace, config)
+    mv = Registry(_workspace(cfg).models_dir).get(version)
+    print(json.dumps(mv.meta, indent=2, default=str))
+
+
+@models_app.command("promote")
+def models_promote(
+    version: VersionArg, workspace: WorkspaceOpt = None, config: ConfigOpt = None
+) -> None:
+    """Make a version the champion (re-embedding the collection if its encoder differs)."""
+    from ranker.promotion import promote
+
+    cfg = _config(workspace, config)
+    mv = promote(cfg, version, progress=_progress())
+    err.print(f"{mv.version} is now the champion", highlight=False)
+
+
+@models_app.command("rollback")
+def models_rollback(workspace: WorkspaceOpt = None, config: ConfigOpt = None) -> None:
+    """Return to the previous champion."""
+    from ranker.promotion import rollback
+
+    cfg = _config(workspace, config)
+    mv = rollback(cfg, progress=_progress())
+    err.print(f"rolled back: {mv.version} is the champion again", highlight=False)
+
+
+@models_app.command("export")
+def models_export(
+    version: VersionArg,
+    archive: Annotated[Path, typer.Argument(help="Archive file (.tar.gz) or folder")],
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write a version (ranker, schema, encoder if fine-tuned) to a .tar.gz archive."""
+    from ranker.registry import Registry
+
+    cfg = _config(workspace, config)
+    path = Registry(_workspace(cfg).models_dir).export(version, archive)
+    err.print(f"exported to {path}", highlight=False)
+
+
+@models_app.command("import")
+def models_import(
+    archive: Annotated[Path, typer.Argument(help="Archive from `models export`")],
+    promote: Annotated[
+        bool, typer.Option("--promote/--no-promote", help="Make it the champion")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Add an exported model; its encoder's index is built now so it can serve at once."""
+    from ranker.promotion import ensure_generation
+    from ranker.promotion import promote as promote_version
+    from ranker.registry import Registry
+
+    cfg = _config(workspace, config)
+    ws = _workspace(cfg)
+    mv = Registry(ws.models_dir).import_archive(archive)
+    ensure_generation(cfg, mv, progress=_progress())
+    err.print(f"imported {archive} as {mv.version}", highlight=False)
+    if promote:
+        promote_version(cfg, mv.version, progress=_progress())
+        err.print(f"{mv.version} is now the champion", highlight=False)
+
+
+def _workspace(cfg):
+    from index.workspace import Workspace
+
+    ws = Workspace(cfg.workspace)
+    if not ws.exists():
+        raise BrainrankError(f"workspace {ws.root} has no documents; run `brainrank ingest` first")
+    return ws
 
 
 @encoder_app.command("fetch")

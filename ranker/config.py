@@ -59,7 +59,7 @@ class RetrievalConfig:
     # (nDCG@10 0.734, R@100 0.961 vs 0.735, 0.955 at 0.5); test was not used to choose it.
     dense_weight: float = 0.6
     max_query_chars: int = 2000
-    default_mode: str = "hybrid"
+    default_mode: str = "auto"  # auto: learned once a champion model exists, else hybrid
 
 
 @dataclass(frozen=True)
@@ -180,6 +180,11 @@ def _build(cls: type, values: dict[str, Any], section: str) -> Any:
 
 def _validate(cfg: Config) -> None:
     r = cfg.retrieval
+    modes = ("auto", "bm25", "dense", "hybrid", "hybrid-rrf", "hybrid-minmax", "learned")
+    if r.default_mode not in modes:
+        raise BrainrankError(
+            f"config [retrieval] default_mode {r.default_mode!r} is not one of {', '.join(modes)}"
+        )
     if r.fusion not in FUSIONS:
         raise BrainrankError(
             f"config [retrieval] fusion {r.fusion!r} is not one of {', '.join(FUSIONS)}"

@@ -91,6 +91,23 @@ class MaskedMeanPool(tf.keras.layers.Layer):
         return total / tf.maximum(tf.reduce_sum(mask, axis=1), 1e-9)
 
 
+def configure_tf_threads(intra_op: int | None = None, inter_op: int = 1) -> bool:
+    """Size TF's CPU thread pools; a no-op returning False once TF has started or been configured.
+
+    Defaults: every core for each op, one op at a time. The encoder is a chain of large matmuls,
+    so extra inter-op threads only let the Q/K/V projections compete for the same few cores.
+    """
+    threading = tf.config.threading
+    if threading.get_intra_op_parallelism_threads() or threading.get_inter_op_parallelism_threads():
+        return False  # the application chose its own settings
+    try:
+        threading.set_intra_op_parallelism_threads(intra_op or os.cpu_count() or 1)
+        threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError:  # TF refuses once its runtime is initialised
+        return False
+    return True
+
+
 def _read_config(model_dir: Path) -> dict:
     """Read config.json and check it describes an architecture this module implements."""
     path = model_dir / CONFIG_FILE
@@ -151,16 +168,16 @@ def build_bert_model(cfg: dict) -> tf.keras.Model:
     return tf.keras.Model([input_ids, attention_mask], out, name="bert_encoder")
 
 
-def _weight_table(model: tf.keras.Model, cfg: dict, prefix: str) -> list[tuple[str, object, str]]:
-    """List (tensor name, Keras variable, conversion kind) for every mapped weight.
+def _weight_table(model: tf.keras.Model, cfg: dict, prefix: str) -> list[tuple[str, object, bool]]:
+    """List (tensor name, Keras variable, transpose) for every weight the model uses.
 
-    Kinds: ``copy`` as is; ``linear`` torch [out, in] -> Keras [in, out]; ``heads_in``/
-    ``heads_bias``/``heads_out`` additionally split the hidden axis into (heads, head_dim).
+    Torch linear weights are [out, in] and Keras kernels [in, out], hence ``transpose``; MHA
+    kernels and biases also split the hidden axis into (heads, head_dim), which a reshape handles.
     """
     table = []
 
-    def add(tensor_name, layer_name, var_suffix, kind="copy"):
-        table.append((prefix + tensor_name, layer_name, var_suffix, kind))
+    def add(tensor_name, layer_name, var_suffix, transpose=False):
+        table.append((prefix + tensor_name, layer_name, var_suffix, transpose))
 
     add("embeddings.word_embeddings.weight", "word_embeddings", "embeddings")
     add("embeddings.position_embeddings.weight", "position_type", "position_embeddings")
@@ -169,9 +186,9 @@ def _weight_table(model: tf.keras.Model, cfg: dict, prefix: str) -> list[tuple[s
     for i in range(cfg["num_hidden_layers"]):
         hf, attention = f"encoder.layer.{i}.", f"layer_{i}_attention"
         for proj in ("query", "key", "value"):
-            add(f"{hf}attention.self.{proj}.weight", attention, f"{proj}/kernel", "heads_in")
-            add(f"{hf}attention.self.{proj}.bias", attention, f"{proj}/bias", "heads_bias")
-        add(f"{hf}attention.output.dense.weight", attention, "attention_output/kernel", "heads_out")
+            add(f"{hf}attention.self.{proj}.weight", attention, f"{proj}/kernel", True)
+            add(f"{hf}attention.self.{proj}.bias", attention, f"{proj}/bias")
+        add(f"{hf}attention.output.dense.weight", attention, "attention_output/kernel", True)
         add(f"{hf}attention.output.dense.bias", attention, "attention_output/bias")
         for part, layer in (
             ("attention.output.", f"{attention}_ln"),
@@ -183,10 +200,10 @@ def _weight_table(model: tf.keras.Model, cfg: dict, prefix: str) -> list[tuple[s
             ("intermediate.", f"layer_{i}_intermediate"),
             ("output.", f"layer_{i}_output"),
         ):
-            add(f"{hf}{part}dense.weight", layer, "kernel", "linear")
+            add(f"{hf}{part}dense.weight", layer, "kernel", True)
             add(f"{hf}{part}dense.bias", layer, "bias")
     rows = []
-    for tensor_name, layer_name, var_suffix, kind in table:
+    for tensor_name, layer_name, var_suffix, transpose in table:
         matches = [
             v
             for v in model.get_layer(layer_name).weights
@@ -194,30 +211,8 @@ def _weight_table(model: tf.keras.Model, cfg: dict, prefix: str) -> list[tuple[s
         ]
         if len(matches) != 1:
             raise RuntimeError(f"expected one variable {layer_name}/{var_suffix}, got {matches}")
-        rows.append((tensor_name, matches[0], kind))
+        rows.append((tensor_name, matches[0], transpose))
     return rows
-
-
-def _to_keras(kind: str, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    if kind == "linear":
-        return array.T
-    if kind == "heads_in":
-        return array.T.reshape(shape)
-    if kind == "heads_out":
-        return array.T.reshape(shape)
-    return array.reshape(shape)  # copy, heads_bias
-
-
-def _to_torch(kind: str, array: np.ndarray) -> np.ndarray:
-    if kind == "linear":
-        return array.T
-    if kind == "heads_in":
-        return array.reshape(array.shape[0], -1).T
-    if kind == "heads_out":
-        return array.reshape(-1, array.shape[-1]).T
-    if kind == "heads_bias":
-        return array.reshape(-1)
-    return array
 
 
 class TextEncoder:
@@ -234,7 +229,7 @@ class TextEncoder:
         fingerprint,
         weight_table,
         extra_tensors,
-        tensor_dtypes,
+        tensor_meta,
         small_files,
         jit_compile,
     ):
@@ -248,8 +243,9 @@ class TextEncoder:
         self._tokenizer = tokenizer
         self._weight_table = weight_table
         self._extra_tensors = extra_tensors  # tensors the model does not use, saved unchanged
-        self._tensor_dtypes = tensor_dtypes
+        self._tensor_meta = tensor_meta  # name -> (shape, dtype) as in the loaded file
         self._small_files = small_files  # relative path -> bytes, copied by save()
+        self._jit_compile = jit_compile
         spec = tf.TensorSpec([None, None], tf.int32)
 
         # One traced function for all shapes: the [None, None] signature prevents a retrace per
@@ -275,6 +271,7 @@ class TextEncoder:
             if not (model_dir / needed).is_file():
                 raise BrainrankError(f"encoder folder {model_dir} has no {needed}; {FETCH_HINT}")
         cfg = _read_config(model_dir)
+        configure_tf_threads()  # best effort: keeps whatever the application already set
         if not 2 <= max_length <= cfg["max_position_embeddings"]:
             raise BrainrankError(
                 f"max_length {max_length} must be between 2 and the model's "
@@ -304,7 +301,8 @@ class TextEncoder:
                 f"{weights_path} lacks {len(missing)} BERT tensors (first: {missing[0]}); "
                 f"is it a BERT model? {FETCH_HINT}"
             )
-        for tensor_name, variable, kind in table:
+        tensor_meta = {name: (array.shape, array.dtype) for name, array in tensors.items()}
+        for tensor_name, variable, transpose in table:
             array = tensors.pop(tensor_name).astype(np.float32)
             expected = tuple(variable.shape)
             if array.size != int(np.prod(expected)):
@@ -312,7 +310,7 @@ class TextEncoder:
                     f"{weights_path}: tensor {tensor_name} has shape {array.shape}, which does "
                     f"not fit config.json (expects {expected} in Keras layout)"
                 )
-            variable.assign(_to_keras(kind, array, expected))
+            variable.assign((array.T if transpose else array).reshape(expected))
         position_type = keras_model.get_layer("position_type")
         position_type.token_type_row.assign(tensors[token_type_name][0].astype(np.float32))
 
@@ -330,8 +328,7 @@ class TextEncoder:
             fingerprint=fingerprint,
             weight_table=table,
             extra_tensors=tensors,
-            tensor_dtypes={n: a.dtype for n, a in tensors.items()}
-            | {n: np.dtype(np.float32) for n, _, _ in table},
+            tensor_meta=tensor_meta,
             small_files=small_files,
             jit_compile=jit_compile,
         )
@@ -368,14 +365,20 @@ class TextEncoder:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             longest = len(ids[rows[0]])
-            width = min(-(-longest // LENGTH_BUCKET) * LENGTH_BUCKET, limit)
-            input_ids = np.zeros((len(rows), width), dtype=np.int32)
-            mask = np.zeros((len(rows), width), dtype=np.int32)
+            width = min(max(-(-longest // LENGTH_BUCKET), 1) * LENGTH_BUCKET, limit)
+            height = len(rows)
+            if self._jit_compile:
+                # XLA compiles once per shape; a power-of-two height lets the partial last batch
+                # of every call reuse a compiled shape. Padding rows are masked out entirely.
+                height = min(1 << (height - 1).bit_length(), batch_size)
+            input_ids = np.zeros((height, width), dtype=np.int32)
+            mask = np.zeros((height, width), dtype=np.int32)
             for j, row in enumerate(rows):
                 seq = ids[row]
                 input_ids[j, : len(seq)] = seq
                 mask[j, : len(seq)] = 1
-            out[rows] = self._infer(tf.constant(input_ids), tf.constant(mask)).numpy()
+            vectors = self._infer(tf.constant(input_ids), tf.constant(mask)).numpy()
+            out[rows] = vectors[: len(rows)]
             if progress is not None:
                 progress(len(rows))
         return out
@@ -389,15 +392,19 @@ class TextEncoder:
         out_dir = Path(out_dir)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tensors = dict(self._extra_tensors)
-        for tensor_name, variable, kind in self._weight_table:
-            tensors[tensor_name] = _to_torch(kind, variable.numpy())
+        for tensor_name, variable, transpose in self._weight_table:
+            shape = self._tensor_meta[tensor_name][0]
+            value = variable.numpy()
+            tensors[tensor_name] = (
+                value.reshape(shape[::-1]).T if transpose else value.reshape(shape)
+            )
         prefix = "bert." if self._weight_table[0][0].startswith("bert.") else ""
         token_type_name = f"{prefix}embeddings.token_type_embeddings.weight"
         token_types = np.array(tensors[token_type_name], copy=True)
         token_types[0] = self.keras_model.get_layer("position_type").token_type_row.numpy()
         tensors[token_type_name] = token_types
         tensors = {
-            n: np.ascontiguousarray(a, dtype=self._tensor_dtypes[n]) for n, a in tensors.items()
+            n: np.ascontiguousarray(a, dtype=self._tensor_meta[n][1]) for n, a in tensors.items()
         }
 
         # Build beside the destination and rename into place, so a crash never leaves a

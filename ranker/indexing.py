@@ -59,9 +59,13 @@ def update_indexes(
     delete_ids: Sequence[str] = (),
     rebuild: bool = False,
     encoder_factory: EncoderFactory,
+    encoder_path: Path | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
-    """Upsert ``documents``, delete ``delete_ids`` and make the indexes match, atomically."""
+    """Upsert ``documents``, delete ``delete_ids`` and make the indexes match, atomically.
+
+    ``encoder_path`` is recorded in the generation so searches load the same encoder.
+    """
     progress = progress or Progress()
     report = IngestReport()
     t0 = time.perf_counter()
@@ -96,6 +100,7 @@ def update_indexes(
                     encoder_factory,
                     progress,
                     report,
+                    encoder_path=encoder_path,
                 )
             ws.activate(number)
             report.generation = number
@@ -115,6 +120,9 @@ def _build_generation(
     encoder_factory: EncoderFactory,
     progress: Progress,
     report: IngestReport,
+    *,
+    encoder_path: Path | None = None,
+    staged: bool = False,
 ) -> None:
     hashes = store.hashes()
     prev_ids, prev_hashes, prev_vectors, prev_passages = _previous(prev_dir)
@@ -138,12 +146,18 @@ def _build_generation(
             "documents": len(ids),
             "newest_document": _iso(store.newest_timestamp()),
             "config": cfg.to_dict(),
+            "encoder_path": str(encoder_path) if encoder_path else None,
+            "staged": staged,
         }
         if ids:
             t = time.perf_counter()
             docs = list(store.iter_documents(ids))
-            bm25 = BM25Index.build([d.full_text for d in docs], cfg.bm25)
+            bm25 = BM25Index.build([d.full_text for d in docs], cfg.bm25, keep_sequences=True)
             bm25.save(tmp / "bm25")
+            # Field indexes feed the learned ranker's title and body features.
+            BM25Index.build([d.title for d in docs], cfg.bm25).save(tmp / "bm25_title")
+            BM25Index.build([d.text for d in docs], cfg.bm25).save(tmp / "bm25_body")
+            _save_doc_meta(tmp / "doc_meta.npz", docs)
             report.seconds["keyword_index"] = time.perf_counter() - t
 
             # Loaded even when everything could be reused: its fingerprint decides that.
@@ -207,6 +221,48 @@ def _build_generation(
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
+def stage_generation(
+    ws: Workspace,
+    cfg: Config,
+    *,
+    encoder_factory: EncoderFactory,
+    encoder_path: Path,
+    progress: Progress | None = None,
+) -> tuple[int, IngestReport]:
+    """Build, but do not activate, a generation of the current documents for another encoder.
+
+    This is how a challenger model with its own fine-tuned encoder gets an index to be
+    evaluated on while the champion keeps serving; promoting the model activates it.
+    """
+    report = IngestReport()
+    t0 = time.perf_counter()
+    with ws.writer_lock():
+        store = ws.open_store()
+        try:
+            ws.recover(store.version)
+            current = ws.serving_generation(store.version)
+            number = ws.next_generation_number()
+            prev_dir = ws.generation_dir(current) if current is not None else None
+            _build_generation(
+                ws.generation_dir(number),
+                store,
+                cfg,
+                store.version,
+                number,
+                prev_dir,
+                encoder_factory,
+                progress or Progress(),
+                report,
+                encoder_path=encoder_path,
+                staged=True,
+            )
+        finally:
+            store.close()
+    report.generation = number
+    report.seconds["total"] = time.perf_counter() - t0
+    return number, report
+
+
 def _previous(prev_dir: Path | None):
     """Doc ids, hashes, vector index and passage settings of the generation being replaced."""
     if prev_dir is None or not (prev_dir / "docs.json").exists():
@@ -233,3 +289,17 @@ def _passage_settings(cfg: Config) -> dict:
 
 def _iso(ts: datetime | None) -> str | None:
     return ts.isoformat() if ts else None
+
+
+def _save_doc_meta(path: Path, docs: list[Document]) -> None:
+    """Timestamps (epoch seconds, NaN when unknown) and numeric fields as columns (NaN = absent)."""
+    names = sorted({name for d in docs for name in d.fields})
+    columns = {
+        "timestamp": np.array(
+            [d.timestamp.timestamp() if d.timestamp else np.nan for d in docs], dtype=np.float64
+        )
+    }
+    for name in names:
+        columns[f"field:{name}"] = np.array([d.fields.get(name, np.nan) for d in docs], np.float64)
+    with open(path, "wb") as fh:
+        np.savez(fh, **columns)

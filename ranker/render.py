@@ -55,3 +55,43 @@ def metrics_table(results: dict[str, dict]) -> Table:
             str(r.get("queries", "")),
         )
     return table
+
+
+def comparison_table(result) -> Table:
+    """Held-out metrics of the challenger next to the champion and the fixed modes."""
+    table = Table(title=f"Model {result.version} on held-out queries")
+    table.add_column("ranking")
+    for m in ("nDCG@10", "RR@10", "R@100", "AP"):
+        table.add_column(m, justify="right")
+    for name, ms in result.metrics.items():
+        label = f"{name} ({result.version})" if name == "challenger" else name
+        table.add_row(label, *(f"{ms[m]:.4f}" for m in ("nDCG@10", "RR@10", "R@100", "AP")))
+    return table
+
+
+def models_table(versions, champion: str | None) -> Table:
+    from datetime import UTC, datetime
+
+    table = Table(title="Models")
+    for col in ("version", "", "created", "age", "nDCG@10", "vs", "encoder", "train queries"):
+        table.add_column(col)
+    now = datetime.now(UTC)
+    for mv in versions:
+        metrics = mv.metrics or {}
+        mine = metrics.get("challenger", {}).get("nDCG@10")
+        other = metrics.get("champion") or metrics.get("hybrid") or {}
+        age = now - mv.created
+        table.add_row(
+            mv.version,
+            "champion" if mv.version == champion else "",
+            mv.created.strftime("%Y-%m-%d %H:%M"),
+            f"{age.days}d {age.seconds // 3600}h",
+            f"{mine:.4f}" if mine is not None else "-",
+            f"{other.get('nDCG@10', float('nan')):.4f}" if other else "-",
+            ("fine-tuned " if (mv.meta.get("encoder") or {}).get("bundled") else "")
+            + str((mv.meta.get("encoder") or {}).get("name", "?")),
+            str((mv.meta.get("training") or {}).get("train_queries", "-")),
+        )
+    if not versions:
+        table.caption = "no models yet: brainrank train --queries FILE --qrels FILE"
+    return table

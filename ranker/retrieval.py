@@ -45,6 +45,19 @@ class Generation:
         self.content_hashes: list[str] = docs["hashes"]
         self.bm25 = BM25Index.load(directory / "bm25") if self.doc_ids else None
         self.vectors = VectorIndex.load(directory / "vectors") if self.doc_ids else None
+        self.bm25_title = self.bm25_body = None
+        self.doc_meta: dict[str, np.ndarray] = {}
+        if self.doc_ids:
+            self.bm25_title = BM25Index.load(directory / "bm25_title")
+            self.bm25_body = BM25Index.load(directory / "bm25_body")
+            try:
+                with np.load(directory / "doc_meta.npz", allow_pickle=False) as meta:
+                    self.doc_meta = {name: meta[name] for name in meta.files}
+            except (OSError, ValueError) as exc:
+                raise BrainrankError(
+                    f"document metadata in {directory} is unreadable ({exc}); "
+                    "run `brainrank reindex`"
+                ) from exc
         for name, part in (("keyword", self.bm25), ("vector", self.vectors)):
             size = None if part is None else (part.n_docs if name == "keyword" else part.size)
             if part is not None and size != len(self.doc_ids):

@@ -11,10 +11,11 @@ from index.errors import BrainrankError, InputError
 from index.records import Document, Hit
 from index.workspace import Workspace
 from ranker.config import Config
+from ranker.encoders import encoder_path_for, load_encoder
 from ranker.fusion import minmax, order, rrf
 from ranker.retrieval import Candidates, Generation
 
-MODES = ("bm25", "dense", "hybrid", "hybrid-rrf", "hybrid-minmax")
+MODES = ("bm25", "dense", "hybrid", "hybrid-rrf", "hybrid-minmax", "learned")
 
 
 @dataclass
@@ -25,6 +26,7 @@ class SearchResult:
     documents: dict[str, Document] = field(default_factory=dict)
     latency_ms: float = 0.0
     candidates: int = 0
+    info: dict = field(default_factory=dict)
 
 
 def check_mode(mode: str) -> str:
@@ -40,7 +42,7 @@ class SearchEngine:
     TensorFlow), and checked against the encoder the vector index was built with.
     """
 
-    def __init__(self, cfg: Config, *, encoder=None):
+    def __init__(self, cfg: Config, *, encoder=None, generation: int | None = None):
         self.cfg = cfg
         self.workspace = Workspace(cfg.workspace)
         empty = BrainrankError(
@@ -50,7 +52,7 @@ class SearchEngine:
         if not self.workspace.exists():
             raise empty
         self.store = self.workspace.open_store()
-        number = self.workspace.serving_generation(self.store.version)
+        number = generation or self.workspace.serving_generation(self.store.version)
         if number is None:
             raise empty
         self.generation = Generation(self.workspace.generation_dir(number))
@@ -59,17 +61,45 @@ class SearchEngine:
         self._encoder = encoder
         if encoder is not None:
             self.generation.vectors.check_encoder(encoder.fingerprint)
+        self._models: dict[str, object] = {}
         _single_thread_faiss()
 
     @property
     def encoder(self):
         if self._encoder is None:
-            from ranker.encoder import TextEncoder
-
-            enc = self.cfg.encoder
-            self._encoder = TextEncoder.load(enc.resolved_path(), max_length=enc.max_length)
+            path = encoder_path_for(self.cfg, self.generation.manifest)
+            self._encoder = load_encoder(path, self.cfg.encoder.max_length)
             self.generation.vectors.check_encoder(self._encoder.fingerprint)
         return self._encoder
+
+    @property
+    def registry(self):
+        from ranker.registry import Registry
+
+        return Registry(self.workspace.models_dir)
+
+    def default_mode(self) -> str:
+        """The configured mode; ``auto`` means learned once a champion exists, else hybrid."""
+        mode = self.cfg.retrieval.default_mode
+        if mode != "auto":
+            return mode
+        return "learned" if self.registry.champion() is not None else "hybrid"
+
+    def model(self, version: str | None = None):
+        """A learned model for serving (the champion by default), checked against the index."""
+        from ranker.learned import LearnedModel
+
+        reg = self.registry
+        mv = reg.get(version) if version else reg.champion()
+        if mv is None:
+            raise BrainrankError(
+                "no learned model yet: train one with `brainrank train --queries FILE --qrels FILE`"
+            )
+        if mv.version not in self._models:
+            model = LearnedModel.load(mv)
+            model.check_generation(self.generation)
+            self._models[mv.version] = (model, model.extractor(self.generation))
+        return self._models[mv.version]
 
     def validate_query(self, query: str) -> str:
         if not isinstance(query, str) or not query.strip():
@@ -86,19 +116,31 @@ class SearchEngine:
         """The candidate set and raw signals behind a search (for features and the debugger)."""
         query = self.validate_query(query)
         vector = None
-        if check_mode(mode) != "bm25":
+        if check_mode(mode) != "bm25":  # learned mode ranks the hybrid candidates
             vector = self.encoder.encode([query])[0]
         fingerprint = self._encoder.fingerprint if self._encoder is not None else None
         return self.generation.candidates(query, vector, self.cfg.retrieval.candidates, fingerprint)
 
-    def search(self, query: str, *, k: int = 10, mode: str | None = None) -> SearchResult:
-        """Rank the collection for ``query`` and return the top ``k`` hits with their signals."""
-        mode = check_mode(mode or self.cfg.retrieval.default_mode)
+    def search(
+        self, query: str, *, k: int = 10, mode: str | None = None, model: str | None = None
+    ) -> SearchResult:
+        """Rank the collection for ``query`` and return the top ``k`` hits with their signals.
+
+        ``model`` picks a registry version for the learned mode (default: the champion).
+        """
+        mode = check_mode(mode or self.default_mode())
         if k < 1:
             raise InputError(f"k must be at least 1, not {k}")
         t0 = time.perf_counter()
         cand = self.candidates(query, mode)
-        scores, keep = self._fuse(cand, mode)
+        extra: dict[str, float] = {}
+        if mode == "learned":
+            learned, extractor = self.model(model)
+            scored = learned.score(extractor, query.strip(), cand)
+            scores, keep = scored.scores, np.arange(len(cand.positions))
+            extra["in_domain"] = float(scored.in_domain)
+        else:
+            scores, keep = self._fuse(cand, mode)
         idx = keep[order(scores[keep], cand.positions[keep])][:k]
         ids = self.generation.doc_ids
         hits = [
@@ -113,7 +155,9 @@ class SearchEngine:
         docs = self.store.get([h.doc_id for h in hits])
         hits = [h for h in hits if h.doc_id in docs]  # a doc deleted after the index was built
         latency = (time.perf_counter() - t0) * 1000
-        return SearchResult(query, mode, hits, docs, latency, len(cand.positions))
+        result = SearchResult(query, mode, hits, docs, latency, len(cand.positions))
+        result.info = extra
+        return result
 
     def _fuse(self, cand: Candidates, mode: str) -> tuple[np.ndarray, np.ndarray]:
         """Scores over all candidates and which candidates the mode may return."""

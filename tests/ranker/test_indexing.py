@@ -194,7 +194,7 @@ def test_deleting_everything_leaves_an_empty_searchable_error(tmp_path, encoder,
 
 def test_old_generations_are_pruned(tmp_path, encoder, small):
     cfg = make_config(tmp_path / "ws")
-    for i in range(4):
+    for i in range(5):
         ingest(cfg, encoder, [small[i]])
-    assert Workspace(cfg.workspace).generations() == [3, 4]
+    assert Workspace(cfg.workspace).generations() == [3, 4, 5]
     assert isinstance(Path(cfg.workspace), Path)

@@ -11,8 +11,17 @@ from ranker.search import MODES, SearchEngine
 from tests.conftest import make_config
 
 
+FIXED_MODES = [m for m in MODES if m != "learned"]
+
+
+def test_learned_mode_without_a_model_says_how_to_train(engine):
+    with pytest.raises(BrainrankError, match="brainrank train"):
+        engine.search("refund", mode="learned")
+    assert engine.default_mode() == "hybrid"
+
+
 def test_every_mode_returns_k_distinct_hits(engine):
-    for mode in MODES:
+    for mode in FIXED_MODES:
         res = engine.search("refund for a broken item", k=7, mode=mode)
         got = [h.doc_id for h in res.hits]
         assert len(got) == 7 and len(set(got)) == 7

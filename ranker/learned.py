@@ -1,0 +1,89 @@
+"""A registry model version loaded for serving: ranker, feature schema, domain gate, clicks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from index.errors import IndexMismatchError
+from ranker.domain import DomainGate, list_summary
+from ranker.features import FeatureExtractor, FeatureSchema
+from ranker.retrieval import Candidates, Generation
+
+RANKER_DIR = "ranker"
+GATE_FILE = "gate.json"
+CLICKS_FILE = "clicks.jsonl"
+ENCODER_DIR = "encoder"
+
+
+@dataclass
+class Scored:
+    scores: np.ndarray
+    features: np.ndarray
+    in_domain: bool
+    outside: list[str]
+
+
+class LearnedModel:
+    def __init__(self, version, ranker, schema: FeatureSchema, gate: DomainGate | None, clicks):
+        self.version = version  # ranker.registry.ModelVersion
+        self.ranker = ranker
+        self.schema = schema
+        self.gate = gate
+        self.clicks = clicks
+
+    @classmethod
+    def load(cls, version) -> LearnedModel:
+        from ranker.tfr_model import ListwiseRanker
+
+        path: Path = version.path
+        schema = FeatureSchema.from_dict(version.meta["feature_schema"])
+        ranker = ListwiseRanker.load(path / RANKER_DIR)
+        if ranker.n_features != len(schema.names):
+            raise IndexMismatchError(
+                f"model {version.version}: its ranker takes {ranker.n_features} features but its "
+                f"schema lists {len(schema.names)}"
+            )
+        gate = DomainGate.load(path / GATE_FILE) if (path / GATE_FILE).exists() else None
+        clicks = None
+        if (path / CLICKS_FILE).exists():
+            from ranker.clicks import click_stats, read_click_log
+
+            clicks = click_stats(read_click_log(path / CLICKS_FILE))
+        return cls(version, ranker, schema, gate, clicks)
+
+    @property
+    def encoder_fingerprint(self) -> str:
+        return self.version.meta["encoder"]["fingerprint"]
+
+    def bundled_encoder(self) -> Path | None:
+        path = self.version.path / ENCODER_DIR
+        return path if path.is_dir() else None
+
+    def check_generation(self, generation: Generation) -> None:
+        """Refuse an index whose vectors come from another encoder than the model's."""
+        built_with = generation.vectors.encoder.fingerprint
+        if built_with != self.encoder_fingerprint:
+            raise IndexMismatchError(
+                f"model {self.version.version} was trained with encoder "
+                f"{self.encoder_fingerprint} but the index was built with {built_with}; "
+                f"run `brainrank models promote {self.version.version}` to re-embed the "
+                "collection for it"
+            )
+
+    def extractor(self, generation: Generation) -> FeatureExtractor:
+        return FeatureExtractor(generation, self.schema, self.clicks)
+
+    def score(self, extractor: FeatureExtractor, query: str, cand: Candidates) -> Scored:
+        """Learned scores, or the fusion's scores when the query is out of domain."""
+        x = extractor.extract(query, cand)
+        fused = x[:, self.schema.index("fused")].astype(np.float64)
+        outside: list[str] = []
+        if self.gate is not None and len(x):
+            outside = self.gate.outside(list_summary(x, self.schema))
+            if len(outside) > self.gate.max_outside:
+                return Scored(fused, x, False, outside)
+        scores = self.ranker.score_docs(x).astype(np.float64) if len(x) else fused
+        return Scored(scores, x, True, outside)

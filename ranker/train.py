@@ -1,0 +1,371 @@
+"""Train a challenger model and decide whether it replaces the champion.
+
+The challenger learns a correction on top of min-max fusion (the ranker's residual feature),
+from graded judgments and, optionally, position-debiased click labels. Judged queries are split
+by a stable hash of their id: a holdout share compares challenger, champion and the fixed
+fusions; of the rest, a validation share drives early stopping. With ``finetune_encoder`` the
+pretrained encoder is first adapted to the collection, and the challenger is evaluated on a
+staged index generation embedded by it while the champion keeps serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from index.errors import InputError
+from index.workspace import Workspace
+from ranker.config import Config
+from ranker.domain import DomainGate, list_summary
+from ranker.evaluate import METRICS, Qrels, score_run
+from ranker.features import FeatureExtractor, FeatureSchema
+from ranker.learned import CLICKS_FILE, ENCODER_DIR, GATE_FILE, RANKER_DIR, LearnedModel
+from ranker.progress import Progress
+from ranker.search import SearchEngine
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    holdout_fraction: float = 0.2
+    val_fraction: float = 0.15
+    click_weight: float = 0.5
+    finetune_encoder: bool = False
+    promote: bool = True
+    seed: int = 0
+    scorer: str = "dnn"
+    loss: str = "softmax"
+    doc_fields: tuple[str, ...] = ()
+    max_epochs: int = 60
+
+
+@dataclass
+class ListSet:
+    """Padded candidate lists: features [n, L, F], labels [n, L] (-1 = padding)."""
+
+    keys: list[str]
+    texts: list[str]
+    x: np.ndarray
+    y: np.ndarray
+    doc_ids: list[list[str]]
+
+
+@dataclass
+class TrainResult:
+    version: str
+    promoted: bool
+    reason: str
+    metrics: dict[str, dict]
+    summary: dict = field(default_factory=dict)
+
+
+def stable_split(keys: list[str], fraction: float, salt: str) -> tuple[list[str], list[str]]:
+    """(kept, held out): a key's side depends only on its hash, so splits agree across runs."""
+    held = [
+        k
+        for k in keys
+        if int(hashlib.sha256(f"{salt}:{k}".encode()).hexdigest()[:8], 16) / 2**32 < fraction
+    ]
+    held_set = set(held)
+    return [k for k in keys if k not in held_set], held
+
+
+def candidate_lists(
+    engine: SearchEngine,
+    extractor: FeatureExtractor,
+    items: list[tuple[str, str, dict[str, float]]],
+    progress: Progress,
+    description: str,
+) -> ListSet:
+    """Features and labels of each query's hybrid candidates (unjudged candidates label 0)."""
+    xs, ys, ids = [], [], []
+    with progress.task(description, len(items)) as advance:
+        for _key, text, labels in items:
+            cand = engine.candidates(text, "hybrid")
+            xs.append(extractor.extract(text, cand))
+            docs = [engine.generation.doc_ids[p] for p in cand.positions]
+            ys.append(np.array([labels.get(d, 0.0) for d in docs], dtype=np.float32))
+            ids.append(docs)
+            advance(1)
+    width = max((len(x) for x in xs), default=1)
+    n_features = len(extractor.schema.names)
+    x = np.zeros((len(xs), width, n_features), dtype=np.float32)
+    y = np.full((len(xs), width), -1.0, dtype=np.float32)
+    for i, (xi, yi) in enumerate(zip(xs, ys, strict=True)):
+        x[i, : len(xi)] = xi
+        y[i, : len(yi)] = yi
+    return ListSet([k for k, _, _ in items], [t for _, t, _ in items], x, y, ids)
+
+
+def rank_lists(scores: np.ndarray, lists: ListSet, depth: int = 100) -> dict[str, list[str]]:
+    """Top ``depth`` doc ids per list from per-slot scores (padding ignored)."""
+    run = {}
+    for i, key in enumerate(lists.keys):
+        n = len(lists.doc_ids[i])
+        s = scores[i, :n]
+        order = np.lexsort((np.arange(n), -s))[:depth]
+        run[key] = [lists.doc_ids[i][j] for j in order]
+    return run
+
+
+def feature_baseline(x: np.ndarray, y: np.ndarray, names: tuple[str, ...]) -> dict:
+    """Per-feature quantiles and histograms of the training candidates, for drift monitoring."""
+    mask = y >= 0
+    flat = x[mask]
+    out = {"candidates": int(mask.sum()), "lists": int(len(x)), "features": {}}
+    for j, name in enumerate(names):
+        col = flat[:, j].astype(np.float64)
+        edges = np.unique(np.quantile(col, np.linspace(0, 1, 11)))
+        counts = np.histogram(col, bins=edges)[0] if len(edges) > 1 else np.array([len(col)])
+        out["features"][name] = {
+            "mean": float(col.mean()),
+            "std": float(col.std()),
+            "quantiles": [float(q) for q in np.quantile(col, [0.01, 0.25, 0.5, 0.75, 0.99])],
+            "edges": [float(e) for e in edges],
+            "counts": [int(c) for c in counts],
+        }
+    return out
+
+
+def train(
+    cfg: Config,
+    queries: dict[str, str],
+    qrels: Qrels,
+    *,
+    clicks_path: Path | None = None,
+    options: TrainOptions = TrainOptions(),
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train, evaluate and register a challenger; promote it when it beats the incumbent."""
+    from ranker.registry import Registry
+    from ranker.tfr_model import ListwiseRanker, RankerParams
+
+    progress = progress or Progress()
+    t_start = time.perf_counter()
+    ws = Workspace(cfg.workspace)
+    engine = SearchEngine(cfg)
+    registry = Registry(ws.models_dir)
+    champion = registry.champion()
+
+    judged = [q for q in qrels if q in queries]
+    if len(judged) < 5:
+        raise InputError(
+            f"only {len(judged)} judged queries have a text in the queries file; "
+            "training needs at least 5"
+        )
+    rest, holdout = stable_split(judged, options.holdout_fraction, f"holdout{options.seed}")
+    train_ids, val_ids = stable_split(rest, options.val_fraction, f"val{options.seed}")
+    if not holdout or not val_ids or not train_ids:
+        raise InputError(f"{len(judged)} judged queries are too few to split for training")
+
+    clicks = impressions = None
+    if clicks_path is not None:
+        from ranker.clicks import click_stats, normalise_query, read_click_log
+
+        impressions = read_click_log(clicks_path)
+        held_texts = {normalise_query(queries[q]) for q in holdout}
+        # Clicks on held-out queries stay out of the labels (the evaluation would leak),
+        # but remain in the click features, which serving would have too.
+        clicks = click_stats(impressions)
+        click_labels = {q: v for q, v in clicks.labels().items() if q not in held_texts}
+    else:
+        click_labels = {}
+
+    items_train = _label_items(
+        train_ids, queries, qrels, click_labels, options, with_click_only=True
+    )
+    items_val = _label_items(val_ids, queries, qrels, {}, options)
+    items_holdout = _label_items(holdout, queries, qrels, {}, options)
+
+    summary: dict = {
+        "judged_queries": len(judged),
+        "train_queries": len(items_train),
+        "val_queries": len(val_ids),
+        "holdout_queries": len(holdout),
+        "judged_pairs": int(sum(len(qrels[q]) for q in train_ids + val_ids)),
+        "click_impressions": len(impressions) if impressions else 0,
+        "click_only_queries": len(items_train) - len(train_ids),
+        "store_version": engine.store.version,
+    }
+
+    with registry.new_version(parent=champion.version if champion else None) as tmp:
+        challenger_engine = engine
+        staged_gen = None
+        encoder_meta = {
+            "name": engine.generation.vectors.encoder.name,
+            "fingerprint": engine.generation.vectors.encoder.fingerprint,
+            "bundled": False,
+        }
+        serving_encoder = engine.generation.manifest.get("encoder_path")
+        if options.finetune_encoder:
+            staged_gen, ft_summary = _finetune(
+                cfg, ws, engine, tmp, queries, qrels, train_ids + val_ids, progress
+            )
+            summary["encoder_finetune"] = ft_summary
+            challenger_engine = SearchEngine(cfg, generation=staged_gen)
+            enc = challenger_engine.generation.vectors.encoder
+            encoder_meta = {"name": enc.name, "fingerprint": enc.fingerprint, "bundled": True}
+        elif serving_encoder and Path(serving_encoder).is_relative_to(ws.models_dir):
+            # The index was embedded by an earlier model's fine-tuned encoder: bundle it so
+            # this model can be exported and served elsewhere.
+            shutil.copytree(serving_encoder, tmp / ENCODER_DIR)
+            encoder_meta["bundled"] = True
+
+        schema = FeatureSchema.create(
+            dense_weight=cfg.retrieval.dense_weight,
+            rrf_k=cfg.retrieval.rrf_k,
+            doc_fields=options.doc_fields,
+        )
+        extractor = FeatureExtractor(challenger_engine.generation, schema, clicks)
+        t = time.perf_counter()
+        tr = candidate_lists(challenger_engine, extractor, items_train, progress, "Train lists")
+        va = candidate_lists(challenger_engine, extractor, items_val, progress, "Validation lists")
+        ho = candidate_lists(challenger_engine, extractor, items_holdout, progress, "Holdout lists")
+        summary["feature_seconds"] = round(time.perf_counter() - t, 2)
+
+        params = RankerParams(
+            scorer=options.scorer,
+            loss=options.loss,
+            residual_feature=schema.index("fused"),
+            seed=options.seed,
+            max_epochs=options.max_epochs,
+        )
+        ranker = ListwiseRanker.create(len(schema.names), params)
+        t = time.perf_counter()
+        with progress.task("Training ranker (epochs)", options.max_epochs) as advance:
+            history = ranker.fit(tr.x, tr.y, va.x, va.y, on_epoch=lambda e, logs: advance(1))
+        summary["ranker_seconds"] = round(time.perf_counter() - t, 2)
+        summary["ranker"] = history
+
+        gate = DomainGate.fit(
+            np.array([list_summary(x[y >= 0], schema) for x, y in zip(tr.x, tr.y, strict=True)])
+        )
+        challenger = LearnedModel(None, ranker, schema, gate, clicks)
+        holdout_qrels = {q: qrels[q] for q in holdout}
+        metrics = _compare(
+            engine, challenger_engine, challenger, extractor, ho, holdout_qrels, champion
+        )
+
+        ranker.save(tmp / RANKER_DIR)
+        gate.save(tmp / GATE_FILE)
+        if clicks_path is not None:
+            shutil.copyfile(clicks_path, tmp / CLICKS_FILE)
+        (tmp / "baseline.json").write_text(json.dumps(feature_baseline(tr.x, tr.y, schema.names)))
+        summary["seconds"] = round(time.perf_counter() - t_start, 2)
+        incumbent = "champion" if champion else "hybrid"
+        better = metrics["challenger"]["nDCG@10"] > metrics[incumbent]["nDCG@10"]
+        meta = {
+            "created": datetime.now(UTC).isoformat(),
+            "feature_schema": schema.to_dict(),
+            "encoder": encoder_meta,
+            "config": cfg.to_dict(),
+            "training": summary,
+            "options": asdict(options),
+            "metrics": metrics,
+            "holdout_queries": holdout,
+            "staged_generation": staged_gen,
+            "parent": champion.version if champion else None,
+        }
+        (tmp / "model.json").write_text(json.dumps(meta, indent=2, default=str))
+    version = registry.last_committed
+    if staged_gen is not None:
+        # The staged index was embedded from the draft folder; point it at the committed one.
+        ws.update_manifest(staged_gen, encoder_path=str(version.path / ENCODER_DIR))
+
+    promoted = False
+    reason = (
+        f"challenger nDCG@10 {metrics['challenger']['nDCG@10']:.4f} vs {incumbent} "
+        f"{metrics[incumbent]['nDCG@10']:.4f} on {len(holdout)} held-out queries"
+    )
+    if options.promote and better:
+        from ranker.promotion import promote
+
+        promote(cfg, version.version, progress=progress)
+        promoted = True
+    return TrainResult(version.version, promoted, reason, metrics, summary)
+
+
+def _label_items(ids, queries, qrels, click_labels, options, *, with_click_only=False):
+    """(key, text, labels) per training query: judgments, merged with click labels."""
+    from_clicks = dict(click_labels)
+    items = []
+    if from_clicks:
+        from ranker.clicks import merge_labels, normalise_query
+    for q in ids:
+        labels = {d: float(g) for d, g in qrels[q].items()}
+        if from_clicks:
+            key = normalise_query(queries[q])
+            merged = merge_labels(
+                {key: qrels[q]}, {key: from_clicks.pop(key, {})}, click_weight=options.click_weight
+            )
+            labels = merged.get(key, labels)
+        items.append((q, queries[q], labels))
+    if with_click_only and from_clicks:
+        for text, labels in sorted(from_clicks.items()):
+            scaled = {d: v * options.click_weight for d, v in labels.items()}
+            items.append((f"clicks:{text}", text, scaled))
+    return items
+
+
+def _compare(engine, challenger_engine, challenger, extractor, lists, qrels, champion):
+    """Holdout metrics of challenger, champion and the fixed modes the champion would face."""
+    scores = np.full(lists.y.shape, -np.inf)
+    for i, text in enumerate(lists.texts):
+        n = len(lists.doc_ids[i])
+        cand = challenger_engine.candidates(text, "hybrid")
+        scores[i, :n] = challenger.score(extractor, text, cand).scores
+    out = {"challenger": score_run(qrels, rank_lists(scores, lists))}
+    for mode in ("hybrid", "bm25", "dense", "hybrid-rrf"):
+        out[mode] = score_run(qrels, _mode_run(engine, lists, mode))
+    if champion is not None:
+        out["champion"] = score_run(qrels, _mode_run(engine, lists, "learned"))
+    return {
+        name: {m: round(v, 4) for m, v in ms.items() if m in METRICS} for name, ms in out.items()
+    }
+
+
+def _mode_run(engine: SearchEngine, lists: ListSet, mode: str) -> dict[str, list[str]]:
+    return {
+        key: [h.doc_id for h in engine.search(text, k=100, mode=mode).hits]
+        for key, text in zip(lists.keys, lists.texts, strict=True)
+    }
+
+
+def _finetune(cfg, ws, engine, tmp, queries, qrels, ids, progress):
+    """Fine-tune a copy of the serving encoder into ``tmp/encoder`` and stage an index for it."""
+    from ranker.encoders import encoder_path_for, load_encoder
+    from ranker.finetune import FinetuneParams, finetune_encoder, mine_bm25_negatives
+    from ranker.indexing import stage_generation
+
+    base = encoder_path_for(cfg, engine.generation.manifest)
+    tuned = load_encoder(base, cfg.encoder.max_length)
+    gen = engine.generation
+    docs = engine.store.get(gen.doc_ids)
+    texts = [docs[d].full_text for d in gen.doc_ids]
+    position = {d: i for i, d in enumerate(gen.doc_ids)}
+    pairs, positives, query_texts = [], [], []
+    for q in ids:
+        rel = {position[d] for d, g in qrels[q].items() if g > 0 and d in position}
+        for p in sorted(rel):
+            pairs.append((queries[q], texts[p]))
+            positives.append(rel)
+            query_texts.append(queries[q])
+    if not pairs:
+        raise InputError("no judged relevant documents to fine-tune the encoder on")
+    negatives_idx = mine_bm25_negatives(gen.bm25.scores, texts, query_texts, positives, k=1)
+    negatives = [[texts[i] for i in row] for row in negatives_idx]
+    params = FinetuneParams()
+    with progress.task("Fine-tuning encoder (pairs)", len(pairs) * params.epochs) as advance:
+        summary = finetune_encoder(tuned, pairs, negatives, params, progress=advance)
+    out = tuned.save(tmp / ENCODER_DIR)
+    number, report = stage_generation(
+        ws, cfg, encoder_factory=lambda: tuned, encoder_path=out, progress=progress
+    )
+    summary["reembed_seconds"] = round(report.seconds.get("total", 0.0), 2)
+    return number, summary
