@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_WS ?= brainrank-data/sample
-RUN    := TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/brainrank
+RUN    := TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/brainrank
 
 .PHONY: install demo test lint bench clean
 

@@ -16,7 +16,7 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 # TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) is noise for CLI users.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 class _Commands(typer.core.TyperGroup):

@@ -118,8 +118,12 @@ def evaluate(
     depth: int = 100,
     run_dir: Path | None = None,
     on_query: Callable[[int], None] | None = None,
+    model: str | None = None,
 ) -> dict[str, dict]:
-    """Search every judged query in every mode; metrics plus warm latency per mode."""
+    """Search every judged query in every mode; metrics plus warm latency per mode.
+
+    ``model`` picks the registry version the learned mode uses (default: the champion).
+    """
     for m in modes:
         check_mode(m)
     judged = [q for q in qrels if q in queries]
@@ -128,13 +132,13 @@ def evaluate(
     qrels = {q: qrels[q] for q in judged}
     results: dict[str, dict] = {}
     for mode in modes:
-        engine.search(queries[judged[0]], k=depth, mode=mode)  # warm caches and graph traces
+        engine.search(queries[judged[0]], k=depth, mode=mode, model=model)  # warm up
         run: dict[str, list[str]] = {}
         lines: list[str] = []
         latencies = []
         for qid in judged:
             t0 = time.perf_counter()
-            res = engine.search(queries[qid], k=depth, mode=mode)
+            res = engine.search(queries[qid], k=depth, mode=mode, model=model)
             latencies.append((time.perf_counter() - t0) * 1000)
             run[qid] = [h.doc_id for h in res.hits]
             lines += [

@@ -29,6 +29,10 @@ from ranker.config import Config
 from ranker.passages import PassageSplitter
 from ranker.progress import Progress
 
+# Bumped when a generation gains files; an ingest upgrades older generations (re-using their
+# embeddings) even when no document changed. 2: field indexes, term sequences, doc metadata.
+FORMAT = 2
+
 
 @dataclass
 class IngestReport:
@@ -83,7 +87,13 @@ def update_indexes(
                 )
                 report.deleted = store.delete(delete_ids) if delete_ids else 0
                 report.seconds["store"] = time.perf_counter() - t0
-                if not rebuild and not report.changed and previous is not None:
+                current_format = ws.manifest(previous).get("format", 1) if previous else 0
+                if (
+                    not rebuild
+                    and not report.changed
+                    and previous is not None
+                    and current_format == FORMAT
+                ):
                     report.generation = previous
                     report.documents = store.count()
                     return report
@@ -141,6 +151,7 @@ def _build_generation(
     with atomic_directory(target) as tmp:
         manifest = {
             "generation": number,
+            "format": FORMAT,
             "store_version": version,
             "created": datetime.now(UTC).isoformat(),
             "documents": len(ids),

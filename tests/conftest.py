@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
@@ -83,3 +83,25 @@ def engine(sample_config, encoder):
     from ranker.search import SearchEngine
 
     return SearchEngine(sample_config, encoder=encoder)
+
+
+@pytest.fixture(scope="session")
+def trained_config(tmp_path_factory, encoder, sample_docs):
+    """A sample workspace with a champion trained on the train judgments and the click log."""
+    from ranker.evaluate import read_qrels, read_queries
+    from ranker.train import TrainOptions, train
+
+    cfg = make_config(tmp_path_factory.mktemp("trained") / "ws")
+    ingest(cfg, encoder, sample_docs)
+    result = train(
+        cfg,
+        read_queries(DATA / "queries.jsonl"),
+        read_qrels(DATA / "qrels-train.txt"),
+        clicks_path=DATA / "clicks.jsonl",
+        options=TrainOptions(max_epochs=15),
+    )
+    if not result.promoted:
+        from ranker.promotion import promote
+
+        promote(cfg, result.version)
+    return cfg

@@ -1,0 +1,118 @@
+"""Feature values on a tiny collection, where each can be worked out by hand."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from index.errors import IndexMismatchError
+from index.records import Document
+from ranker.features import BASE_FEATURES, FeatureExtractor, FeatureSchema
+from ranker.search import SearchEngine
+from tests.conftest import ingest, make_config
+
+DOCS = [
+    Document(
+        "a",
+        "Car parts",
+        "Brake pads and car parts for every model.",
+        datetime(2026, 1, 10, tzinfo=UTC),
+        {"price": 20.0},
+    ),
+    Document(
+        "b",
+        "Garden hose",
+        "A long hose for the garden and the car wash.",
+        datetime(2026, 1, 1, tzinfo=UTC),
+        {"price": 10.0},
+    ),
+    Document("c", "Refund policy", "Money back within sixty days.", None, {}),
+    Document(
+        "d",
+        "Parts catalogue",
+        "Sale on parts: car mats, parts for car seats.",
+        datetime(2025, 1, 10, tzinfo=UTC),
+        {"price": 40.0},
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, encoder):
+    cfg = make_config(tmp_path_factory.mktemp("tiny") / "ws")
+    ingest(cfg, encoder, DOCS)
+    engine = SearchEngine(cfg, encoder=encoder)
+    schema = FeatureSchema.create(dense_weight=0.6, rrf_k=60, doc_fields=("price",))
+    return engine, FeatureExtractor(engine.generation, schema)
+
+
+def features(tiny, query):
+    engine, fx = tiny
+    cand = engine.candidates(query, "hybrid")
+    x = fx.extract(query, cand)
+    ids = [engine.generation.doc_ids[p] for p in cand.positions]
+    return {d: dict(zip(fx.schema.names, row, strict=True)) for d, row in zip(ids, x, strict=True)}
+
+
+def test_coverage_and_phrase_by_hand(tiny):
+    f = features(tiny, "car parts sale")  # terms: car, part, sale; pairs: (car part), (part sale)
+    assert f["a"]["coverage"] == pytest.approx(2 / 3)
+    assert f["a"]["phrase"] == pytest.approx(1 / 2)  # "car parts" adjacent, "parts sale" not
+    assert f["d"]["coverage"] == pytest.approx(3 / 3)
+    assert f["b"]["coverage"] == pytest.approx(1 / 3)
+    assert f["c"]["coverage"] == 0.0
+    assert f["a"]["title_coverage"] == pytest.approx(2 / 3)  # title "Car parts"
+    assert f["b"]["title_coverage"] == 0.0
+
+
+def test_idf_weighted_coverage_favours_rare_terms(tiny):
+    f = features(tiny, "car sale")
+    # "sale" occurs in one document, "car" in three: covering "sale" is worth more.
+    assert f["d"]["coverage_idf"] == pytest.approx(1.0)
+    assert f["b"]["coverage_idf"] < 0.5 < f["d"]["coverage_idf"]
+
+
+def test_per_query_normalised_features_span_zero_to_one(tiny):
+    f = features(tiny, "car parts")
+    for name in ("bm25_norm", "dense_norm"):
+        values = [row[name] for row in f.values()]
+        assert min(values) == pytest.approx(0.0) and max(values) == pytest.approx(1.0)
+    for row in f.values():  # a 0.4/0.6 mix of the two normalised signals
+        assert row["fused"] == pytest.approx(0.4 * row["bm25_norm"] + 0.6 * row["dense_norm"])
+    assert max(row["dense_gap"] for row in f.values()) == pytest.approx(0.0)
+
+
+def test_freshness_is_relative_to_the_newest_candidate(tiny):
+    f = features(tiny, "car parts")
+    assert f["a"]["age"] == pytest.approx(0.0)  # the newest
+    assert f["b"]["age"] == pytest.approx(np.log1p(9.0), rel=1e-5)  # nine days older
+    assert f["c"]["has_timestamp"] == 0.0 and f["c"]["age"] == 0.0
+
+
+def test_declared_numeric_fields(tiny):
+    f = features(tiny, "car parts")
+    assert f["d"]["field:price"] == pytest.approx(1.0) and f["b"]["field:price"] == 0.0
+    assert f["c"]["field:price:missing"] == 1.0
+
+
+def test_no_clicks_means_neutral_click_features(tiny):
+    f = features(tiny, "refund")
+    assert all(row["click_doc"] == 0.0 and row["click_evidence"] == 0.0 for row in f.values())
+
+
+def test_features_are_finite_for_queries_without_known_words(tiny):
+    engine, fx = tiny
+    cand = engine.candidates("zxqv", "hybrid")
+    x = fx.extract("zxqv", cand)
+    assert x.shape == (len(cand.positions), len(fx.schema.names)) and np.isfinite(x).all()
+
+
+def test_schema_mismatch_names_the_features():
+    mine = FeatureSchema.create(dense_weight=0.6, rrf_k=60)
+    other = FeatureSchema.create(dense_weight=0.6, rrf_k=60, doc_fields=("rating",))
+    assert mine.names == BASE_FEATURES
+    with pytest.raises(IndexMismatchError, match="field:rating"):
+        mine.check(other)
+    assert FeatureSchema.from_dict(other.to_dict()) == other

@@ -1,0 +1,162 @@
+"""Training, serving and promoting learned models on the sample workspace."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from index.errors import IndexMismatchError
+from ranker.learned import LearnedModel
+from ranker.registry import Registry
+from ranker.search import SearchEngine
+from ranker.train import stable_split
+from tests.conftest import DATA, REPO, ingest, make_config
+
+
+def registry(cfg):
+    from index.workspace import Workspace
+
+    return Registry(Workspace(cfg.workspace).models_dir)
+
+
+def test_stable_split_depends_only_on_the_key():
+    keys = [f"q{i}" for i in range(1000)]
+    kept, held = stable_split(keys, 0.2, "salt")
+    assert 150 < len(held) < 250 and set(kept) | set(held) == set(keys)
+    kept2, held2 = stable_split(list(reversed(keys)) + ["new"], 0.2, "salt")
+    assert set(held) <= set(held2)
+
+
+def test_trained_version_records_what_it_learned_from(trained_config):
+    champion = registry(trained_config).champion()
+    meta = champion.meta
+    assert meta["feature_schema"]["names"][0] == "fused"
+    assert meta["training"]["click_impressions"] == 400
+    assert meta["training"]["holdout_queries"] >= 1
+    assert {"challenger", "hybrid", "bm25", "dense"} <= set(meta["metrics"])
+    baseline = json.loads((champion.path / "baseline.json").read_text())
+    assert set(baseline["features"]) == set(meta["feature_schema"]["names"])
+    assert (champion.path / "gate.json").exists() and (champion.path / "clicks.jsonl").exists()
+
+
+def test_learned_is_the_default_mode_once_a_champion_exists(trained_config):
+    engine = SearchEngine(trained_config)
+    res = engine.search("car parts for sale", k=5)
+    assert res.mode == "learned" and len(res.hits) == 5
+    assert len({h.doc_id for h in res.hits}) == 5
+    assert res.info["in_domain"] in (0.0, 1.0)
+
+
+def test_learned_scores_reload_identically(trained_config):
+    engine = SearchEngine(trained_config)
+    mv = registry(trained_config).champion()
+    cand = engine.candidates("laptop won't turn on", "hybrid")
+    a, b = LearnedModel.load(mv), LearnedModel.load(mv)
+    sa = a.score(a.extractor(engine.generation), "laptop won't turn on", cand).scores
+    sb = b.score(b.extractor(engine.generation), "laptop won't turn on", cand).scores
+    np.testing.assert_array_equal(sa, sb)
+
+
+def test_model_refuses_an_index_from_another_encoder(trained_config, tmp_path):
+    mv = registry(trained_config).champion()
+    copy = tmp_path / "v"
+    shutil.copytree(mv.path, copy)
+    meta = dict(mv.meta, encoder=dict(mv.meta["encoder"], fingerprint="sha256:0000000000000000"))
+    from ranker.registry import ModelVersion
+
+    other = ModelVersion("v9999", copy, meta)
+    with pytest.raises(IndexMismatchError, match="re-embed"):
+        LearnedModel.load(other).check_generation(SearchEngine(trained_config).generation)
+
+
+def test_model_with_a_different_feature_schema_is_refused(trained_config, tmp_path):
+    mv = registry(trained_config).champion()
+    meta = json.loads(json.dumps(mv.meta))
+    meta["feature_schema"]["names"] = meta["feature_schema"]["names"][:-1]
+    from ranker.registry import ModelVersion
+
+    with pytest.raises(IndexMismatchError, match="features"):
+        LearnedModel.load(ModelVersion("v9999", mv.path, meta))
+
+
+def test_promote_rollback_and_export_import(trained_config, tmp_path, encoder, sample_docs):
+    from ranker.evaluate import read_qrels, read_queries
+    from ranker.promotion import promote, rollback
+    from ranker.train import TrainOptions, train
+
+    first = registry(trained_config).champion().version
+    result = train(
+        trained_config,
+        read_queries(DATA / "queries.jsonl"),
+        read_qrels(DATA / "qrels-train.txt"),
+        options=TrainOptions(promote=False, seed=1, max_epochs=5),
+    )
+    assert not result.promoted and registry(trained_config).champion().version == first
+    promote(trained_config, result.version)
+    assert registry(trained_config).champion().version == result.version
+    assert rollback(trained_config).version == first
+    assert registry(trained_config).champion().version == first
+
+    archive = registry(trained_config).export(first, tmp_path / "model.tar.gz")
+    other = make_config(tmp_path / "other")
+    ingest(other, encoder, sample_docs[:60])
+    imported = registry(other).import_archive(archive)
+    promote(other, imported.version)
+    res = SearchEngine(other).search("gift card balance", k=3)
+    assert res.mode == "learned" and len(res.hits) == 3
+
+
+KILL_TRAINING = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+import ranker.tfr_model as tm
+from ranker.config import load_config
+from ranker.evaluate import read_qrels, read_queries
+from ranker.train import TrainOptions, train
+
+def stalled_fit(self, *args, **kwargs):
+    Path({flag!r}).write_text("training")
+    time.sleep(600)
+
+tm.ListwiseRanker.fit = stalled_fit
+cfg = load_config(workspace={ws!r}, env={{}})
+train(cfg, read_queries({queries!r}), read_qrels({qrels!r}), options=TrainOptions())
+"""
+
+
+def test_sigkill_during_training_leaves_the_champion_serving(trained_config, tmp_path):
+    before = [v.version for v in registry(trained_config).versions()]
+    champion = registry(trained_config).champion().version
+    flag = tmp_path / "flag"
+    script = KILL_TRAINING.format(
+        repo=str(REPO),
+        flag=str(flag),
+        ws=str(trained_config.workspace),
+        queries=str(DATA / "queries.jsonl"),
+        qrels=str(DATA / "qrels-train.txt"),
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ})
+    deadline = time.time() + 300
+    while not flag.exists():
+        assert proc.poll() is None, "training died before reaching the fit"
+        assert time.time() < deadline, "training never reached the fit"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    reg = registry(trained_config)
+    assert [v.version for v in reg.versions()] == before
+    assert reg.champion().version == champion
+    res = SearchEngine(trained_config).search("money back", k=3)
+    assert res.mode == "learned" and res.hits
+    tmp = reg.begin()  # the next writer clears the dead draft
+    reg.abort(tmp)
+    assert not [p for p in reg.staging_dir.iterdir() if p.is_dir()]
