@@ -23,11 +23,13 @@ install: $(VENV)/.installed
 
 demo: install
 	$(RUN) ingest data/docs.jsonl --workspace $(DEMO_WS)
+	$(RUN) train --queries data/queries.jsonl --qrels data/qrels-train.txt \
+		--clicks data/clicks.jsonl --workspace $(DEMO_WS)
 	$(RUN) search "car parts for sale" --workspace $(DEMO_WS) -k 5
 	$(RUN) search "laptop won't turn on" --workspace $(DEMO_WS) -k 5
 	$(RUN) search "money back if I change my mind" --workspace $(DEMO_WS) -k 5
 	$(RUN) eval --queries data/queries.jsonl --qrels data/qrels-test.txt \
-		--mode bm25,dense,hybrid --workspace $(DEMO_WS)
+		--mode bm25,dense,hybrid,learned --model latest --workspace $(DEMO_WS)
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -247,6 +247,14 @@ def eval_(
     run_dir: Annotated[
         Path | None, typer.Option("--run-dir", help="Write TREC run files here")
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Model version for learned mode: vN, champion or latest [default: champion]",
+            show_default=False,
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
     encoder: EncoderOpt = None,
@@ -265,7 +273,7 @@ def eval_(
     engine = SearchEngine(cfg)
     judged = sum(1 for qid in j if qid in q)
     with _progress().task("Evaluating", judged * len(modes)) as advance:
-        results = evaluate(engine, q, j, modes, run_dir=run_dir, on_query=advance)
+        results = evaluate(engine, q, j, modes, run_dir=run_dir, on_query=advance, model=model)
     from ranker.render import metrics_table
 
     err.print(metrics_table(results)) if as_json else out.print(metrics_table(results))

@@ -90,7 +90,11 @@ class SearchEngine:
         from ranker.learned import LearnedModel
 
         reg = self.registry
-        mv = reg.get(version) if version else reg.champion()
+        if version == "latest":
+            versions = reg.versions()
+            mv = versions[-1] if versions else None
+        else:
+            mv = reg.get(version) if version else reg.champion()
         if mv is None:
             raise BrainrankError(
                 "no learned model yet: train one with `brainrank train --queries FILE --qrels FILE`"
@@ -126,7 +130,8 @@ class SearchEngine:
     ) -> SearchResult:
         """Rank the collection for ``query`` and return the top ``k`` hits with their signals.
 
-        ``model`` picks a registry version for the learned mode (default: the champion).
+        ``model`` picks a registry version for the learned mode (default: the champion;
+        ``latest`` is the newest version).
         """
         mode = check_mode(mode or self.default_mode())
         if k < 1:
