@@ -1,9 +1,14 @@
-"""Out-of-domain detection: does a query's candidate list look like the lists a model saw?
+"""Out-of-domain detection: is a query like the ones a model was trained on?
 
 A learned correction only helps where the training data says something about the situation;
-elsewhere the safest ranking is the fixed fusion it corrects. Each list is summarised by a few
-statistics (how well the best documents match, by meaning and by words). The gate stores their
-training range and sends a query back to the fusion when its summary falls outside.
+elsewhere the safest ranking is the fixed fusion it corrects. Two gates send a query back to
+the fusion:
+
+- the query gate: the query's embedding is less similar to its nearest training query than
+  nearly all in-domain queries are (the threshold is a low quantile of the validation
+  queries' nearest-training-query similarity, so it is calibrated on in-domain data only);
+- the list gate: statistics of the candidate list (how well the best documents match, by
+  meaning and by words) fall outside the range seen in training.
 """
 
 from __future__ import annotations
@@ -81,3 +86,33 @@ class DomainGate:
     def load(cls, path: Path) -> DomainGate:
         data = json.loads(path.read_text())
         return cls(tuple(data["low"]), tuple(data["high"]), int(data["max_outside"]))
+
+
+@dataclass(frozen=True)
+class QueryGate:
+    """Training-query embeddings and the similarity below which a query is out of domain."""
+
+    vectors: np.ndarray  # unit vectors of the training queries
+    threshold: float
+
+    @classmethod
+    def fit(cls, train: np.ndarray, validation: np.ndarray, *, quantile: float = 0.05) -> QueryGate:
+        nearest = (validation @ train.T).max(axis=1)
+        return cls(train.astype(np.float32), float(np.quantile(nearest, quantile)))
+
+    def similarity(self, query_vector: np.ndarray) -> float:
+        return float((self.vectors @ query_vector.astype(np.float32)).max())
+
+    def in_domain(self, query_vector: np.ndarray) -> bool:
+        return self.similarity(query_vector) >= self.threshold
+
+    def save(self, directory: Path) -> None:
+        np.save(directory / "gate_queries.npy", self.vectors, allow_pickle=False)
+        (directory / "gate_queries.json").write_text(json.dumps({"threshold": self.threshold}))
+
+    @classmethod
+    def load(cls, directory: Path) -> QueryGate | None:
+        if not (directory / "gate_queries.npy").exists():
+            return None
+        threshold = json.loads((directory / "gate_queries.json").read_text())["threshold"]
+        return cls(np.load(directory / "gate_queries.npy", allow_pickle=False), threshold)

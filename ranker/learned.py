@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from index.errors import IndexMismatchError
-from ranker.domain import DomainGate, list_summary
+from ranker.domain import DomainGate, QueryGate, list_summary
 from ranker.features import FeatureExtractor, FeatureSchema
 from ranker.retrieval import Candidates, Generation
 
@@ -27,12 +27,21 @@ class Scored:
 
 
 class LearnedModel:
-    def __init__(self, version, ranker, schema: FeatureSchema, gate: DomainGate | None, clicks):
+    def __init__(
+        self,
+        version,
+        ranker,
+        schema: FeatureSchema,
+        gate: DomainGate | None,
+        clicks,
+        query_gate: QueryGate | None = None,
+    ):
         self.version = version  # ranker.registry.ModelVersion
         self.ranker = ranker
         self.schema = schema
         self.gate = gate
         self.clicks = clicks
+        self.query_gate = query_gate
 
     @classmethod
     def load(cls, version) -> LearnedModel:
@@ -52,7 +61,7 @@ class LearnedModel:
             from ranker.clicks import click_stats, read_click_log
 
             clicks = click_stats(read_click_log(path / CLICKS_FILE))
-        return cls(version, ranker, schema, gate, clicks)
+        return cls(version, ranker, schema, gate, clicks, QueryGate.load(path))
 
     @property
     def encoder_fingerprint(self) -> str:
@@ -78,9 +87,15 @@ class LearnedModel:
 
     def score(self, extractor: FeatureExtractor, query: str, cand: Candidates) -> Scored:
         """Learned scores, or the fusion's scores when the query is out of domain."""
-        x = extractor.extract(query, cand)
+        return self.score_features(extractor.extract(query, cand), cand.query_vector)
+
+    def score_features(self, x: np.ndarray, query_vector: np.ndarray | None = None) -> Scored:
+        """The same from one list's feature matrix [n_candidates, n_features]."""
         fused = x[:, self.schema.index("fused")].astype(np.float64)
         outside: list[str] = []
+        if self.query_gate is not None and query_vector is not None:
+            if not self.query_gate.in_domain(query_vector):
+                return Scored(fused, x, False, ["query_similarity"])
         if self.gate is not None and len(x):
             outside = self.gate.outside(list_summary(x, self.schema))
             if len(outside) > self.gate.max_outside:

@@ -27,6 +27,7 @@ class Candidates:
     bm25_rank: np.ndarray
     dense: np.ndarray
     dense_rank: np.ndarray
+    query_vector: np.ndarray | None = None
 
 
 class Generation:
@@ -100,6 +101,7 @@ class Generation:
             bm25_rank=_ranks(positions, bm25_top),
             dense=dense,
             dense_rank=_ranks(positions, dense_top),
+            query_vector=query_vector,
         )
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from index.errors import InputError
 from index.workspace import Workspace
 from ranker.config import Config
-from ranker.domain import DomainGate, list_summary
+from ranker.domain import DomainGate, QueryGate, list_summary
 from ranker.evaluate import METRICS, Qrels, score_run
 from ranker.features import FeatureExtractor, FeatureSchema
 from ranker.learned import CLICKS_FILE, ENCODER_DIR, GATE_FILE, RANKER_DIR, LearnedModel
@@ -169,9 +169,9 @@ def train(
         from ranker.clicks import click_stats, normalise_query, read_click_log
 
         impressions = read_click_log(clicks_path)
-        held_texts = {normalise_query(queries[q]) for q in holdout}
-        # Clicks on held-out queries stay out of the labels (the evaluation would leak),
-        # but remain in the click features, which serving would have too.
+        held_texts = {normalise_query(queries[q]) for q in holdout + val_ids}
+        # Clicks on held-out and validation queries stay out of the labels (evaluation and
+        # early stopping would leak) but remain in the click features, as in serving.
         clicks = click_stats(impressions)
         click_labels = {q: v for q, v in clicks.labels().items() if q not in held_texts}
     else:
@@ -246,14 +246,15 @@ def train(
         gate = DomainGate.fit(
             np.array([list_summary(x[y >= 0], schema) for x, y in zip(tr.x, tr.y, strict=True)])
         )
-        challenger = LearnedModel(None, ranker, schema, gate, clicks)
+        encode = challenger_engine.encoder.encode
+        query_gate = QueryGate.fit(encode(tr.texts), encode(va.texts))
+        challenger = LearnedModel(None, ranker, schema, gate, clicks, query_gate)
         holdout_qrels = {q: qrels[q] for q in holdout}
-        metrics = _compare(
-            engine, challenger_engine, challenger, extractor, ho, holdout_qrels, champion
-        )
+        metrics = _compare(engine, challenger_engine, challenger, ho, holdout_qrels, champion)
 
         ranker.save(tmp / RANKER_DIR)
         gate.save(tmp / GATE_FILE)
+        query_gate.save(tmp)
         if clicks_path is not None:
             shutil.copyfile(clicks_path, tmp / CLICKS_FILE)
         (tmp / "baseline.json").write_text(json.dumps(feature_baseline(tr.x, tr.y, schema.names)))
@@ -313,13 +314,13 @@ def _label_items(ids, queries, qrels, click_labels, options, *, with_click_only=
     return items
 
 
-def _compare(engine, challenger_engine, challenger, extractor, lists, qrels, champion):
+def _compare(engine, engine_for_vectors, challenger, lists, qrels, champion):
     """Holdout metrics of challenger, champion and the fixed modes the champion would face."""
     scores = np.full(lists.y.shape, -np.inf)
-    for i, text in enumerate(lists.texts):
+    vectors = engine_for_vectors.encoder.encode(lists.texts)
+    for i in range(len(lists.keys)):
         n = len(lists.doc_ids[i])
-        cand = challenger_engine.candidates(text, "hybrid")
-        scores[i, :n] = challenger.score(extractor, text, cand).scores
+        scores[i, :n] = challenger.score_features(lists.x[i, :n], vectors[i]).scores
     out = {"challenger": score_run(qrels, rank_lists(scores, lists))}
     for mode in ("hybrid", "bm25", "dense", "hybrid-rrf"):
         out[mode] = score_run(qrels, _mode_run(engine, lists, mode))

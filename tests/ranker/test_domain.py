@@ -19,3 +19,28 @@ def test_gate_round_trip(tmp_path):
     gate = DomainGate.fit(np.random.default_rng(1).normal(size=(50, len(SUMMARY))))
     gate.save(tmp_path / "gate.json")
     assert DomainGate.load(tmp_path / "gate.json") == gate
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_query_gate_calibrated_on_validation_queries(tmp_path):
+    from ranker.domain import QueryGate
+
+    rng = np.random.default_rng(2)
+    topic = rng.normal(size=32)
+    train = unit(topic + 0.6 * rng.normal(size=(300, 32)))
+    val = unit(topic + 0.6 * rng.normal(size=(100, 32)))
+    gate = QueryGate.fit(train, val, quantile=0.05)
+    nearest = (val @ train.T).max(axis=1)
+    assert np.mean(nearest >= gate.threshold) == 0.95  # by construction of the quantile
+    in_domain = unit(topic + 0.6 * rng.normal(size=(200, 32)))
+    assert np.mean([gate.in_domain(q) for q in in_domain]) > 0.85
+    elsewhere = unit(rng.normal(size=(200, 32)))  # another topic altogether
+    assert np.mean([gate.in_domain(q) for q in elsewhere]) < 0.05
+    gate.save(tmp_path)
+    loaded = QueryGate.load(tmp_path)
+    assert loaded.threshold == gate.threshold
+    np.testing.assert_array_equal(loaded.vectors, gate.vectors)
+    assert QueryGate.load(tmp_path / "missing") is None
