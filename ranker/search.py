@@ -42,7 +42,7 @@ class SearchEngine:
     TensorFlow), and checked against the encoder the vector index was built with.
     """
 
-    def __init__(self, cfg: Config, *, encoder=None, generation: int | None = None):
+    def __init__(self, cfg: Config, *, encoder=None, generation: int | None = None, query_log=None):
         self.cfg = cfg
         self.workspace = Workspace(cfg.workspace)
         empty = BrainrankError(
@@ -62,6 +62,8 @@ class SearchEngine:
         if encoder is not None:
             self.generation.vectors.check_encoder(encoder.fingerprint)
         self._models: dict[str, object] = {}
+        # Anything with record(result, features, feature_names); see ranker.querylog.
+        self.query_log = query_log
         _single_thread_faiss()
 
     @property
@@ -139,11 +141,14 @@ class SearchEngine:
         t0 = time.perf_counter()
         cand = self.candidates(query, mode)
         extra: dict[str, float] = {}
+        features = names = None
         if mode == "learned":
             learned, extractor = self.model(model)
             scored = learned.score(extractor, query.strip(), cand)
             scores, keep = scored.scores, np.arange(len(cand.positions))
             extra["in_domain"] = float(scored.in_domain)
+            features, names = scored.features, learned.schema.names
+            extra["model"] = learned.version.version if learned.version else None
         else:
             scores, keep = self._fuse(cand, mode)
         idx = keep[order(scores[keep], cand.positions[keep])][:k]
@@ -158,10 +163,16 @@ class SearchEngine:
             for r, i in enumerate(idx, start=1)
         ]
         docs = self.store.get([h.doc_id for h in hits])
-        hits = [h for h in hits if h.doc_id in docs]  # a doc deleted after the index was built
+        # A document deleted after the index was built is dropped (with its candidate slot).
+        kept = [(i, h) for i, h in zip(idx, hits, strict=True) if h.doc_id in docs]
+        idx = [i for i, _ in kept]
+        hits = [Hit(h.doc_id, r, h.score, h.signals) for r, (_, h) in enumerate(kept, start=1)]
         latency = (time.perf_counter() - t0) * 1000
         result = SearchResult(query, mode, hits, docs, latency, len(cand.positions))
         result.info = extra
+        if self.query_log is not None:
+            rows = features[idx] if features is not None else None
+            self.query_log.record(result, rows, names)
         return result
 
     def _fuse(self, cand: Candidates, mode: str) -> tuple[np.ndarray, np.ndarray]:
