@@ -204,8 +204,10 @@ def train(
         }
         serving_encoder = engine.generation.manifest.get("encoder_path")
         if options.finetune_encoder:
+            # Only the train queries: validation must see the encoder as unseen queries
+            # will, or early stopping would trust an overfit dense signal.
             staged_gen, ft_summary = _finetune(
-                cfg, ws, engine, tmp, queries, qrels, train_ids + val_ids, progress
+                cfg, ws, engine, tmp, queries, qrels, train_ids, progress
             )
             summary["encoder_finetune"] = ft_summary
             challenger_engine = SearchEngine(cfg, generation=staged_gen)

@@ -123,3 +123,42 @@ def test_ingest_bad_file_names_line_and_keeps_store(tmp_path, encoder):
 def test_ingest_needs_path_or_delete(tmp_path):
     res = run("ingest", "-w", tmp_path / "ws")
     assert res.exit_code == 1 and "give a PATH" in res.output
+
+
+def test_models_list_show_and_learned_search(trained_config):
+    ws = trained_config.workspace
+    res = run("models", "list", "-w", ws)
+    assert res.exit_code == 0, res.output
+    assert "v0001" in res.stdout and "champion" in res.stdout
+    res = run("models", "show", "champion", "-w", ws)
+    meta = json.loads(res.stdout)
+    assert meta["version"] == "v0001" and "challenger" in meta["metrics"]
+    res = run("search", "gift card", "--json", "-k", 3, "-w", ws)
+    payload = json.loads(res.stdout.strip().splitlines()[-1])
+    assert payload["mode"] == "learned" and payload["model"] == "v0001"
+    assert payload["in_domain"] in (0.0, 1.0) and len(payload["results"]) == 3
+
+
+def test_models_errors_are_one_line(trained_config, tmp_path):
+    ws = trained_config.workspace
+    res = run("models", "promote", "v0042", "-w", ws)
+    assert res.exit_code == 1 and "v0042" in res.output and "Traceback" not in res.output
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"not an archive")
+    res = run("models", "import", bad, "-w", ws)
+    assert res.exit_code == 1 and "bad.tar.gz" in res.output
+
+
+def test_train_rejects_unknown_scorer(trained_config):
+    res = run(
+        "train",
+        "--queries",
+        DATA / "queries.jsonl",
+        "--qrels",
+        DATA / "qrels-train.txt",
+        "--scorer",
+        "forest",
+        "-w",
+        trained_config.workspace,
+    )
+    assert res.exit_code == 1 and "unknown scorer 'forest'" in res.output
