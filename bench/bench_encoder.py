@@ -11,7 +11,9 @@ per distinct shape.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import statistics
 import sys
 import time
@@ -39,14 +41,20 @@ def load_texts(datasets: Path, limit: int) -> tuple[list[str], str]:
         for line in f:
             doc = json.loads(line)
             texts.append(f"{doc.get('title', '')}\n{doc.get('text', '')}")
+            if len(texts) == limit:
+                break
     return texts, str(corpus)
 
 
-def timed(encoder: TextEncoder, texts: list[str], batch_size: int) -> float:
-    """Wall seconds for one encode() call, tokenisation included."""
-    start = time.perf_counter()
+def timed(encoder: TextEncoder, texts: list[str], batch_size: int) -> tuple[float, float]:
+    """Wall and process-CPU seconds for one encode() call, tokenisation included.
+
+    CPU seconds barely move when other processes share the machine, wall seconds do; on an idle
+    machine wall docs/s approaches CPU docs/s times the number of cores actually used.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
     encoder.encode(texts, batch_size=batch_size)
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -57,66 +65,89 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=512, help="documents per measurement")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64])
+    parser.add_argument(
+        "--threads",
+        default="encoder",
+        help="'encoder' (configure_tf_threads defaults), 'tf' (TF defaults) or INTRA,INTER",
+    )
     args = parser.parse_args()
-
-    model_dir = args.encoder or fetch_encoder(Path.home() / ".cache" / "brainrank" / "encoders")
-    texts, source = load_texts(args.datasets, args.docs * 4)
 
     import tensorflow as tf
 
-    print(f"encoder {model_dir}")
-    print(f"texts from {source}")
+    from ranker.encoder import configure_tf_threads
+
+    if args.threads == "encoder":
+        configure_tf_threads()
+    elif args.threads != "tf":
+        intra, inter = (int(n) for n in args.threads.split(","))
+        configure_tf_threads(intra, inter)
+
+    model_dir = args.encoder or fetch_encoder(Path.home() / ".cache" / "brainrank" / "encoders")
+    texts, source = load_texts(args.datasets, args.docs * 4)
+    threading = tf.config.threading
+    print(f"encoder {model_dir}\ntexts from {source}")
     print(
-        "tf threads: intra_op",
-        tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op",
-        tf.config.threading.get_inter_op_parallelism_threads(),
-        "(0 = TF default)",
+        f"tf threads: intra_op {threading.get_intra_op_parallelism_threads()}, inter_op "
+        f"{threading.get_inter_op_parallelism_threads()} (0 = TF default), cpus {os.cpu_count()}"
     )
 
-    rows = []
-    variable_rows = []
-    for xla in (False, True):
-        load_seconds = time.perf_counter()
-        encoder = TextEncoder.load(model_dir, max_length=128, jit_compile=xla)
-        load_seconds = time.perf_counter() - load_seconds
-        long_docs = [
-            t for t, ids in zip(texts, encoder.tokenize(texts), strict=True) if len(ids) == 128
-        ]
-        if len(long_docs) < args.docs:  # pad the sample with filler so every doc has 128 tokens
-            long_docs += [f"{i} " + FILLER * 8 for i in range(args.docs - len(long_docs))]
-        docs = long_docs[: args.docs]
-        for batch_size in args.batch_sizes:
-            # The first call traces (and with XLA compiles) each shape; time it separately.
-            warm = timed(encoder, docs[: batch_size * 2], batch_size)
-            runs = [timed(encoder, docs, batch_size) for _ in range(args.repeats)]
-            rates = [len(docs) / r for r in runs]
-            rows.append((xla, batch_size, warm, statistics.median(rates), min(rates), max(rates)))
-            print(
-                f"  xla={xla} batch={batch_size}: {statistics.median(rates):.1f} docs/s", flush=True
-            )
+    start = time.perf_counter()
+    encoders = {
+        xla: TextEncoder.load(model_dir, max_length=128, jit_compile=bool(xla)) for xla in (0, 1)
+    }
+    load_seconds = (time.perf_counter() - start) / 2
+    lengths = encoders[0].tokenize(texts)
+    docs = [t for t, ids in zip(texts, lengths, strict=True) if len(ids) == 128]
+    if len(docs) < args.docs:  # top up with filler so every document has 128 tokens
+        docs += [f"{i} " + FILLER * 8 for i in range(args.docs - len(docs))]
+    docs = docs[: args.docs]
 
-        # Natural lengths at max_length 256: many distinct padded widths in one pass.
-        encoder = TextEncoder.load(model_dir, max_length=256, jit_compile=xla)
-        sample = texts[: args.docs]
-        first = timed(encoder, sample, 64)
-        second = timed(encoder, sample, 64)
-        lengths = [len(ids) for ids in encoder.tokenize(sample)]
-        variable_rows.append((xla, first, second, statistics.mean(lengths), load_seconds))
+    warm = {}
+    for xla, batch_size in itertools.product(encoders, args.batch_sizes):
+        # The first call traces (and with XLA compiles) each shape; time it on its own.
+        warm[xla, batch_size] = timed(encoders[xla], docs[: batch_size * 2], batch_size)[0]
+    rates: dict[tuple[int, int], list[float]] = {key: [] for key in warm}
+    cpu_rates: dict[tuple[int, int], list[float]] = {key: [] for key in warm}
+    # Rounds interleave the configurations so load from other processes hits all of them alike.
+    for _ in range(args.repeats):
+        for xla, batch_size in rates:
+            wall, cpu = timed(encoders[xla], docs, batch_size)
+            rates[xla, batch_size].append(len(docs) / wall)
+            cpu_rates[xla, batch_size].append(len(docs) / cpu)
+            print(f"  xla={xla} batch={batch_size}: {len(docs) / wall:.1f} docs/s", flush=True)
 
-    print(f"\nthroughput at exactly 128 tokens, {args.docs} docs, median of {args.repeats} runs")
-    print(f"{'runtime':<22}{'batch':>6}{'first call s':>14}{'docs/s':>9}{'min':>8}{'max':>8}")
-    for xla, batch_size, warm, median, low, high in rows:
+    # Natural lengths up to 256 tokens: many padded widths, so XLA compiles many shapes.
+    natural = []
+    sample = texts[: args.docs]
+    for xla in encoders:
+        encoder = TextEncoder.load(model_dir, max_length=256, jit_compile=bool(xla))
+        first, second = timed(encoder, sample, 64)[0], timed(encoder, sample, 64)[0]
+        mean_tokens = statistics.mean(len(ids) for ids in encoder.tokenize(sample))
+        natural.append((xla, mean_tokens, first, second))
+
+    print(f"\nthroughput at exactly 128 tokens, {len(docs)} docs, {args.repeats} interleaved runs")
+    print(
+        f"{'runtime':<20}{'batch':>6}{'1st call s':>12}{'median/s':>10}{'best/s':>8}{'worst/s':>9}"
+        f"{'per CPU-s':>11}"
+    )
+    for (xla, batch_size), values in rates.items():
         name = "tf.function + XLA" if xla else "tf.function"
-        print(f"{name:<22}{batch_size:>6}{warm:>14.2f}{median:>9.1f}{low:>8.1f}{high:>8.1f}")
-
-    print(f"\nnatural lengths (max 256), {args.docs} docs, batch 64, length-bucketed")
-    print(f"{'runtime':<22}{'mean tok':>9}{'1st pass s':>12}{'2nd pass s':>12}{'docs/s 2nd':>12}")
-    for xla, first, second, mean_len, _ in variable_rows:
+        print(
+            f"{name:<20}{batch_size:>6}{warm[xla, batch_size]:>12.2f}"
+            f"{statistics.median(values):>10.1f}{max(values):>8.1f}{min(values):>9.1f}"
+            f"{statistics.median(cpu_rates[xla, batch_size]):>11.1f}"
+        )
+    print(f"\nnatural lengths (max 256), {len(sample)} docs, batch 64, length-bucketed")
+    print(
+        f"{'runtime':<20}{'mean tokens':>12}{'1st pass s':>12}{'2nd pass s':>12}{'2nd docs/s':>12}"
+    )
+    for xla, mean_tokens, first, second in natural:
         name = "tf.function + XLA" if xla else "tf.function"
-        rate = args.docs / second
-        print(f"{name:<22}{mean_len:>9.0f}{first:>12.2f}{second:>12.2f}{rate:>12.1f}")
-    print(f"\nload time (build + weights + hash): {variable_rows[0][4]:.2f} s")
+        rate = len(sample) / second
+        print(f"{name:<20}{mean_tokens:>12.0f}{first:>12.2f}{second:>12.2f}{rate:>12.1f}")
+    print(f"\nload time per encoder (build + weights + sha256): {load_seconds:.2f} s")
+    print("load average after the run: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print("docs/s is wall-clock throughput; per CPU-s counts documents per second of CPU time")
 
 
 if __name__ == "__main__":

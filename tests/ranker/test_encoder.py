@@ -151,3 +151,10 @@ def test_missing_file_and_bad_config_are_reported(minilm_dir, tmp_path):
 def test_max_length_beyond_positions_is_rejected(minilm_dir):
     with pytest.raises(BrainrankError, match="max_position_embeddings 512"):
         TextEncoder.load(minilm_dir, max_length=1000)
+
+
+def test_xla_path_matches_and_pads_partial_batches(minilm, minilm_dir, reference):
+    xla = TextEncoder.load(minilm_dir, jit_compile=True)
+    # Seven short texts (short keeps XLA compiles cheap): batches of 4 and 3, the 3 padded to 4.
+    texts = reference["sentences"][:6] + ["one more short text"]
+    np.testing.assert_allclose(xla.encode(texts, batch_size=4), minilm.encode(texts), atol=1e-5)
