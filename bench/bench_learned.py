@@ -102,6 +102,13 @@ def main() -> None:
     ap.add_argument("--clicks", type=Path, default=None)
     ap.add_argument("--scorer", default="dnn")
     ap.add_argument("--transfer", default="", help="comma-separated target collections")
+    ap.add_argument(
+        "--train-qrels",
+        type=Path,
+        default=None,
+        help="train judgments to use instead of the collection's qrels/train.tsv "
+        "(e.g. NFCorpus's graded raw/nfcorpus_original_train.2-1-0.qrel)",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -112,6 +119,7 @@ def main() -> None:
     print(f"machine: {machine()}; date: {date.today()}")
     cfg, _ = workspace(args.collection, args.datasets)
     _, queries, qrels = collection_files(args.collection, args.datasets, "train")
+    qrels = args.train_qrels or qrels
     t = time.perf_counter()
     result = train(
         cfg,

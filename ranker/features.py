@@ -17,6 +17,7 @@ from ranker.fusion import minmax, minmax_normalise, rrf
 from ranker.retrieval import Candidates, Generation
 
 SCHEMA_VERSION = 1
+_BIGRAM_BASE = 1 << 31  # term ids are int32
 BASE_FEATURES = (
     "fused",  # min-max fusion of BM25 and dense, the base ranking
     "rrf",  # reciprocal rank fusion, scaled so rank 1 in both lists = 1
@@ -161,18 +162,27 @@ class FeatureExtractor:
             return zeros, zeros, zeros
         idf = self.generation.bm25.idf(unique_terms)
         q = np.array(unique_terms)
-        present = np.array([np.isin(q, seq) for seq in seqs]) if n else np.zeros((0, len(q)), bool)
+        # One pass over all candidates' terms: present[doc, j] = query term j occurs in doc.
+        present = np.zeros((n, len(q)), dtype=bool)
+        if n:
+            flat = np.concatenate(seqs)
+            owner = np.repeat(np.arange(n), [len(x) for x in seqs])
+            order = np.argsort(q)
+            slot = np.searchsorted(q[order], flat).clip(0, len(q) - 1)
+            hit = q[order][slot] == flat
+            present[owner[hit], order[slot[hit]]] = True
         coverage = present.mean(axis=1) if n else np.zeros(0)
         coverage_idf = present @ idf / idf.sum() if idf.sum() > 0 else coverage
         pairs = [(a, b) for a, b in zip(terms, terms[1:], strict=False) if a != b]
         if not pairs:
-            return coverage, coverage_idf, coverage.copy() * 0
+            return coverage, coverage_idf, np.zeros(n)
+        # Bigrams as single int64 codes, so membership is one vectorised isin per document.
+        wanted = np.array([a * _BIGRAM_BASE + b for a, b in pairs], dtype=np.int64)
         phrase = np.zeros(n)
         for i, seq in enumerate(seqs):
-            if len(seq) < 2:
-                continue
-            bigrams = set(zip(seq[:-1].tolist(), seq[1:].tolist(), strict=True))
-            phrase[i] = sum(p in bigrams for p in pairs) / len(pairs)
+            if len(seq) >= 2:
+                codes = seq[:-1].astype(np.int64) * _BIGRAM_BASE + seq[1:]
+                phrase[i] = np.isin(wanted, codes).mean()
         return coverage, coverage_idf, phrase
 
     def _title_coverage(self, query_terms: list[str], positions, n):
