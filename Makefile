@@ -31,7 +31,10 @@ demo: install
 	$(RUN) eval --queries data/queries.jsonl --qrels data/qrels-test.txt \
 		--mode bm25,dense,hybrid,learned --model latest --workspace $(DEMO_WS)
 
+# The debugger's end-to-end test drives Debian's headless Chromium; install it when missing.
 test: install
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| echo "chromium could not be installed: the browser test will be skipped"
 	$(BIN)/python -m pytest -q
 
 lint: install

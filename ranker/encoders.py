@@ -31,10 +31,6 @@ def serving_manifest(ws: Workspace) -> dict | None:
 
 def load_encoder(path: Path, max_length: int):
     """Load a BERT folder in Hugging Face layout or a two-tower encoder saved by brainrank."""
-    try:
-        from ranker.two_tower import load_encoder as load_any
-    except ModuleNotFoundError:  # two_tower lands in a later commit; BERT folders load directly
-        from ranker.encoder import TextEncoder
+    from ranker.two_tower import load_encoder as load_any
 
-        return TextEncoder.load(path, max_length=max_length)
     return load_any(path, max_length=max_length)
