@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from index.errors import BrainrankError
+from ranker.cli_ui import register as register_ui
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -43,6 +44,7 @@ models_app = typer.Typer(
     help="The model registry: list, inspect, promote, roll back, move.", no_args_is_help=True
 )
 app.add_typer(models_app, name="models")
+register_ui(app)
 
 WorkspaceOpt = Annotated[
     Path | None,

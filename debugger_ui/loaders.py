@@ -1,0 +1,219 @@
+"""Everything the pages load or compute, cached: the only module that uses ``st.cache_*``.
+
+The search engine (index, encoder, loaded models) is a ``st.cache_resource`` keyed by the
+workspace and the index generation serving now, so a promotion that switches the index or a new
+ingest gets a fresh engine on the next run. Rankings and explanations are ``st.cache_data``
+keyed by query, mode and an explicit model version (never "the champion", which moves), so a
+cached entry can never go stale. All computation is ``ranker``'s; this module only calls it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import streamlit as st
+
+from debugger_ui.judgments import JudgedSet, ndcg10_per_query
+from debugger_ui.settings import Settings
+from index.errors import BrainrankError
+from index.workspace import Workspace
+from ranker.config import Config, load_config
+
+# Rank every candidate, so any candidate's final rank is known (the UI shows the top k).
+FULL_DEPTH = 1000
+FIXED_MODES = ("hybrid", "bm25", "dense", "hybrid-rrf", "hybrid-minmax")
+# One engine serves every browser session; TensorFlow and SQLite calls take turns.
+_LOCK = threading.RLock()
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A ranking to show: a fixed mode, or the learned mode with one model version."""
+
+    mode: str
+    model: str | None = None
+
+    @property
+    def spec(self) -> str:
+        return f"{self.mode}:{self.model}" if self.model else self.mode
+
+    @classmethod
+    def parse(cls, spec: str) -> Ranking:
+        mode, _, model = spec.partition(":")
+        return cls(mode, model or None)
+
+    def label(self, champion: str | None = None) -> str:
+        if self.mode != "learned":
+            return self.mode
+        suffix = " (champion)" if self.model == champion else ""
+        return f"learned {self.model}{suffix}"
+
+
+class Context:
+    """What one script run knows about the workspace; cheap to build, engine loaded on demand."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.cfg: Config = load_config(settings.config, workspace=settings.workspace)
+        self.workspace = Workspace(self.cfg.workspace)
+        self.key = f"{Path(self.cfg.workspace).resolve()}|{settings.config or ''}"
+
+    @cached_property
+    def generation(self) -> int | None:
+        """The index generation serving now; None for a workspace without documents."""
+        if not self.workspace.exists():
+            return None
+        store = self.workspace.open_store()
+        try:
+            return self.workspace.serving_generation(store.version)
+        finally:
+            store.close()
+
+    @property
+    def engine(self):
+        if self.generation is None:
+            raise BrainrankError(
+                f"workspace {self.workspace.root} has no documents yet; run `brainrank ingest "
+                f"PATH --workspace {self.workspace.root}` first"
+            )
+        return _engine(str(self.cfg.workspace), self.settings.config, self.generation)
+
+    @cached_property
+    def registry(self):
+        from ranker.registry import Registry
+
+        return Registry(self.workspace.models_dir)
+
+    @cached_property
+    def versions(self) -> list:
+        return self.registry.versions() if self.workspace.models_dir.exists() else []
+
+    @cached_property
+    def champion(self) -> str | None:
+        mv = self.registry.champion() if self.workspace.models_dir.exists() else None
+        return mv.version if mv else None
+
+    @cached_property
+    def rankings(self) -> list[Ranking]:
+        """What the pickers offer: each model version in the learned mode, then fixed modes."""
+        ordered = sorted(self.versions, key=lambda v: (v.version != self.champion, -v.number))
+        return [Ranking("learned", v.version) for v in ordered] + [Ranking(m) for m in FIXED_MODES]
+
+    def default_ranking(self) -> Ranking:
+        """The champion when there is one, else hybrid (never an unservable choice)."""
+        if self.champion:
+            return Ranking("learned", self.champion)
+        return Ranking("hybrid")
+
+    @cached_property
+    def judged(self) -> JudgedSet | None:
+        s = self.settings
+        if s.queries is None or s.qrels is None:
+            return None
+        return _judged(str(s.queries), str(s.qrels), _mtime(s.queries), _mtime(s.qrels))
+
+    # ----- cached computations ------------------------------------------------------------
+
+    def ranking(self, query: str, ranking: Ranking):
+        """SearchResult of every candidate for ``query`` (top first)."""
+        return _ranking(self.engine, self.key, self.generation, query, ranking.mode, ranking.model)
+
+    def explained(self, query: str, model: str, doc_ids: tuple[str, ...]):
+        """(CandidateFeatures, Explanation of ``doc_ids``, GAM sub-scores or None)."""
+        return _explained(self.engine, self.key, self.generation, query, model, doc_ids)
+
+    def documents(self, doc_ids: list[str]) -> dict:
+        """Documents by id from the store (ids not in it are left out)."""
+        with _LOCK:
+            return self.engine.store.get(doc_ids)
+
+    def why_not(self, query: str, model: str, target: str, above: str):
+        """(feature rows of target and above [2, F], WhyNot)."""
+        return _why_not(self.engine, self.key, self.generation, query, model, target, above)
+
+    def standing(self, query: str, doc_id: str, ranking: Ranking):
+        result = self.ranking(query, ranking)
+        return _standing(
+            self.engine, self.key, self.generation, query, doc_id, ranking.spec, result
+        )
+
+    def ndcg10_per_query(self, ranking: Ranking) -> dict[str, float]:
+        s = self.settings
+        return _per_query(
+            self.engine,
+            self.key,
+            self.generation,
+            self.judged,
+            f"{s.queries}|{s.qrels}|{_mtime(s.queries)}|{_mtime(s.qrels)}",
+            ranking.mode,
+            ranking.model,
+        )
+
+
+def _mtime(path) -> float:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(show_spinner="Opening the index…", max_entries=4)
+def _engine(workspace: str, config: Path | None, generation: int):
+    from ranker.search import SearchEngine
+
+    # The encoder loads on the first dense, hybrid or learned search (BM25 never needs it).
+    return SearchEngine(load_config(config, workspace=Path(workspace)), generation=generation)
+
+
+@st.cache_data(show_spinner="Reading judgments…", max_entries=8)
+def _judged(queries: str, qrels: str, _m1: float, _m2: float) -> JudgedSet:
+    from ranker.evaluate import read_qrels, read_queries
+
+    return JudgedSet(read_queries(queries), read_qrels(qrels))
+
+
+@st.cache_data(show_spinner="Ranking…", max_entries=256)
+def _ranking(_engine, key: str, generation: int, query: str, mode: str, model: str | None):
+    with _LOCK:
+        return _engine.search(query, k=FULL_DEPTH, mode=mode, model=model)
+
+
+@st.cache_data(show_spinner="Explaining (SHAP)…", max_entries=128)
+def _explained(_engine, key: str, generation: int, query: str, model: str, doc_ids: tuple):
+    from ranker.explain import candidate_features, explain, gam_subscores
+
+    with _LOCK:
+        features = candidate_features(_engine, query, model)
+        learned, _ = _engine.model(model)
+        x = features.rows(list(doc_ids))
+        explanation = explain(learned, x, background=features.features)
+        sub = gam_subscores(learned, x) if learned.ranker.params.scorer == "gam" else None
+    return features, explanation, sub
+
+
+@st.cache_data(show_spinner="Explaining (SHAP)…", max_entries=128)
+def _why_not(_engine, key: str, generation: int, query: str, model: str, target: str, above: str):
+    from ranker.explain import candidate_features, why_not
+
+    with _LOCK:
+        features = candidate_features(_engine, query, model)
+        learned, _ = _engine.model(model)
+        rows = features.rows([target, above])
+        return rows, why_not(learned, rows[0], rows[1], features.features)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _standing(_engine, key, generation, query, doc_id, spec: str, _result):
+    from ranker.explain import standing
+
+    with _LOCK:
+        return standing(_engine, query, doc_id, _result)
+
+
+@st.cache_data(show_spinner="Ranking every judged query…", max_entries=32)
+def _per_query(_engine, key, generation, _judged, judged_key: str, mode: str, model: str | None):
+    with _LOCK:
+        return ndcg10_per_query(_engine, _judged, mode, model)

@@ -1,0 +1,1 @@
+"""One module per debugger page, each with ``render(ctx)``."""

@@ -1,0 +1,187 @@
+"""Search & explain: the ranked list, each result's attribution, judgments and nDCG@10."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from debugger_ui import state
+from debugger_ui.loaders import Context, Ranking
+from debugger_ui.views.common import (
+    NO_MODEL_HINT,
+    contribution_chart,
+    features_frame,
+    hint_on_error,
+    pick_mode_and_model,
+    snippet,
+    title_of,
+)
+
+MAX_K = 50
+
+
+def render(ctx: Context) -> None:
+    st.title("Search & explain")
+    query = state.text("q", "Query", placeholder="e.g. refund policy")
+    ranking = pick_mode_and_model(ctx)
+    k = state.number("k", "Results shown", 10, 1, MAX_K)
+    if not ctx.versions:
+        st.info(NO_MODEL_HINT)
+    if not query:
+        st.info("Type a query to see its ranking and why each result is where it is.")
+        if ctx.judged:
+            examples = list(ctx.judged.queries.values())[:8]
+            st.caption("Judged queries: " + " · ".join(f"`{q}`" for q in examples))
+        return
+    with hint_on_error():
+        _results(ctx, query, ranking, k)
+
+
+def _results(ctx: Context, query: str, ranking: Ranking, k: int) -> None:
+    result = ctx.ranking(query, ranking)
+    hits = result.hits[:k]
+    st.caption(
+        f"{ranking.label(ctx.champion)} · {len(result.hits)} ranked of {result.candidates} "
+        f"candidates · ranked in {result.latency_ms:.0f} ms"
+    )
+    if ranking.mode == "learned" and not result.info.get("in_domain", 1.0):
+        st.warning(
+            "This query is outside the model's training domain, so it was ranked by the "
+            "min-max fusion (the model's attributions below explain a score that was not served)."
+        )
+    if not hits:
+        st.info("No document matched this query.")
+        return
+    qid = ctx.judged.find(query) if ctx.judged else None
+    grades = ctx.judged.qrels[qid] if qid else {}
+    if qid:
+        ranked = [h.doc_id for h in result.hits]
+        relevant = ctx.judged.relevant(qid)
+        found = sum(1 for h in hits if grades.get(h.doc_id, 0) > 0)
+        cols = st.columns(3)
+        cols[0].metric("nDCG@10", f"{ctx.judged.ndcg10(qid, ranked):.4f}")
+        cols[1].metric(f"Relevant in top {k}", f"{found} of {len(relevant)}")
+        cols[2].metric("Judged query", qid)
+    st.dataframe(_hits_frame(result, hits, grades if qid else None), hide_index=True)
+
+    top_ids = [h.doc_id for h in hits]
+    ranked_ids = [h.doc_id for h in result.hits]
+    options = list(top_ids)
+    wanted = state.get("doc")
+    if wanted and wanted not in options and wanted in ranked_ids:
+        options.append(wanted)  # a linked document below the top k is explained too
+    rank_of = {h.doc_id: h.rank for h in result.hits}
+    doc = state.choice(
+        "doc",
+        "Result to explain",
+        options,
+        options[0],
+        widget="_select",
+        format_func=lambda d: f"#{rank_of[d]}  {d}  {title_of(result, d)}",
+    )
+    if ranking.mode == "learned":
+        _explanation(ctx, query, ranking.model, options, doc, result)
+    else:
+        st.info(
+            f"{ranking.mode} is a fixed fusion of the BM25 and dense signals in the table; "
+            "attributions need a learned model."
+        )
+    document = result.documents.get(doc)
+    if document is not None:
+        with st.expander(f"{doc}: {document.title}"):
+            st.write(document.text)
+    if qid:
+        _missed(ctx, qid, result, top_ids)
+
+
+def _hits_frame(result, hits, grades: dict | None) -> pd.DataFrame:
+    rows = []
+    for h in hits:
+        doc = result.documents.get(h.doc_id)
+        row = {
+            "rank": h.rank,
+            "doc_id": h.doc_id,
+            "title": doc.title if doc else "",
+            "score": h.score,
+        }
+        if grades is not None:
+            grade = grades.get(h.doc_id)
+            row["judged"] = "✓ relevant" if grade and grade > 0 else ("✗" if grade == 0 else "")
+            row["grade"] = "" if grade is None else str(grade)
+        row.update(
+            {
+                "bm25": h.signals.get("bm25"),
+                "bm25 rank": h.signals.get("bm25_rank"),
+                "dense": h.signals.get("dense"),
+                "dense rank": h.signals.get("dense_rank"),
+                "snippet": snippet(doc.text) if doc else "",
+            }
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _explanation(ctx, query, model, doc_ids, doc, result) -> None:
+    features, ex, sub = ctx.explained(query, model, tuple(doc_ids))
+    i = doc_ids.index(doc)
+    st.subheader(f"Why {doc} scores {ex.scores[i]:.4f}")
+    st.caption(
+        f"{ex.method.capitalize()} SHAP over {model}'s per-document score; masked features "
+        f"are averaged over {ex.background_size} of this query's {len(features.doc_ids)} "
+        f"candidates. Base value {ex.base_values[i]:.4f} + contributions = score."
+    )
+    left, right = st.columns([3, 2])
+    left.altair_chart(
+        contribution_chart(ex.feature_names, ex.values[i], f"{doc}: top contributions"),
+        width="stretch",
+    )
+    top = pd.DataFrame(
+        {
+            "feature": list(ex.feature_names),
+            "value": features.rows([doc])[0].astype(np.float64),
+            "contribution": ex.values[i],
+        }
+    ).sort_values("contribution", key=np.abs, ascending=False)
+    right.dataframe(top, hide_index=True, height=360)
+    tabs = ["Attributions (SHAP)", "Feature values"] + (
+        ["GAM sub-scores (exact)"] if sub is not None else []
+    )
+    drawn = st.tabs(tabs)
+    shap_frame = features_frame(ex.feature_names, ex.values, doc_ids)
+    shap_frame.insert(1, "score", ex.scores)
+    shap_frame.insert(2, "base", ex.base_values)
+    drawn[0].dataframe(shap_frame, hide_index=True)
+    drawn[1].dataframe(
+        features_frame(ex.feature_names, features.rows(list(doc_ids)), doc_ids), hide_index=True
+    )
+    if sub is not None:
+        drawn[2].caption(
+            "A GAM's score is the sum of one function per feature; these are those functions' "
+            "values. SHAP value = sub-score − its mean over the background."
+        )
+        drawn[2].dataframe(features_frame(ex.feature_names, sub, doc_ids), hide_index=True)
+
+
+def _missed(ctx, qid, result, top_ids) -> None:
+    relevant = ctx.judged.relevant(qid)
+    rank_of = {h.doc_id: h.rank for h in result.hits}
+    missed = [d for d in relevant if d not in top_ids]
+    if not missed:
+        st.success(f"Every document judged relevant for {qid} is in the top {len(top_ids)}.")
+        return
+    st.subheader(f"Relevant documents missed ({len(missed)})")
+    docs = ctx.documents(missed)
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "doc_id": missed,
+                "title": [
+                    docs[d].title if d in docs else "(not in the collection)" for d in missed
+                ],
+                "grade": [relevant[d] for d in missed],
+                "rank": [str(rank_of[d]) if d in rank_of else "not ranked" for d in missed],
+            }
+        ),
+        hide_index=True,
+    )

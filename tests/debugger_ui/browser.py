@@ -1,0 +1,175 @@
+"""Headless Chromium against a running debugger: page DOMs and screenshots.
+
+Also regenerates the README screenshots from a debugger already serving on PORT::
+
+    python -m tests.debugger_ui.browser --port 8501 --out docs/screenshots
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+# The flags the issue asks for; --virtual-time-budget lets the page's scripts run before the
+# shot, but it cannot wait for the server, hence wait_for_text().
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--hide-scrollbars",
+    "--run-all-compositor-stages-before-draw",
+)
+
+
+def chromium() -> str | None:
+    """The Chromium executable (Debian package ``chromium``), or None."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float) -> None:
+    """Wait until ``url`` answers 200 (the server is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def capture(
+    url: str,
+    png: Path | None = None,
+    *,
+    window: tuple[int, int] = (1280, 1000),
+    budget_ms: int = 20000,
+    timeout: float = 120,
+) -> str:
+    """Load ``url`` once in a fresh profile; return its DOM and optionally screenshot it."""
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+        cmd = [
+            chromium() or "chromium",
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            f"--window-size={window[0]},{window[1]}",
+            f"--virtual-time-budget={budget_ms}",
+            "--dump-dom",
+        ]
+        if png is not None:
+            cmd.append(f"--screenshot={png}")
+        done = subprocess.run(
+            [*cmd, url], capture_output=True, text=True, timeout=timeout, check=False
+        )
+        return done.stdout
+
+
+@contextmanager
+def keep_open(url: str) -> Iterator[None]:
+    """A headless Chromium holding ``url`` open, so the server finishes its first run.
+
+    A ``--dump-dom`` or ``--screenshot`` run closes the page after a few seconds, before a cold
+    server has loaded TensorFlow, the encoder and the model; this one stays until the block ends.
+    """
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+        proc = subprocess.Popen(
+            [chromium() or "chromium", *FLAGS, f"--user-data-dir={profile}", url],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_for_text(
+    url: str, text: str, png: Path | None = None, *, timeout: float = 120, **kwargs
+) -> str:
+    """Capture ``url`` until its DOM contains ``text`` (the server may still be computing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        dom = capture(url, png, **kwargs)
+        if text in dom:
+            return dom
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} never showed {text!r} within {timeout:.0f}s")
+        time.sleep(3)  # each try costs a Chromium start; leave the CPU to the server
+
+
+def ink(png: Path, left: int = 320) -> float:
+    """Share of dark pixels right of the sidebar: about 0 for a blank page, not for text."""
+    from PIL import Image
+
+    with Image.open(png) as image:
+        gray = image.convert("L")
+        width, height = gray.size
+        main = gray.crop((min(left, width - 1), 80, width, height))
+        dark = sum(main.histogram()[:160])
+        return dark / (main.size[0] * main.size[1])
+
+
+PAGES = {
+    # name: (URL query, text that shows the page is complete, window height)
+    "search": ("?q=make+my+tv+sound+better&doc=d081", "Relevant documents missed", 2150),
+    "why-not": ("?page=why-not&q=make+my+tv+sound+better&doc=d015&rank=10", "Holding it", 1500),
+    "compare": (
+        "?page=compare&q=make+my+tv+sound+better&a=hybrid&b=learned:v0001&set=1",
+        "Open a query",
+        1900,
+    ),
+    "models": ("?page=models&model=v0001", "Promote or roll back", 1100),
+    "health": ("?page=health", "Index generation", 760),
+}
+
+
+def shoot_pages(base: str, out: Path) -> list[Path]:
+    """Screenshot every page (README figures) from a debugger serving at ``base``."""
+    out.mkdir(parents=True, exist_ok=True)
+    shots = []
+    for name, (query, ready, height) in PAGES.items():
+        png = out / f"{name}.png"
+        wait_for_text(base + "/" + query, ready, window=(1280, height))  # warm
+        wait_for_text(base + "/" + query, ready, png, window=(1280, height))
+        shots.append(png)
+    return shots
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8501)
+    parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
+    args = parser.parse_args()
+    for png in shoot_pages(f"http://127.0.0.1:{args.port}", args.out):
+        print(png, png.stat().st_size // 1024, "KB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Fixtures for the debugger: a workspace with two model versions and a way to run the app."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DATA, make_config
+
+APP = Path(__file__).resolve().parents[2] / "debugger_ui" / "app.py"
+QUERIES = DATA / "queries.jsonl"
+QRELS = DATA / "qrels-train.txt"
+# The first run of a fresh workspace loads TensorFlow, the encoder and a model.
+FIRST_RUN_TIMEOUT = 180
+
+
+def copy_workspace(cfg, dest: Path):
+    shutil.copytree(cfg.workspace, dest)
+    return make_config(dest)
+
+
+def add_gam_version(cfg) -> str:
+    """Register an untrained GAM beside the champion (not promoted); returns its version.
+
+    Its sub-scores are arbitrary but exact, which is all the pages need; training one for
+    real would cost the suite half a minute.
+    """
+    from index.workspace import Workspace
+    from ranker.learned import RANKER_DIR
+    from ranker.registry import Registry
+    from ranker.tfr_model import ListwiseRanker, RankerParams
+
+    registry = Registry(Workspace(cfg.workspace).models_dir)
+    champion = registry.champion()
+    tmp = registry.begin(parent=champion.version)
+    for item in champion.path.iterdir():
+        if item.name in ("model.json", RANKER_DIR):
+            continue
+        copy = shutil.copytree if item.is_dir() else shutil.copyfile
+        copy(item, tmp / item.name)
+    n = len(champion.feature_names)
+    params = RankerParams(scorer="gam", hidden=(8,), dropout=0.0, max_epochs=0, seed=3)
+    ListwiseRanker.create(n, params).save(tmp / RANKER_DIR)
+    meta = {k: v for k, v in champion.meta.items() if k not in ("version", "created", "parent")}
+    meta["options"] = {**meta.get("options", {}), "scorer": "gam"}
+    (tmp / "model.json").write_text(json.dumps(meta, default=str))
+    return registry.commit(tmp).version
+
+
+@pytest.fixture(scope="session")
+def ui_config(trained_config, tmp_path_factory):
+    """A copy of the trained sample workspace: champion v0001 (DNN) and challenger v0002 (GAM)."""
+    cfg = copy_workspace(trained_config, tmp_path_factory.mktemp("ui") / "ws")
+    add_gam_version(cfg)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def ui_engine(ui_config, encoder):
+    """The oracle: the same workspace served by ranker's own SearchEngine."""
+    from ranker.search import SearchEngine
+
+    return SearchEngine(ui_config, encoder=encoder)
+
+
+@pytest.fixture
+def launch(monkeypatch):
+    """launch(cfg, judged=True, **query_params) -> AppTest after its first run."""
+    pytest.importorskip("streamlit", reason="the debugger needs the ui extra: pip install -e .[ui]")
+    from streamlit.testing.v1 import AppTest
+
+    def start(cfg, judged: bool = True, **params):
+        argv = [str(APP), "--workspace", str(cfg.workspace)]
+        if judged:
+            argv += ["--queries", str(QUERIES), "--qrels", str(QRELS)]
+        monkeypatch.setattr(sys, "argv", argv)
+        at = AppTest.from_file(str(APP), default_timeout=FIRST_RUN_TIMEOUT)
+        for key, value in params.items():
+            at.query_params[key] = value
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return start
+
+
+def metric(at, label: str) -> str:
+    """The value shown by the metric with this label."""
+    for m in at.metric:
+        if m.label == label:
+            return m.value
+    raise AssertionError(f"no metric {label!r}; shown: {[m.label for m in at.metric]}")
+
+
+def frame_with(at, *columns: str, without: tuple[str, ...] = ()):
+    """The first dataframe shown that has all ``columns`` and none of ``without``."""
+    for df in at.dataframe:
+        names = set(df.value.columns)
+        if set(columns) <= names and not names & set(without):
+            return df.value
+    raise AssertionError(f"no dataframe with columns {columns} (without {without})")
+
+
+def url(at) -> dict[str, str]:
+    return {k: v[0] if isinstance(v, list) else v for k, v in at.query_params.items()}

@@ -1,0 +1,268 @@
+"""Every page through Streamlit's AppTest, checked against what ranker computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ranker.evaluate import per_query, read_qrels
+from tests.debugger_ui.conftest import QRELS, copy_workspace, frame_with, metric, url
+
+QUERY = "money back"  # judged as q02 in the train judgments
+QID = "q02"
+
+
+def ranked_ids(engine, query, mode="learned", model=None, k=1000):
+    return [h.doc_id for h in engine.search(query, k=k, mode=mode, model=model).hits]
+
+
+# ----- Search & explain --------------------------------------------------------------------
+
+
+def test_search_link_shows_the_engines_ranking_and_ndcg(launch, ui_config, ui_engine):
+    at = launch(ui_config, q=QUERY)
+    expected = ui_engine.search(QUERY, k=10)  # the champion, as `brainrank search` ranks
+    table = frame_with(at, "snippet")
+    assert table["doc_id"].tolist() == [h.doc_id for h in expected.hits]
+    assert table["rank"].tolist() == list(range(1, 11))
+    np.testing.assert_allclose(table["score"], [h.score for h in expected.hits], rtol=1e-6)
+    assert table["title"].tolist() == [expected.documents[h.doc_id].title for h in expected.hits]
+
+    qrels = read_qrels(QRELS)
+    ndcg = per_query({QID: qrels[QID]}, {QID: ranked_ids(ui_engine, QUERY)})[QID]
+    assert float(metric(at, "nDCG@10")) == pytest.approx(ndcg, abs=5e-5)
+    relevant = {d for d, g in qrels[QID].items() if g > 0}
+    marked = set(table.loc[table["judged"] == "✓ relevant", "doc_id"])
+    assert marked == relevant & set(table["doc_id"])
+    # The URL now names the whole view, so the link reopens it.
+    shown = url(at)
+    assert shown.pop("doc") == expected.hits[0].doc_id  # the result explained
+    assert shown == {"page": "search", "q": QUERY, "mode": "learned", "model": "v0001", "k": "10"}
+
+
+def test_search_attributions_add_up_to_the_scores(launch, ui_config, ui_engine):
+    at = launch(ui_config, q=QUERY)
+    hits = ui_engine.search(QUERY, k=10).hits
+    shap = frame_with(at, "base")
+    assert shap["doc_id"].tolist() == [h.doc_id for h in hits]
+    features = [c for c in shap.columns if c not in ("doc_id", "score", "base")]
+    assert features == list(ui_engine.model("v0001")[0].schema.names)
+    np.testing.assert_allclose(shap[features].sum(axis=1) + shap["base"], shap["score"], atol=1e-6)
+    np.testing.assert_allclose(shap["score"], [h.score for h in hits], rtol=1e-6)
+
+
+def test_missed_relevant_documents_show_the_rank_they_got(launch, ui_config, ui_engine):
+    at = launch(ui_config, q=QUERY)
+    full = ranked_ids(ui_engine, QUERY)
+    missed = frame_with(at, "grade", "rank", without=("snippet",))
+    qrels = read_qrels(QRELS)[QID]
+    expected = [d for d, g in sorted(qrels.items(), key=lambda x: (-x[1], x[0])) if g > 0]
+    expected = [d for d in expected if d not in full[:10]]
+    assert missed["doc_id"].tolist() == expected
+    shown = dict(zip(missed["doc_id"], missed["rank"], strict=True))
+    for d in expected:
+        assert shown[d] == (str(full.index(d) + 1) if d in full else "not ranked")
+
+
+def test_search_in_a_fixed_mode_and_with_the_gam_model(launch, ui_config, ui_engine):
+    at = launch(ui_config, q="refund policy", mode="bm25")
+    table = frame_with(at, "snippet")
+    assert table["doc_id"].tolist() == ranked_ids(ui_engine, "refund policy", "bm25", k=10)
+    assert any("attributions need a learned model" in i.value for i in at.info)
+
+    at = launch(ui_config, q=QUERY, mode="learned", model="v0002")
+    table = frame_with(at, "snippet")
+    assert table["doc_id"].tolist() == ranked_ids(ui_engine, QUERY, model="v0002", k=10)
+    gam = [t for t in at.tabs if t.label == "GAM sub-scores (exact)"]
+    assert gam, "a GAM model shows its exact sub-scores"
+    sub = [df.value for df in gam[0].dataframe][0]
+    features = [c for c in sub.columns if c != "doc_id"]
+    np.testing.assert_allclose(sub[features].sum(axis=1), table["score"], rtol=1e-5, atol=1e-6)
+
+
+def test_selecting_a_result_puts_it_in_the_url(launch, ui_config, ui_engine):
+    at = launch(ui_config, q=QUERY)
+    third = ui_engine.search(QUERY, k=10).hits[2].doc_id
+    at.selectbox(key="w_doc_select").set_value(third).run()
+    assert url(at)["doc"] == third
+    assert any(h.value.startswith(f"Why {third} scores") for h in at.subheader)
+
+
+# ----- Why not this document --------------------------------------------------------------
+
+
+def test_why_not_reports_the_engines_rank_and_the_attribution_gap(launch, ui_config, ui_engine):
+    full = ui_engine.search(QUERY, k=1000)
+    target = full.hits[6]
+    at = launch(ui_config, page="why-not", q=QUERY, doc=target.doc_id, rank="2")
+    assert metric(at, "Final rank") == "7"
+    assert metric(at, "Candidate") == "yes"
+    cand = ui_engine.candidates(QUERY, "learned")
+    pos = ui_engine.generation.doc_ids.index(target.doc_id)
+    i = int(np.flatnonzero(cand.positions == pos)[0])
+    bm25_rank = int(cand.bm25_rank[i])
+    assert metric(at, "BM25 list rank (top 100)") == (str(bm25_rank) if bm25_rank else "-")
+    above = full.hits[1]
+    assert metric(at, f"{above.doc_id} score") == f"{above.score:.4f}"
+    assert metric(at, f"{target.doc_id} score") == f"{target.score:.4f}"
+    gap = frame_with(at, "difference")
+    assert gap["difference"].sum() == pytest.approx(target.score - above.score, abs=1e-5)
+    assert gap["difference"].is_monotonic_increasing  # what holds it back most comes first
+
+
+def test_why_not_a_document_that_was_no_candidate(launch, ui_config, ui_engine):
+    cand = ui_engine.candidates(QUERY, "learned")
+    inside = {ui_engine.generation.doc_ids[p] for p in cand.positions}
+    outside = next(d for d in ui_engine.generation.doc_ids if d not in inside)
+    at = launch(ui_config, page="why-not", q=QUERY, doc=outside)
+    assert metric(at, "Final rank") == "not ranked"
+    assert metric(at, "Candidate") == "no"
+    assert any("was not a candidate" in w.value for w in at.warning)
+
+    at = launch(ui_config, page="why-not", q=QUERY, doc="no-such-doc")
+    assert any("is not a document of this collection" in w.value for w in at.warning)
+
+
+# ----- Compare ----------------------------------------------------------------------------
+
+
+def test_compare_one_query_and_the_judged_set(launch, ui_config, ui_engine):
+    from debugger_ui.overlap import jaccard, rbo
+    from ranker.evaluate import read_queries
+    from tests.debugger_ui.conftest import QUERIES
+
+    at = launch(ui_config, page="compare", q=QUERY, a="hybrid", b="learned:v0001")
+    a = ranked_ids(ui_engine, QUERY, "hybrid", k=10)
+    b = ranked_ids(ui_engine, QUERY, "learned", "v0001", k=10)
+    assert metric(at, "Jaccard@10") == f"{jaccard(a, b):.3f}"
+    assert metric(at, "RBO@10 (p=0.9)") == f"{rbo(a, b, 0.9):.3f}"
+    moves = frame_with(at, "move")
+    assert moves["doc_id"].tolist() == b
+    for doc, arrow in zip(moves["doc_id"], moves["move"], strict=True):
+        delta = a.index(doc) - b.index(doc) if doc in a else None
+        assert arrow == (
+            "new"
+            if delta is None
+            else "="
+            if delta == 0
+            else f"{'↑' if delta > 0 else '↓'}{abs(delta)}"
+        )
+
+    at.button(key="w_run_set").click().run()
+    assert url(at)["set"] == "1"
+    queries, qrels = read_queries(QUERIES), read_qrels(QRELS)
+    judged = [q for q in qrels if q in queries]
+    runs = {
+        spec: {q: ranked_ids(ui_engine, queries[q], mode, model, k=100) for q in judged}
+        for spec, mode, model in (("a", "hybrid", None), ("b", "learned", "v0001"))
+    }
+    nd_a, nd_b = (per_query({q: qrels[q] for q in judged}, runs[s]) for s in ("a", "b"))
+    table = frame_with(at, "ΔnDCG@10")
+    assert sorted(table["query_id"]) == sorted(judged)
+    for _, row in table.iterrows():
+        assert row["ΔnDCG@10"] == pytest.approx(nd_b[row["query_id"]] - nd_a[row["query_id"]])
+    assert table["ΔnDCG@10"].is_monotonic_increasing
+    wins = sum(nd_b[q] - nd_a[q] > 1e-9 for q in judged)
+    losses = sum(nd_b[q] - nd_a[q] < -1e-9 for q in judged)
+    assert metric(at, "Wins (B better)") == str(wins)
+    assert metric(at, "Losses (B worse)") == str(losses)
+    assert metric(at, "Ties") == str(len(judged) - wins - losses)
+
+    # Opening a query from the list shows it in Search & explain, ranked by B.
+    qid = table["query_id"].iloc[0]
+    at.selectbox(key="w_open_query").set_value(qid)
+    at.button(key="w_open").click().run()
+    assert url(at)["page"] == "search" and url(at)["q"] == queries[qid]
+    assert frame_with(at, "snippet")["doc_id"].tolist() == runs["b"][qid][:10]
+
+
+# ----- Models and Health ------------------------------------------------------------------
+
+
+def test_models_promote_and_roll_back_need_confirmation(launch, ui_config, tmp_path):
+    from index.workspace import Workspace
+    from ranker.registry import Registry
+
+    cfg = copy_workspace(ui_config, tmp_path / "ws")
+    registry = Registry(Workspace(cfg.workspace).models_dir)
+    at = launch(cfg, page="models")
+    versions = frame_with(at, "champion")
+    assert versions["version"].tolist() == ["v0002", "v0001"]
+    assert versions["champion"].tolist() == ["", "★"]
+    assert versions["scorer"].tolist() == ["gam", "dnn"]
+    v1 = registry.get("v0001")
+    assert versions["nDCG@10"].iloc[1] == v1.metrics["challenger"]["nDCG@10"]
+    assert metric(at, "Champion") == "v0001"
+
+    at.selectbox(key="w_model_models").set_value("v0002").run()
+    at.button(key="w_promote").click().run()
+    assert any("Promote **v0002** to champion" in w.value for w in at.warning)
+    assert registry.champion().version == "v0001"  # nothing happens before confirming
+    at.button(key="w_cancel").click().run()
+    assert not at.warning and registry.champion().version == "v0001"
+
+    at.button(key="w_promote").click().run()
+    at.button(key="w_confirm").click().run()
+    assert registry.champion().version == "v0002"
+    assert any("v0002 is now the champion" in s.value for s in at.success)
+    assert metric(at, "Champion") == "v0002"
+
+    at.button(key="w_rollback").click().run()
+    assert registry.champion().version == "v0002"
+    at.button(key="w_confirm").click().run()
+    assert registry.champion().version == "v0001"
+    assert any("v0001 is the champion again" in s.value for s in at.success)
+
+
+def test_health_shows_model_age_and_training_date(launch, ui_config):
+    from index.workspace import Workspace
+    from ranker.registry import Registry
+
+    at = launch(ui_config, page="health")
+    champion = Registry(Workspace(ui_config.workspace).models_dir).champion()
+    assert metric(at, "Champion") == champion.version
+    assert metric(at, "Trained") == champion.created.strftime("%Y-%m-%d")
+    assert any(champion.created.strftime("%Y-%m-%d %H:%M UTC") in c.value for c in at.caption)
+    assert metric(at, "Model age").startswith("0d ")
+    assert metric(at, "Documents") == "236"
+
+
+# ----- A workspace without a model ----------------------------------------------------------
+
+
+def test_without_a_model_every_page_hints_and_fixed_modes_work(launch, sample_config, engine):
+    at = launch(sample_config, judged=False, q="refund policy")
+    modes = at.selectbox(key="w_mode").options
+    assert "learned" not in modes and "hybrid" in modes
+    assert any("No learned model yet" in i.value for i in at.info)
+    table = frame_with(at, "snippet")
+    assert table["doc_id"].tolist() == ranked_ids(engine, "refund policy", "hybrid", k=10)
+    for page in ("why-not", "compare", "models", "health"):
+        at.sidebar.radio[0].set_value(page).run()
+        assert not at.exception, page
+        assert not at.error, page
+        assert at.info, f"{page} shows a hint"
+
+
+def test_a_broken_config_or_judgments_file_is_reported_not_raised(
+    monkeypatch, sample_config, tmp_path
+):
+    import sys
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.debugger_ui.conftest import APP
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("retrieval = 3\n")
+    cases = [
+        (["--config", str(bad)], "config [retrieval] must be a table"),
+        (["--queries", str(tmp_path / "no.jsonl"), "--qrels", str(QRELS)], "does not exist"),
+    ]
+    for extra, message in cases:
+        monkeypatch.setattr(
+            sys, "argv", [str(APP), "--workspace", str(sample_config.workspace), *extra]
+        )
+        at = AppTest.from_file(str(APP), default_timeout=60).run()
+        assert not at.exception
+        assert any(message in e.value for e in at.error)
