@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from index.errors import BrainrankError
+from ranker.cli_ops import register as register_ops
 from ranker.cli_ui import register as register_ui
 
 out = Console(soft_wrap=True)
@@ -45,6 +46,7 @@ models_app = typer.Typer(
 )
 app.add_typer(models_app, name="models")
 register_ui(app)
+register_ops(app)
 
 WorkspaceOpt = Annotated[
     Path | None,
@@ -211,6 +213,9 @@ def search(
         check_mode(mode)
     engine = SearchEngine(cfg)
     engine.validate_query(query)
+    from ranker.querylog import QueryLog
+
+    engine.query_log = QueryLog.open(cfg.workspace, source="cli")
     result = engine.search(query, k=k, mode=mode, model=model)
     if as_json:
         payload = {
@@ -257,6 +262,9 @@ def eval_(
             show_default=False,
         ),
     ] = None,
+    log: Annotated[
+        bool, typer.Option("--log", help="Also append these searches to the query log")
+    ] = False,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
     encoder: EncoderOpt = None,
@@ -273,6 +281,10 @@ def eval_(
     cfg = _config(workspace, config, encoder)
     q, j = read_queries(queries), read_qrels(qrels)
     engine = SearchEngine(cfg)
+    if log:
+        from ranker.querylog import QueryLog
+
+        engine.query_log = QueryLog.open(cfg.workspace, source="eval")
     judged = sum(1 for qid in j if qid in q)
     with _progress().task("Evaluating", judged * len(modes)) as advance:
         results = evaluate(engine, q, j, modes, run_dir=run_dir, on_query=advance, model=model)

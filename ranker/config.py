@@ -139,10 +139,14 @@ def _from_dict(data: dict[str, Any], source: Path | None) -> Config:
     for key in ("workspace", "datasets"):
         if key in top:
             kwargs[key] = Path(top.pop(key)).expanduser()
+    # [monitor], [retrain] and [schedule] belong to the operations commands, which read and
+    # validate them (ranker.schedule.ops_config).
+    for key in ("monitor", "retrain", "schedule"):
+        top.pop(key, None)
     if top:
         raise BrainrankError(
             f"unknown config key(s): {', '.join(sorted(top))}; allowed top-level keys: "
-            f"workspace, datasets, {', '.join(sections)}"
+            f"workspace, datasets, {', '.join(sections)}, monitor, retrain, schedule"
         )
     cfg = Config(**kwargs)
     _validate(cfg)

@@ -1,0 +1,240 @@
+"""Commands for freshness and drift: feedback, monitor, retrain, schedule.
+
+``ranker.cli`` adds them with ``register(app)``. Bodies are thin; everything heavy is imported
+inside them so ``brainrank --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from index.errors import BrainrankError
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_STALE = 3
+
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Workspace directory [env BRAINRANK_WORKSPACE; default ./brainrank-data]",
+        show_default=False,
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML config file [env BRAINRANK_CONFIG; default WORKSPACE/brainrank.toml]",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+def load_configs(config: Path | None, workspace: Path | None, env: dict | None = None):
+    """(Config, OpsConfig) from the same TOML file.
+
+    Once ``ranker.config.Config`` has an ``ops`` field this is ``load_config`` plus that field;
+    until then the [monitor], [retrain] and [schedule] tables are read here and the rest of
+    the file goes through the config module's own parser.
+    """
+    from ranker.config import Config, load_config
+    from ranker.schedule import OPS_TABLES, ops_config
+
+    env = os.environ if env is None else env
+    if "ops" in {f.name for f in dataclasses.fields(Config)}:
+        cfg = load_config(config, workspace=workspace, env=env)
+        return cfg, cfg.ops
+    path = _config_path(config, workspace, env)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise BrainrankError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise BrainrankError(f"config file {path} is not valid TOML: {exc}") from None
+    ops = ops_config(data, path.parent if path is not None else None)
+    if not any(name in data for name in OPS_TABLES):
+        return load_config(config, workspace=workspace, env=env), ops
+    from ranker.config import _from_dict
+
+    cfg = _from_dict({k: v for k, v in data.items() if k not in OPS_TABLES}, source=path)
+    ws = workspace or (Path(env["BRAINRANK_WORKSPACE"]) if env.get("BRAINRANK_WORKSPACE") else None)
+    changes: dict[str, Any] = {}
+    if ws is not None:
+        changes["workspace"] = Path(ws)
+    if env.get("BRAINRANK_DATASETS"):
+        changes["datasets"] = Path(env["BRAINRANK_DATASETS"])
+    return (dataclasses.replace(cfg, **changes) if changes else cfg), ops
+
+
+def _config_path(config: Path | None, workspace: Path | None, env) -> Path | None:
+    """The TOML file ``ranker.config.load_config`` would read."""
+    from ranker.config import DEFAULT_WORKSPACE
+
+    if config is not None:
+        return Path(config)
+    if env.get("BRAINRANK_CONFIG"):
+        return Path(env["BRAINRANK_CONFIG"])
+    ws = workspace or (Path(env["BRAINRANK_WORKSPACE"]) if env.get("BRAINRANK_WORKSPACE") else None)
+    candidate = Path(ws or DEFAULT_WORKSPACE) / "brainrank.toml"
+    return candidate if candidate.exists() else None
+
+
+def _workspace(cfg):
+    from index.workspace import Workspace
+
+    ws = Workspace(cfg.workspace)
+    if not ws.exists():
+        raise BrainrankError(f"workspace {ws.root} has no documents; run `brainrank ingest` first")
+    return ws
+
+
+def feedback(
+    file: Annotated[
+        Path, typer.Argument(help="JSONL clicks: impression_id or query, doc_id, time")
+    ],
+    as_json: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Import clicks into the query log (a file imported twice adds nothing)."""
+    from ranker.querylog import QueryLog
+
+    cfg, _ = load_configs(config, workspace)
+    ws = _workspace(cfg)
+    with QueryLog.open(ws.root) as qlog:
+        rep = qlog.import_feedback(file)
+    if as_json:
+        print(json.dumps(dataclasses.asdict(rep)))
+        return
+    err.print(
+        f"{rep.imported} clicks imported from {file} ({rep.duplicates} already there, "
+        f"{rep.unmatched} not matched to a logged search)",
+        highlight=False,
+    )
+
+
+def monitor(
+    window: Annotated[
+        str | None,
+        typer.Option("--window", help="Live window ending now, e.g. 24h, 7d [default: config]"),
+    ] = None,
+    as_json: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Compare recent traffic and the corpus with the champion's training; exit 3 when stale."""
+    from ranker.drift import monitor as run_monitor
+    from ranker.drift import parse_duration
+
+    cfg, ops = load_configs(config, workspace)
+    _workspace(cfg)
+    if window is not None:
+        try:
+            parse_duration(window, "--window")
+        except ValueError as exc:
+            raise BrainrankError(str(exc)) from None
+    report = run_monitor(cfg, ops.monitor, window=window)
+    if as_json:
+        print(json.dumps(report.to_dict(), default=str))
+    else:
+        out.print(_monitor_table(report))
+        for reason in report.reasons:
+            err.print(f"[yellow]stale:[/] {reason}", highlight=False)
+    if report.stale:
+        raise typer.Exit(EXIT_STALE)
+
+
+def retrain(
+    if_needed: Annotated[
+        bool, typer.Option("--if-needed", help="Only when the monitor calls the champion stale")
+    ] = False,
+    as_json: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Train a challenger on judgments plus logged clicks; promote it unless it is worse."""
+    from ranker.progress import RichProgress
+    from ranker.retrain import retrain as run_retrain
+
+    cfg, ops = load_configs(config, workspace)
+    _workspace(cfg)
+    report = run_retrain(
+        cfg, ops.retrain, ops.monitor, if_needed=if_needed, progress=RichProgress(err)
+    )
+    if as_json:
+        print(json.dumps(report.to_dict(), default=str))
+    else:
+        err.print(f"retrain {report.status}: {report.reason}", highlight=False)
+        for warning in report.warnings:
+            err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+def schedule(workspace: WorkspaceOpt = None, config: ConfigOpt = None) -> None:
+    """Run the monitor and `retrain --if-needed` on the config's schedule (foreground)."""
+    import logging
+
+    from ranker.schedule import run_schedule
+
+    cfg, ops = load_configs(config, workspace)
+    _workspace(cfg)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    err.print(
+        f"scheduling monitor '{ops.schedule.monitor}' and retrain '{ops.schedule.retrain}' "
+        f"({ops.schedule.timezone}) on {cfg.workspace}; Ctrl-C stops",
+        highlight=False,
+    )
+    run_schedule(cfg, ops)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the freshness-and-drift commands to the ``brainrank`` app."""
+    app.command()(feedback)
+    app.command()(monitor)
+    app.command()(retrain)
+    app.command()(schedule)
+
+
+def _monitor_table(report):
+    from rich.table import Table
+
+    colour = "red" if report.stale else "green"
+    table = Table(
+        title=f"[{colour}]{report.verdict}[/]: model {report.model or '-'}, "
+        f"{report.window['searches']} searches since {report.window['start']}",
+        title_justify="left",
+    )
+    for column in ("monitor", "status", "details"):
+        table.add_column(column)
+    for name, m in report.monitors.items():
+        details = "; ".join(m["reasons"]) or m.get("note") or _headline(name, m)
+        style = {"alarm": "red", "ok": "green"}.get(m["status"], "dim")
+        table.add_row(name, f"[{style}]{m['status']}[/]", details)
+    return table
+
+
+def _headline(name: str, m: dict) -> str:
+    if name == "corpus":
+        return f"{m['changed_share']:.0%} of documents changed since training"
+    if name == "staleness":
+        return f"model age {m['age_seconds'] / 86400:.1f} days"
+    if name == "features":
+        worst = max(m["features"], key=lambda r: r["psi"], default=None)
+        return f"largest PSI {worst['psi']:.3f} ({worst['feature']})" if worst else ""
+    if name == "queries" and "terms" in m:
+        return f"{m['terms']['unseen_share']:.0%} unseen terms, JS {m['terms']['js']:.2f}"
+    return ""

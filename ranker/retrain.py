@@ -1,0 +1,321 @@
+"""Retraining: a challenger from the judgments and the clicks gathered so far, promoted only when
+it is not worse than the champion.
+
+One run: (with ``if_needed``) ask the monitors and stop when the champion is fresh; bring the
+indexes up to date; export the query log's clicked searches as a click log (merged with the
+champion's own click log); train a challenger without promoting it; compare it with the
+champion on the held-out judged queries (nDCG@10, from ``ranker.train``) and on held-out click
+queries (click MRR when replayed); promote it unless it is worse by more than the margins;
+save the monitoring reference of the new champion; write a report into the registry
+(``models/retrain/``) either way.
+
+Safe from cron: ``Workspace.writer_lock("retrain")`` keeps two runs apart (the second fails
+fast); a run whose inputs (document store, judgment files, clicks) are those of the last
+completed run, with the champion that run left, is skipped; training and promotion are
+crash-safe on their own (a version appears whole or not at all, the champion pointer moves
+atomically), so a run killed anywhere leaves the champion serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from index.atomic import write_text_atomic
+from index.errors import BrainrankError
+from index.workspace import Workspace
+from ranker.drift import MonitorConfig, Reference, build_reference, parse_duration, training_texts
+
+log = logging.getLogger(__name__)
+
+REPORTS_DIR = "retrain"
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """The [retrain] table of the config."""
+
+    queries: Path | None = None  # judged queries (JSONL or TSV)
+    qrels: Path | None = None  # their judgments (TREC or BEIR TSV)
+    clicks_window: str = "90d"  # logged clicks of this period feed the challenger
+    max_impressions: int = 100_000  # newest logged searches exported as impressions
+    click_holdout: float = 0.2  # share of clicked queries kept out of training to compare
+    min_click_eval: int = 20  # held-out clicked searches needed for the click comparison
+    max_click_eval: int = 300  # at most this many of them are replayed
+    margin: float = 0.01  # challenger nDCG@10 may be this much below the champion's
+    click_margin: float = 0.02  # ... and its click MRR this much below
+    max_epochs: int = 60
+    seed: int = 0
+    finetune_encoder: bool = False
+
+    def __post_init__(self):
+        parse_duration(self.clicks_window, "clicks_window")
+        if not 0 <= self.click_holdout < 1:
+            raise ValueError(f"click_holdout must be in [0, 1), not {self.click_holdout}")
+        if self.margin < 0 or self.click_margin < 0:
+            raise ValueError("margin and click_margin must be >= 0")
+
+
+@dataclass
+class RetrainReport:
+    status: str  # promoted | kept | not needed | skipped
+    reason: str
+    started: str
+    champion_before: str | None = None
+    champion_after: str | None = None
+    challenger: str | None = None
+    monitor: dict | None = None
+    metrics: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    path: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def retrain(
+    cfg,
+    rcfg: RetrainConfig,
+    mcfg: MonitorConfig | None = None,
+    *,
+    if_needed: bool = False,
+    now: float | None = None,
+    progress=None,
+    encoder_factory=None,
+) -> RetrainReport:
+    """Run one retraining (see the module docstring); the report says what happened and why."""
+    from ranker.registry import Registry
+
+    mcfg = mcfg or MonitorConfig()
+    ws = Workspace(cfg.workspace)
+    if not ws.exists():
+        raise BrainrankError(f"workspace {ws.root} has no documents; run `brainrank ingest` first")
+    t0 = time.perf_counter()
+    now = time.time() if now is None else now
+    started = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
+    with ws.writer_lock("retrain"):
+        registry = Registry(ws.models_dir)
+        champion = registry.champion()
+        before = champion.version if champion else None
+        trigger = None
+        if if_needed:
+            from ranker.drift import monitor
+
+            verdict = monitor(cfg, mcfg, now=now)
+            trigger = {"verdict": verdict.verdict, "reasons": verdict.reasons}
+            if not verdict.stale and champion is not None:
+                return RetrainReport(
+                    "not needed",
+                    f"the monitors call {before} fresh",
+                    started,
+                    before,
+                    before,
+                    monitor=trigger,
+                    seconds=round(time.perf_counter() - t0, 2),
+                )
+        queries, qrels = _judgments(rcfg)
+        store_version = _refresh_indexes(cfg, ws, encoder_factory, progress)
+        with tempfile.TemporaryDirectory(prefix="brainrank-retrain-") as tmp:
+            clicks_path, held, n_logged = _click_logs(ws, champion, rcfg, now, Path(tmp))
+            inputs = {
+                "store_version": store_version,
+                "judgments": _digest([rcfg.queries, rcfg.qrels]),
+                "clicks": _digest([clicks_path]) if clicks_path else None,
+                "logged_impressions": n_logged,
+            }
+            last = last_report(ws.models_dir)
+            if last and last.get("inputs") == inputs and last.get("champion_after") == before:
+                return RetrainReport(
+                    "skipped",
+                    f"nothing changed since the retrain of {last['started']} "
+                    f"({last['challenger']} was {last['status']})",
+                    started,
+                    before,
+                    before,
+                    monitor=trigger,
+                    inputs=inputs,
+                    seconds=round(time.perf_counter() - t0, 2),
+                )
+            report = _train_and_decide(
+                cfg, rcfg, mcfg, queries, qrels, clicks_path, held, champion, progress
+            )
+        report.started, report.monitor, report.inputs = started, trigger, inputs
+        report.champion_before = before
+        report.seconds = round(time.perf_counter() - t0, 2)
+        report.path = str(_write_report(ws.models_dir, report))
+    return report
+
+
+def _train_and_decide(cfg, rcfg, mcfg, queries, qrels, clicks_path, held, champion, progress):
+    from ranker.promotion import promote
+    from ranker.registry import Registry
+    from ranker.search import SearchEngine
+    from ranker.train import TrainOptions, train
+
+    options = TrainOptions(
+        promote=False,
+        seed=rcfg.seed,
+        max_epochs=rcfg.max_epochs,
+        finetune_encoder=rcfg.finetune_encoder,
+    )
+    result = train(cfg, queries, qrels, clicks_path=clicks_path, options=options, progress=progress)
+    metrics = {"holdout": result.metrics}
+    incumbent = "champion" if champion is not None else "hybrid"
+    new, old = result.metrics["challenger"]["nDCG@10"], result.metrics[incumbent]["nDCG@10"]
+    reasons = [f"held-out nDCG@10 {new:.4f} vs {incumbent} {old:.4f}"]
+    ok = new >= old - rcfg.margin
+    if champion is not None and len(held) >= rcfg.min_click_eval:
+        engine = SearchEngine(cfg)
+        clicks = {
+            "challenger": click_mrr(engine, held, result.version, mcfg.k),
+            "champion": click_mrr(engine, held, champion.version, mcfg.k),
+            "impressions": len(held),
+        }
+        metrics["clicks"] = clicks
+        reasons.append(
+            f"held-out click MRR {clicks['challenger']:.4f} vs champion {clicks['champion']:.4f}"
+        )
+        ok = ok and clicks["challenger"] >= clicks["champion"] - rcfg.click_margin
+    registry = Registry(Workspace(cfg.workspace).models_dir)
+    warnings = []
+    if ok:
+        promote(cfg, result.version, progress=progress)
+        status, after = "promoted", result.version
+    else:
+        status, after = "kept", champion.version if champion else None
+    reason = "; ".join(reasons)
+    reason += f" (margins {rcfg.margin}, {rcfg.click_margin}): " + (
+        f"{result.version} promoted" if ok else f"{result.version} is worse; champion kept"
+    )
+    if after is not None and Reference.load(registry.models_dir, after) is None:
+        try:
+            mv = registry.get(after)
+            ref = build_reference(
+                SearchEngine(cfg), after, training_texts(mv, queries, qrels), mcfg.k
+            )
+            ref.save(registry.models_dir)
+        except BrainrankError as exc:  # monitoring falls back to the log; retraining succeeded
+            warnings.append(f"no monitoring reference for {after}: {exc}")
+    return RetrainReport(
+        status,
+        reason,
+        "",
+        champion_after=after,
+        challenger=result.version,
+        metrics=metrics,
+        warnings=warnings,
+    )
+
+
+def click_mrr(engine, impressions: list[dict], version: str, k: int = 10) -> float:
+    """Mean reciprocal rank of the first clicked document when ``version`` ranks the query."""
+    total = 0.0
+    for imp in impressions:
+        hits = engine.search(imp["query"], k=k, mode="learned", model=version).hits
+        clicked = set(imp["clicks"])
+        total += next((1.0 / h.rank for h in hits if h.doc_id in clicked), 0.0)
+    return total / len(impressions) if impressions else 0.0
+
+
+def _judgments(rcfg: RetrainConfig):
+    from ranker.evaluate import read_qrels, read_queries
+
+    if rcfg.queries is None or rcfg.qrels is None:
+        raise BrainrankError(
+            "retraining needs judgments: set queries and qrels in the [retrain] table of the "
+            'config (e.g. queries = "queries.jsonl", qrels = "qrels.txt")'
+        )
+    return read_queries(rcfg.queries), read_qrels(rcfg.qrels)
+
+
+def _refresh_indexes(cfg, ws: Workspace, encoder_factory, progress) -> int:
+    """Bring the indexes up to date with the document store; return the store version."""
+    from ranker.encoders import encoder_path_for, load_encoder, serving_manifest
+    from ranker.indexing import update_indexes
+
+    path = encoder_path_for(cfg, serving_manifest(ws))
+    factory = encoder_factory or (lambda: load_encoder(path, cfg.encoder.max_length))
+    update_indexes(ws, cfg, encoder_factory=factory, encoder_path=path, progress=progress)
+    store = ws.open_store()
+    try:
+        return store.version
+    finally:
+        store.close()
+
+
+def _click_logs(ws: Workspace, champion, rcfg: RetrainConfig, now: float, tmp: Path):
+    """(training click log or None, held-out clicked impressions, logged impressions used)."""
+    from ranker.querylog import QueryLog, normalise_query
+    from ranker.train import stable_split
+
+    merged: dict[str, dict] = {}
+    if champion is not None and (champion.path / "clicks.jsonl").is_file():
+        for line in (champion.path / "clicks.jsonl").read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                obj = json.loads(line)
+                merged[obj["impression_id"]] = obj
+    logged = []
+    if QueryLog.exists(ws.root):
+        with QueryLog.open(ws.root) as qlog:
+            start = now - parse_duration(rcfg.clicks_window)
+            logged = list(
+                qlog.impressions(start, now, limit=rcfg.max_impressions, clicked_queries=True)
+            )
+    texts = sorted({normalise_query(imp["query"]) for imp in logged})
+    _, held_texts = stable_split(texts, rcfg.click_holdout, f"clicks{rcfg.seed}")
+    held_set = set(held_texts)
+    held = []
+    for imp in logged:
+        if normalise_query(imp["query"]) in held_set:
+            if imp["clicks"]:
+                held.append(imp)
+        else:
+            merged[imp["impression_id"]] = imp
+    if len(held) > rcfg.max_click_eval:
+        step = len(held) / rcfg.max_click_eval
+        held = [held[int(i * step)] for i in range(rcfg.max_click_eval)]
+    if not merged:
+        return None, held, len(logged)
+    path = tmp / "clicks.jsonl"
+    path.write_text("".join(json.dumps(v) + "\n" for v in merged.values()), encoding="utf-8")
+    return path, held, len(logged)
+
+
+def _digest(paths) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).read_bytes() if p is not None and Path(p).is_file() else b"-")
+    return h.hexdigest()[:16]
+
+
+def _write_report(models_dir: Path, report: RetrainReport) -> Path:
+    stamp = report.started.replace(":", "").replace("-", "").replace("+0000", "Z")
+    path = Path(models_dir) / REPORTS_DIR / f"{stamp}-{report.challenger or 'none'}.json"
+    report.path = str(path)
+    write_text_atomic(path, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+    return path
+
+
+def history(models_dir: Path) -> list[dict]:
+    """Every written retrain report, oldest first (for the Health page and `models`)."""
+    folder = Path(models_dir) / REPORTS_DIR
+    out = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            out.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            log.warning("unreadable retrain report %s skipped", path)
+    return out
+
+
+def last_report(models_dir: Path) -> dict | None:
+    reports = history(models_dir)
+    return reports[-1] if reports else None
