@@ -12,6 +12,7 @@ from rich.console import Console
 
 from index.errors import BrainrankError
 from ranker.cli_ops import register as register_ops
+from ranker.cli_options import ConfigOpt, EncoderOpt, WorkspaceOpt
 from ranker.cli_ui import register as register_ui
 
 out = Console(soft_wrap=True)
@@ -47,33 +48,6 @@ models_app = typer.Typer(
 app.add_typer(models_app, name="models")
 register_ui(app)
 register_ops(app)
-
-WorkspaceOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--workspace",
-        "-w",
-        help="Workspace directory [env BRAINRANK_WORKSPACE; default ./brainrank-data]",
-        show_default=False,
-    ),
-]
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        help="TOML config file [env BRAINRANK_CONFIG; default WORKSPACE/brainrank.toml]",
-        show_default=False,
-    ),
-]
-EncoderOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--encoder",
-        help="Encoder folder in Hugging Face layout (model.safetensors, "
-        "tokenizer.json); default: the fetched all-MiniLM-L6-v2",
-        show_default=False,
-    ),
-]
 
 
 def _config(workspace, config, encoder=None):

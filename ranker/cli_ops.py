@@ -17,29 +17,13 @@ import typer
 from rich.console import Console
 
 from index.errors import BrainrankError
+from ranker.cli_options import ConfigOpt, WorkspaceOpt
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 EXIT_STALE = 3
 
-WorkspaceOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--workspace",
-        "-w",
-        help="Workspace directory [env BRAINRANK_WORKSPACE; default ./brainrank-data]",
-        show_default=False,
-    ),
-]
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        help="TOML config file [env BRAINRANK_CONFIG; default WORKSPACE/brainrank.toml]",
-        show_default=False,
-    ),
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 
 
