@@ -5,8 +5,8 @@ One run: (with ``if_needed``) ask the monitors and stop when the champion is fre
 indexes up to date; export the query log's clicked searches as a click log (merged with the
 champion's own click log); train a challenger without promoting it; compare it with the
 champion on the held-out judged queries (nDCG@10, from ``ranker.train``) and on held-out click
-queries (click MRR when replayed); promote it unless it is worse by more than the margins;
-save the monitoring reference of the new champion; write a report into the registry
+queries (inverse-propensity-weighted click DCG@10); promote it unless it is worse by more than
+the margins; save the monitoring reference of the new champion; write a report into the registry
 (``models/retrain/``) either way.
 
 Safe from cron: ``Workspace.writer_lock("retrain")`` keeps two runs apart (the second fails
@@ -49,7 +49,7 @@ class RetrainConfig:
     min_click_eval: int = 20  # held-out clicked searches needed for the click comparison
     max_click_eval: int = 300  # at most this many of them are replayed
     margin: float = 0.01  # challenger nDCG@10 may be this much below the champion's
-    click_margin: float = 0.02  # ... and its click MRR this much below
+    click_margin: float = 0.05  # ... and its IPS click DCG@10 this share below
     max_epochs: int = 60
     seed: int = 0
     finetune_encoder: bool = False
@@ -58,8 +58,8 @@ class RetrainConfig:
         parse_duration(self.clicks_window, "clicks_window")
         if not 0 <= self.click_holdout < 1:
             raise ValueError(f"click_holdout must be in [0, 1), not {self.click_holdout}")
-        if self.margin < 0 or self.click_margin < 0:
-            raise ValueError("margin and click_margin must be >= 0")
+        if self.margin < 0 or not 0 <= self.click_margin < 1:
+            raise ValueError("margin must be >= 0 and click_margin in [0, 1)")
 
 
 @dataclass
@@ -167,6 +167,7 @@ def _train_and_decide(cfg, rcfg, mcfg, queries, qrels, clicks_path, held, champi
         finetune_encoder=rcfg.finetune_encoder,
     )
     result = train(cfg, queries, qrels, clicks_path=clicks_path, options=options, progress=progress)
+    propensities = _propensities(clicks_path, mcfg.k)
     metrics = {"holdout": result.metrics}
     incumbent = "champion" if champion is not None else "hybrid"
     new, old = result.metrics["challenger"]["nDCG@10"], result.metrics[incumbent]["nDCG@10"]
@@ -175,15 +176,17 @@ def _train_and_decide(cfg, rcfg, mcfg, queries, qrels, clicks_path, held, champi
     if champion is not None and len(held) >= rcfg.min_click_eval:
         engine = SearchEngine(cfg)
         clicks = {
-            "challenger": click_mrr(engine, held, result.version, mcfg.k),
-            "champion": click_mrr(engine, held, champion.version, mcfg.k),
+            "metric": f"IPS click DCG@{mcfg.k}",
+            "challenger": click_dcg(engine, held, result.version, propensities, mcfg.k),
+            "champion": click_dcg(engine, held, champion.version, propensities, mcfg.k),
             "impressions": len(held),
         }
         metrics["clicks"] = clicks
         reasons.append(
-            f"held-out click MRR {clicks['challenger']:.4f} vs champion {clicks['champion']:.4f}"
+            f"held-out IPS click DCG@{mcfg.k} {clicks['challenger']:.4f} vs champion "
+            f"{clicks['champion']:.4f}"
         )
-        ok = ok and clicks["challenger"] >= clicks["champion"] - rcfg.click_margin
+        ok = ok and clicks["challenger"] >= clicks["champion"] * (1 - rcfg.click_margin)
     registry = Registry(Workspace(cfg.workspace).models_dir)
     warnings = []
     if ok:
@@ -215,14 +218,39 @@ def _train_and_decide(cfg, rcfg, mcfg, queries, qrels, clicks_path, held, champi
     )
 
 
-def click_mrr(engine, impressions: list[dict], version: str, k: int = 10) -> float:
-    """Mean reciprocal rank of the first clicked document when ``version`` ranks the query."""
+def click_dcg(engine, impressions: list[dict], version: str, propensities, k: int = 10) -> float:
+    """Inverse-propensity-weighted DCG@k of the logged clicks when ``version`` ranks the query.
+
+    A click at logged position p counts 1 / propensity[p]: replaying raw clicks would favour
+    the ranking that produced them, whose top positions drew the attention (Joachims et al.,
+    WSDM 2017). Clicked documents the model ranks below ``k`` count nothing.
+    """
+    import math
+
+    cache: dict[str, dict[str, int]] = {}
     total = 0.0
     for imp in impressions:
-        hits = engine.search(imp["query"], k=k, mode="learned", model=version).hits
-        clicked = set(imp["clicks"])
-        total += next((1.0 / h.rank for h in hits if h.doc_id in clicked), 0.0)
+        query = imp["query"]
+        if query not in cache:
+            hits = engine.search(query, k=k, mode="learned", model=version).hits
+            cache[query] = {h.doc_id: h.rank for h in hits}
+        rank = cache[query]
+        for doc in imp["clicks"]:
+            p = imp["shown"].index(doc)
+            if doc in rank and p < len(propensities):
+                total += 1.0 / propensities[p] / math.log2(1 + rank[doc])
     return total / len(impressions) if impressions else 0.0
+
+
+def _propensities(clicks_path: Path | None, k: int):
+    """Examination propensity per position, from the click model fitted to the click log."""
+    import numpy as np
+
+    if clicks_path is None:
+        return 1.0 / np.arange(1, k + 1)
+    from ranker.clicks import estimate_propensities, read_click_log
+
+    return np.maximum(estimate_propensities(read_click_log(clicks_path), k), 1e-3)
 
 
 def _judgments(rcfg: RetrainConfig):

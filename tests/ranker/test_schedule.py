@@ -113,3 +113,24 @@ def test_interval_jobs_do_not_overlap(tmp_path):
     time.sleep(1.2)
     scheduler.shutdown(wait=True)
     assert overlaps[0] == 1
+
+
+def test_default_jobs_run_monitor_and_retrain(trained_config, tmp_path):
+    import shutil
+
+    from ranker.schedule import default_jobs
+    from tests.conftest import DATA, make_config
+
+    shutil.copytree(trained_config.workspace, tmp_path / "ws")
+    cfg = make_config(tmp_path / "ws")
+    ops = ops_config(
+        {
+            "retrain": {
+                "queries": str(DATA / "queries.jsonl"),
+                "qrels": str(DATA / "qrels-train.txt"),
+            }
+        }
+    )
+    jobs = {name: func for name, _, func in default_jobs(cfg, ops)}
+    assert jobs["monitor"]() == {"verdict": "fresh", "reasons": []}
+    assert jobs["retrain"]()["status"] == "not needed"
