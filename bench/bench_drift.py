@@ -6,15 +6,17 @@ A copy of the SciFact workspace (bench/.work/scifact, built by bench_retrieval.p
 champion trained on SciFact train judgments and its monitoring reference. Traffic is SciFact
 queries (train and test, Zipf popularity) served by the real search path; each distinct query
 is searched once and its result re-logged for repeats (searches are deterministic). Clicks
-are simulated from the judgments with a position-biased examination model and imported as
-feedback. Days 0-6 after training are the outcome reference period; then:
+are simulated from the train judgments of half the train queries with a position-biased
+examination model and imported as feedback. Days 0-6 after training are the outcome reference
+period; then:
 
 1. ``--windows`` one-day windows without drift: the false-alarm rate (verdict "stale").
 2. One window of each injected drift: queries on a new topic (NFCorpus: nutrition), a shifted
    feature (``dense`` cosine moved by 0.02, 0.05, 0.1), clicks falling (users find half as
    much), fresh documents (``--fresh-docs`` NFCorpus documents ingested), an old model.
-3. Recovery: ``retrain --if-needed`` with the NFCorpus judgments added; nDCG@10 on the new
-   topic's test queries and on SciFact test before and after. Then a feature-pipeline change
+3. Recovery: three more days of mixed traffic (SciFact and the new topic's train queries,
+   clicked), then ``retrain --if-needed`` with the NFCorpus judgments added; nDCG@10 on the
+   new topic's test queries and on SciFact test before and after. Then a feature-pipeline change
    (``bm25_norm`` computed as a z-score), and ``retrain --if-needed`` under it: nDCG@10 on
    SciFact test before the change, under it, and after retraining.
 """
@@ -194,9 +196,12 @@ def main() -> None:
     sci_test = read_qrels(data / "qrels" / "test.tsv")
     sci_qrels = {**read_qrels(data / "qrels" / "train.tsv"), **sci_test}
     pool = sorted({sci_queries[q] for q in sci_qrels if q in sci_queries})
-    # Clicks come from train judgments only: test queries are searched but never clicked, so
-    # retraining on logged clicks cannot learn the test judgments.
-    by_text = qrels_by_text(sci_queries, read_qrels(data / "qrels" / "train.tsv"))
+    # Clicks come from train judgments only, and only on half of the train queries (the rest
+    # are searched but never clicked, like test queries), so retraining on logged clicks
+    # cannot learn the test judgments and meets queries without click evidence.
+    train_judged = read_qrels(data / "qrels" / "train.tsv")
+    clicked = sorted(train_judged)[::2]
+    by_text = qrels_by_text(sci_queries, {q: train_judged[q] for q in clicked})
     rng = np.random.default_rng(args.seed)
     popularity = 1.0 / np.arange(1, len(pool) + 1) ** 0.7
     popularity = (popularity / popularity.sum())[rng.permutation(len(pool))]
@@ -305,6 +310,16 @@ def main() -> None:
     )
 
     # -- recovery ----------------------------------------------------------------------------
+    # The new topic goes on for three days before the nightly retrain: users search it (its
+    # train queries, so that test queries stay unseen) and click what they find relevant.
+    nf_clicked = sorted(nf_train)[::2]
+    by_text.update(qrels_by_text(nf_queries, {q: nf_train[q] for q in nf_clicked}))
+    nf_pool = sorted(nf_queries[q] for q in nf_train)
+    for _ in range(3):
+        day += 1
+        mixed = [pool[i] for i in rng.choice(len(pool), args.per_window // 2, p=popularity)]
+        mixed += [nf_pool[i] for i in rng.integers(0, len(nf_pool), args.per_window // 2)]
+        window(day, mixed)
     drift_topic = ndcg(engine, nf_texts, nf_test)
     drift_topic_hybrid = ndcg(engine, nf_texts, nf_test, "hybrid")
     judged = cfg.workspace / "judgments"

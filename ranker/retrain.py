@@ -3,11 +3,11 @@ it is not worse than the champion.
 
 One run: (with ``if_needed``) ask the monitors and stop when the champion is fresh; bring the
 indexes up to date; export the query log's clicked searches as a click log (merged with the
-champion's own click log); train a challenger without promoting it; compare it with the
-champion on the held-out judged queries (nDCG@10, from ``ranker.train``) and on held-out click
-queries (inverse-propensity-weighted click DCG@10); promote it unless it is worse by more than
-the margins; save the monitoring reference of the new champion; write a report into the registry
-(``models/retrain/``) either way.
+champion's own click log, without the judged queries training holds out); train a challenger
+without promoting it; compare it with the champion on the held-out judged queries (nDCG@10,
+from ``ranker.train``) and on held-out clicked queries (inverse-propensity-weighted click
+DCG@10); promote it unless it is worse by more than the margins; save the monitoring reference
+of the new champion; write a report into the registry (``models/retrain/``) either way.
 
 Safe from cron: ``Workspace.writer_lock("retrain")`` keeps two runs apart (the second fails
 fast); a run whose inputs (document store, judgment files, clicks) are those of the last
@@ -124,7 +124,8 @@ def retrain(
         queries, qrels = _judgments(rcfg)
         store_version = _refresh_indexes(cfg, ws, encoder_factory, progress)
         with tempfile.TemporaryDirectory(prefix="brainrank-retrain-") as tmp:
-            clicks_path, held, n_logged = _click_logs(ws, champion, rcfg, now, Path(tmp))
+            cold = _cold_queries(queries, qrels, rcfg)
+            clicks_path, held, n_logged = _click_logs(ws, champion, rcfg, now, Path(tmp), cold)
             inputs = {
                 "store_version": store_version,
                 "judgments": _digest([rcfg.queries, rcfg.qrels]),
@@ -218,27 +219,34 @@ def _train_and_decide(cfg, rcfg, mcfg, queries, qrels, clicks_path, held, champi
     )
 
 
-def click_dcg(engine, impressions: list[dict], version: str, propensities, k: int = 10) -> float:
-    """Inverse-propensity-weighted DCG@k of the logged clicks when ``version`` ranks the query.
+def click_dcg(
+    engine, impressions: list[dict], version: str, propensities, k: int = 10, depth: int = 100
+) -> float:
+    """Inverse-propensity-weighted DCG@k of the logged clicks when ``version`` re-ranks each
+    logged list.
 
-    A click at logged position p counts 1 / propensity[p]: replaying raw clicks would favour
-    the ranking that produced them, whose top positions drew the attention (Joachims et al.,
-    WSDM 2017). Clicked documents the model ranks below ``k`` count nothing.
+    Each model re-orders the documents that were shown (by its rank among its top
+    ``depth``), so both are judged on the same documents: a model cannot be credited for a
+    document nobody saw. A click at logged position p counts 1 / propensity[p], so the ranking
+    that produced the clicks gains nothing from the attention its top positions drew
+    (Joachims et al., WSDM 2017).
     """
     import math
 
     cache: dict[str, dict[str, int]] = {}
     total = 0.0
     for imp in impressions:
-        query = imp["query"]
+        query, shown = imp["query"], imp["shown"]
         if query not in cache:
-            hits = engine.search(query, k=k, mode="learned", model=version).hits
+            hits = engine.search(query, k=depth, mode="learned", model=version).hits
             cache[query] = {h.doc_id: h.rank for h in hits}
         rank = cache[query]
+        order = sorted(range(len(shown)), key=lambda i: (rank.get(shown[i], depth + 1), i))
+        position = {shown[i]: r for r, i in enumerate(order, start=1)}
         for doc in imp["clicks"]:
-            p = imp["shown"].index(doc)
-            if doc in rank and p < len(propensities):
-                total += 1.0 / propensities[p] / math.log2(1 + rank[doc])
+            logged = shown.index(doc)
+            if position[doc] <= k and logged < len(propensities):
+                total += 1.0 / propensities[logged] / math.log2(1 + position[doc])
     return total / len(impressions) if impressions else 0.0
 
 
@@ -279,7 +287,28 @@ def _refresh_indexes(cfg, ws: Workspace, encoder_factory, progress) -> int:
         store.close()
 
 
-def _click_logs(ws: Workspace, champion, rcfg: RetrainConfig, now: float, tmp: Path):
+def _cold_queries(queries: dict[str, str], qrels: dict, rcfg: RetrainConfig) -> set[str]:
+    """Normalised texts of the judged queries ``train`` will hold out or validate on.
+
+    Their clicks stay out of the challenger's click log. ``train`` keeps held-out queries'
+    clicks in the click *features*; when those clicks reflect the same relevance as the
+    judgments, the held-out comparison rewards a model that leans on click features, which
+    then fails on new queries that have no clicks yet. Without them the held-out queries are
+    judged cold, like new queries, and the held-out clicked queries cover the warm case.
+    """
+    from ranker.querylog import normalise_query
+    from ranker.train import TrainOptions, stable_split
+
+    options = TrainOptions(seed=rcfg.seed)
+    judged = [q for q in qrels if q in queries]
+    rest, holdout = stable_split(judged, options.holdout_fraction, f"holdout{options.seed}")
+    _, val = stable_split(rest, options.val_fraction, f"val{options.seed}")
+    return {normalise_query(queries[q]) for q in holdout + val}
+
+
+def _click_logs(
+    ws: Workspace, champion, rcfg: RetrainConfig, now: float, tmp: Path, cold: set[str]
+):
     """(training click log or None, held-out clicked impressions, logged impressions used)."""
     from ranker.querylog import QueryLog, normalise_query
     from ranker.train import stable_split
@@ -289,7 +318,8 @@ def _click_logs(ws: Workspace, champion, rcfg: RetrainConfig, now: float, tmp: P
         for line in (champion.path / "clicks.jsonl").read_text(encoding="utf-8").splitlines():
             if line.strip():
                 obj = json.loads(line)
-                merged[obj["impression_id"]] = obj
+                if normalise_query(obj["query"]) not in cold:
+                    merged[obj["impression_id"]] = obj
     logged = []
     if QueryLog.exists(ws.root):
         with QueryLog.open(ws.root) as qlog:
@@ -302,10 +332,11 @@ def _click_logs(ws: Workspace, champion, rcfg: RetrainConfig, now: float, tmp: P
     held_set = set(held_texts)
     held = []
     for imp in logged:
-        if normalise_query(imp["query"]) in held_set:
+        text = normalise_query(imp["query"])
+        if text in held_set:
             if imp["clicks"]:
                 held.append(imp)
-        else:
+        elif text not in cold:
             merged[imp["impression_id"]] = imp
     if len(held) > rcfg.max_click_eval:
         step = len(held) / rcfg.max_click_eval
