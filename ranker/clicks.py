@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import chain, repeat
 from pathlib import Path
 
@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from index.errors import InputError
+from ranker.logfields import normalise_query, parse_time
 
 DEFAULT_PRIOR_STRENGTH = 2.0
 _THETA_PSEUDO = 1.0  # expected clicks' worth of prior holding each propensity towards 1/k
@@ -72,11 +73,6 @@ class ClickLog(list[Impression]):
 
 class _BadLine(Exception):
     pass
-
-
-def normalise_query(text: str) -> str:
-    """Lowercase, collapse runs of whitespace to one space and strip: the key joining queries."""
-    return " ".join(text.lower().split())
 
 
 def read_click_log(path: Path | str, *, skip_bad: bool = False) -> ClickLog:
@@ -148,26 +144,18 @@ def _parse_impression(raw: bytes) -> Impression:
     stray = [d for d in clicks if d not in shown]
     if stray:
         raise _BadLine(f"clicked id {stray[0]!r} is not in shown")
+    try:
+        when = parse_time(obj["time"])
+    except ValueError as exc:
+        raise _BadLine(str(exc)) from None
     return Impression(
         impression_id=iid,
-        time=_parse_time(obj["time"]),
+        time=when,
         query=query,
         query_id=query_id,
         shown=tuple(shown),
         clicks=frozenset(clicks),
     )
-
-
-def _parse_time(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise _BadLine(f"time must be an ISO 8601 string, got {value!r}")
-    try:
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        raise _BadLine(f"bad time {value!r}: expected ISO 8601 like 2026-10-03T14:22:05Z") from None
-    if t.tzinfo is None:
-        raise _BadLine(f"time {value!r} has no time zone: add Z for UTC")
-    return t.astimezone(UTC)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from index.errors import BrainrankError, InputError
+from ranker.logfields import normalise_query, parse_epoch_seconds
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,6 @@ CREATE TABLE IF NOT EXISTS query_vectors (
     PRIMARY KEY (norm_query, encoder)
 );
 """
-
-
-def normalise_query(text: str) -> str:
-    """Lowercase, single spaces, stripped: the same key ``ranker.clicks`` joins queries by."""
-    return " ".join(text.lower().split())
 
 
 @dataclass
@@ -298,7 +294,7 @@ class QueryLog:
         doc_id = obj.get("doc_id")
         if not isinstance(doc_id, str) or not doc_id:
             raise ValueError(f"doc_id must be a non-empty string, got {doc_id!r}")
-        when = _parse_time(obj.get("time"))
+        when = parse_epoch_seconds(obj.get("time"))
         position = obj.get("position")
         if position is not None and (
             isinstance(position, bool) or not isinstance(position, int) or position < 1
@@ -603,22 +599,6 @@ def _empty_sample(total: int = 0) -> WindowSample:
         row_search=np.zeros(0, np.int64),
         total=total,
     )
-
-
-def _parse_time(value: object) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"time must be ISO 8601 or epoch seconds, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError(f"time must be ISO 8601 or epoch seconds, got {value!r}")
-    try:
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"bad time {value!r}: expected ISO 8601 like 2026-10-03T14:22Z") from None
-    if t.tzinfo is None:
-        raise ValueError(f"time {value!r} has no time zone: add Z for UTC")
-    return t.timestamp()
 
 
 def _retry_locked(step, attempts: int = 50):
