@@ -26,6 +26,9 @@ trainings never get the same one. Numbers are never reused, even after pruning. 
 mid-way leaves only a folder in ``.staging/``; its lock dies with it, and the next ``begin``,
 import or prune removes it. (``index.atomic.atomic_directory`` is not used because the final
 name is only known once the lock is held, and it would overwrite an existing folder.)
+
+``export`` and ``import_archive`` move versions between workspaces as .tar.gz files; the tar
+handling (atomic writing, refusing unsafe members) is ``ranker.model_archive``'s.
 """
 
 from __future__ import annotations
@@ -37,18 +40,16 @@ import os
 import re
 import secrets
 import shutil
-import tarfile
-import tempfile
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO
 
 from index.atomic import write_text_atomic
 from index.errors import BrainrankError, InputError
+from ranker.model_archive import unpack_archive, write_archive
 
 log = logging.getLogger(__name__)
 
@@ -477,22 +478,7 @@ class Registry:
     def export(self, version: str, archive: Path) -> Path:
         """Write the version folder as a .tar.gz (into ``archive``/vNNNN.tar.gz for a folder)."""
         mv = self.get(version)
-        archive = Path(archive).expanduser()
-        if archive.is_dir():
-            archive = archive / f"{mv.version}.tar.gz"
-        archive.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                with tarfile.open(fileobj=fh, mode="w:gz") as tar:
-                    tar.add(mv.path, arcname=mv.version, filter=_anonymous)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, archive)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return archive
+        return write_archive(mv.path, mv.version, archive)
 
     def import_archive(self, archive: Path) -> ModelVersion:
         """Add an exported version under a new number; its old name goes in "imported_from"."""
@@ -501,59 +487,11 @@ class Registry:
             raise InputError(f"model archive {archive} does not exist")
         tmp = self.begin()
         try:
-            original = _unpack(archive, tmp)
-            _DRAFTS[tmp].imported_from = original
+            unpack_archive(archive, tmp)
+            meta = _read_meta(tmp / "model.json", where=f"model.json in {archive}")
+            original = meta.get("version")
+            _DRAFTS[tmp].imported_from = original if isinstance(original, str) else archive.name
         except BaseException:
             self.abort(tmp)
             raise
         return self.commit(tmp)
-
-
-def _anonymous(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
-
-
-def _unpack(archive: Path, dest: Path) -> str:
-    """Check and extract a model archive into ``dest``; return its original version name."""
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
-            paths = []
-            for m in members:
-                p = PurePosixPath(m.name)
-                # An archive is untrusted: nothing may land outside the target folder.
-                if p.is_absolute() or ".." in p.parts:
-                    raise InputError(f"{archive}: unsafe member {m.name!r}; refusing to import")
-                if not (m.isfile() or m.isdir()):
-                    raise InputError(
-                        f"{archive}: member {m.name!r} is a link or special file; "
-                        "model archives hold only files and folders"
-                    )
-                if p.parts:  # "." is the archive root itself
-                    paths.append((p.parts, m))
-            files = {parts for parts, m in paths if m.isfile()}
-            tops = {parts[0] for parts, _ in paths}
-            if ("model.json",) in files:
-                prefix: tuple[str, ...] = ()
-            elif len(tops) == 1 and (next(iter(tops)), "model.json") in files:
-                prefix = (next(iter(tops)),)
-            else:
-                raise InputError(f"{archive} has no model.json; it is not a model archive")
-            for parts, m in paths:
-                rel = parts[len(prefix) :]
-                if not rel:
-                    continue
-                target = dest.joinpath(*rel)
-                if m.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(m) as src, target.open("wb") as out:
-                    shutil.copyfileobj(src, out)
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise InputError(f"{archive} is not a readable model archive: {exc}") from None
-    meta = _read_meta(dest / "model.json", where=f"model.json in {archive}")
-    original = meta.get("version")
-    return original if isinstance(original, str) else archive.name
