@@ -202,6 +202,13 @@ def feature_drift(
             stat, p = ks_test(r, q, ref_groups, live_groups)
             test = "ks"
         row = {"feature": name, "test": test, "psi": psi(rc, qc), "statistic": stat, "p": p}
+        # The histograms PSI compared: counts per decile bin (open-ended outer bins) or per
+        # discrete value (the last slot counts values the reference never took).
+        row["histogram"] = {
+            ("values" if discrete else "edges"): (values if discrete else edges).tolist(),
+            "reference": np.asarray(rc).tolist(),
+            "live": np.asarray(qc).tolist(),
+        }
         row["out_of_range"] = None
         if ranges and name in ranges:
             lo, hi = ranges[name]
@@ -541,7 +548,8 @@ def _features(champion, ref, sample, cfg) -> dict:
     rows = np.isin(sample.row_search, own)
     live = sample.features[rows]
     groups = len(set(sample.queries[own].tolist()))
-    ranges = _baseline_ranges(champion.path / "baseline.json")
+    baseline = _baseline(champion.path / "baseline.json")
+    ranges = {n: (f["edges"][0], f["edges"][-1]) for n, f in baseline.items() if f.get("edges")}
     table = feature_drift(
         ref.features,
         max(len(set(ref.queries)), 2),
@@ -551,6 +559,9 @@ def _features(champion, ref, sample, cfg) -> dict:
         cfg,
         ranges,
     )
+    for j, row in enumerate(table):
+        if row["feature"] in baseline:
+            row["baseline"] = baseline_histogram(baseline[row["feature"]], live[:, j])
     drifted = [r for r in table if r["drifted"]]
     reasons = [
         f"feature {r['feature']} drifted: PSI {r['psi']:.2f}, {r['test']} p={r['p']:.1e}"
@@ -564,12 +575,41 @@ def _features(champion, ref, sample, cfg) -> dict:
     return _section(reasons, searches=len(own), distinct_queries=groups, features=table)
 
 
-def _baseline_ranges(path: Path) -> dict[str, tuple[float, float]]:
+def _baseline(path: Path) -> dict[str, dict]:
+    """Per-feature entries of a model's ``baseline.json`` ({} when it is missing or unreadable)."""
     try:
         feats = json.loads(path.read_text())["features"]
-        return {n: (f["edges"][0], f["edges"][-1]) for n, f in feats.items() if f.get("edges")}
+        return {n: f for n, f in feats.items() if isinstance(f, dict)}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
+
+
+def baseline_histogram(entry: dict, live: np.ndarray) -> dict:
+    """Live values over the bins of a ``baseline.json`` feature entry (all training candidates).
+
+    ``training`` holds the entry's own counts; ``below`` and ``above`` count live values
+    outside the training range. A different population from the served hits the monitor
+    compares (see the module docstring), so this is context for a chart, not an alarm.
+    """
+    edges = np.asarray(entry.get("edges") or [], np.float64)
+    live = np.asarray(live, np.float64)
+    if len(edges) < 2:
+        return {
+            "edges": edges.tolist(),
+            "training": entry.get("counts", []),
+            "live": [],
+            "below": 0,
+            "above": 0,
+        }
+    inside = (live >= edges[0] - 1e-6) & (live <= edges[-1] + 1e-6)
+    counts = np.histogram(np.clip(live[inside], edges[0], edges[-1]), bins=edges)[0]
+    return {
+        "edges": edges.tolist(),
+        "training": [int(c) for c in entry.get("counts", [])],
+        "live": counts.astype(int).tolist(),
+        "below": int(np.sum(live < edges[0] - 1e-6)),
+        "above": int(np.sum(live > edges[-1] + 1e-6)),
+    }
 
 
 def _queries(cfg, champion, ref, sample, log, mcfg, embed, max_embed) -> dict:

@@ -79,6 +79,38 @@ def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
 
 
+def test_feature_rows_carry_the_histograms_psi_compared():
+    # Feature a: continuous, reference 0..99, live shifted up by 50 -> live rows above the
+    # reference median fill the upper bins. Feature b: discrete {0, 1}; 4 of 100 live values
+    # are an unseen 2 (below the 5% that would make it continuous), counted as "other".
+    ref = np.stack([np.arange(100.0), np.arange(100) % 2], axis=1)
+    live = np.stack([np.arange(100.0) + 50, np.r_[np.zeros(96), np.full(4, 2.0)]], axis=1)
+    a, b = feature_drift(ref, 20, live, 20, ("a", "b"), MonitorConfig())
+    ha = a["histogram"]
+    assert len(ha["edges"]) == 9 and len(ha["reference"]) == len(ha["live"]) == 10
+    assert ha["reference"] == [10] * 10
+    assert ha["live"] == [0] * 5 + [10] * 4 + [60]  # 50..89 in the upper bins, 90..149 past 89.1
+    assert a["psi"] == pytest.approx(psi(np.array(ha["reference"]), np.array(ha["live"])))
+    hb = b["histogram"]
+    assert (hb["values"], hb["reference"], hb["live"]) == ([0.0, 1.0], [50, 50, 0], [96, 0, 4])
+    assert b["psi"] == pytest.approx(psi(np.array(hb["reference"]), np.array(hb["live"])))
+
+
+def test_baseline_histogram_counts_live_values_in_the_training_bins():
+    from ranker.drift import baseline_histogram
+
+    entry = {"edges": [0.0, 0.5, 1.0], "counts": [30, 70]}
+    out = baseline_histogram(entry, np.array([-0.1, 0.1, 0.2, 0.5, 0.9, 1.0, 1.5]))
+    # [0, 0.5): 0.1, 0.2; [0.5, 1.0]: 0.5, 0.9, 1.0 (numpy's last bin is closed)
+    assert out == {
+        "edges": [0.0, 0.5, 1.0],
+        "training": [30, 70],
+        "live": [2, 3],
+        "below": 1,
+        "above": 1,
+    }
+
+
 def test_parse_duration_rejects_nonsense():
     with pytest.raises(ValueError, match="'7 days' is not a duration"):
         parse_duration("7 days")
@@ -221,8 +253,17 @@ def test_centroid_shift_fires_once_vectors_are_cached(sim):
 def test_a_shifted_feature_fires_the_feature_monitor(sim):
     report = run_window(sim, 6, traffic(sim["training"], 120, 6), shift=("dense", 0.3))
     assert alarms(report) == {"features"}
-    drifted = [r["feature"] for r in report.monitors["features"]["features"] if r["drifted"]]
+    rows = report.monitors["features"]["features"]
+    drifted = [r["feature"] for r in rows if r["drifted"]]
     assert drifted == ["dense"]
+    # Each row carries its histograms, and the live side of baseline.json's bins counts
+    # every live value once (in a bin, or below / above the training range).
+    dense = next(r for r in rows if r["feature"] == "dense")
+    assert dense["psi"] == pytest.approx(
+        psi(np.array(dense["histogram"]["reference"]), np.array(dense["histogram"]["live"]))
+    )
+    base = dense["baseline"]
+    assert sum(base["live"]) + base["below"] + base["above"] == sum(dense["histogram"]["live"])
 
 
 def test_click_outcomes_fire_when_clicks_drop(sim, tmp_path):
