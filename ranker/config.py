@@ -43,6 +43,10 @@ class EncoderConfig:
     # Long documents get up to this many overlapping passages, scored by the best one.
     max_passages: int = 4
     passage_overlap: int = 64
+    # Embedding a collection and fine-tuning: "auto" computes matrix products in bfloat16 on
+    # CPUs with AMX units (1.5-1.7x faster, vectors at cosine >= 0.99996), else float32.
+    # Queries are always embedded in float32.
+    bulk_precision: str = "auto"
 
     def resolved_path(self) -> Path:
         from ranker.encoder_fetch import DEFAULT_ENCODER_NAME
@@ -202,6 +206,11 @@ def _validate(cfg: Config) -> None:
     if e.max_length < 8 or e.batch_size < 1 or e.max_passages < 1:
         raise BrainrankError(
             "config [encoder] max_length must be >= 8, batch_size and max_passages >= 1"
+        )
+    if e.bulk_precision not in ("auto", "float32", "bfloat16"):
+        raise BrainrankError(
+            f"config [encoder] bulk_precision must be auto, float32 or bfloat16, "
+            f"got {e.bulk_precision!r}"
         )
     if not 0 <= e.passage_overlap < e.max_length // 2:
         raise BrainrankError("config [encoder] passage_overlap must be in [0, max_length / 2)")

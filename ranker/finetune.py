@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from tokenizers import Tokenizer
 
-from ranker.encoder import TextEncoder
+from ranker.encoder import PRECISIONS, TextEncoder, bulk_precision
 
 # A masked logit: far below any real one (cosine / temperature stays within +-1/temperature).
 _MASKED = -1e4
@@ -46,6 +46,8 @@ class FinetuneParams:
     weight_decay: float = 0.01
     clip_norm: float = 1.0
     seed: int = 0
+    # Matrix products in bfloat16 on CPUs with AMX units ("auto"), or "float32"/"bfloat16".
+    precision: str = "auto"
     # Time budget for training: the schedule is shortened to the steps that fit, and training
     # stops once the budget is used up.
     max_seconds: float | None = None
@@ -63,6 +65,7 @@ class FinetuneParams:
             "weight_decay": self.weight_decay >= 0,
             "clip_norm": self.clip_norm > 0,
             "max_seconds": self.max_seconds is None or self.max_seconds > 0,
+            "precision": self.precision in PRECISIONS,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -299,38 +302,39 @@ def finetune_encoder(
         return loss
 
     steps, losses, durations, planned = 0, [], [], total
-    for batch in (b for batches in epoch_batches for b in batches):
-        t_step = time.perf_counter()
-        cols = [pair_d[i] for i in batch] + [n for i in batch for n in pair_neg[i]]
-        blocked = np.array(
-            [
-                [c in relevant[pair_q[i]] and j != r for j, c in enumerate(cols)]
-                for r, i in enumerate(batch)
-            ],
-            dtype=bool,
-        )
-        qi, qm = _pad([q_ids[pair_q[i]] for i in batch])
-        di, dm = _pad([d_ids[c] for c in cols])
-        loss = float(train_step(qi, qm, di, dm, blocked))
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"fine-tuning loss became {loss} at step {steps + 1}")
-        losses.append(loss)
-        steps += 1
-        durations.append(time.perf_counter() - t_step)
-        if progress is not None:
-            progress(len(batch))
-        if params.max_seconds is not None:
-            left = params.max_seconds - (time.perf_counter() - t_start)
-            if left <= 0:
-                planned = steps
-            elif len(durations) > 1:
-                # The first step includes tracing, so it does not predict the others.
-                affordable = steps + int(left / float(np.median(durations[1:])))
-                if affordable < planned:
-                    planned = affordable
-                    schedule.shorten(planned, params.warmup_fraction)
-        if steps >= planned:
-            break
+    with bulk_precision(params.precision) as precision:
+        for batch in (b for batches in epoch_batches for b in batches):
+            t_step = time.perf_counter()
+            cols = [pair_d[i] for i in batch] + [n for i in batch for n in pair_neg[i]]
+            blocked = np.array(
+                [
+                    [c in relevant[pair_q[i]] and j != r for j, c in enumerate(cols)]
+                    for r, i in enumerate(batch)
+                ],
+                dtype=bool,
+            )
+            qi, qm = _pad([q_ids[pair_q[i]] for i in batch])
+            di, dm = _pad([d_ids[c] for c in cols])
+            loss = float(train_step(qi, qm, di, dm, blocked))
+            if not np.isfinite(loss):
+                raise FloatingPointError(f"fine-tuning loss became {loss} at step {steps + 1}")
+            losses.append(loss)
+            steps += 1
+            durations.append(time.perf_counter() - t_step)
+            if progress is not None:
+                progress(len(batch))
+            if params.max_seconds is not None:
+                left = params.max_seconds - (time.perf_counter() - t_start)
+                if left <= 0:
+                    planned = steps
+                elif len(durations) > 1:
+                    # The first step includes tracing, so it does not predict the others.
+                    affordable = steps + int(left / float(np.median(durations[1:])))
+                    if affordable < planned:
+                        planned = affordable
+                        schedule.shorten(planned, params.warmup_fraction)
+            if steps >= planned:
+                break
     encoder.fingerprint = "unsaved:" + _weights_digest(model)
     tail = losses[-max(1, min(10, len(losses) // 4)) :]
     return {
@@ -341,6 +345,7 @@ def finetune_encoder(
         "first_loss": losses[0],
         "pairs": len(pairs),
         "stopped_early": steps < total,
+        "precision": precision,
     }
 
 

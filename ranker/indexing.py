@@ -196,8 +196,13 @@ def _build_generation(
                     max_passages=cfg.encoder.max_passages,
                 )
                 passages = splitter.split([docs[p] for p in todo])
+                from ranker.encoder import bulk_precision
+
                 flat = [text for texts in passages for text in texts]
-                with progress.task("Embedding passages", len(flat)) as advance:
+                with (
+                    progress.task("Embedding passages", len(flat)) as advance,
+                    bulk_precision(cfg.encoder.bulk_precision),
+                ):
                     vectors = encoder.encode(
                         flat, batch_size=cfg.encoder.batch_size, progress=advance
                     )

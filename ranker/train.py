@@ -365,7 +365,7 @@ def _finetune(cfg, ws, engine, tmp, queries, qrels, ids, progress):
     negatives = [[texts[i] for i in row] for row in negatives_idx]
     # 1e-4 beat 5e-5 and 2e-5 on a held-out 20% of SciFact train queries (dense nDCG@10
     # 0.700 vs 0.690 vs 0.673; bench/bench_finetune.py); test was not used to choose it.
-    params = FinetuneParams(learning_rate=1e-4)
+    params = FinetuneParams(learning_rate=1e-4, precision=cfg.encoder.bulk_precision)
     with progress.task("Fine-tuning encoder (pairs)", len(pairs) * params.epochs) as advance:
         summary = finetune_encoder(tuned, pairs, negatives, params, progress=advance)
     out = tuned.save(tmp / ENCODER_DIR)

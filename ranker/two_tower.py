@@ -26,6 +26,7 @@ from safetensors.numpy import load_file, save_file
 from index.atomic import atomic_directory
 from index.errors import BrainrankError
 from index.records import Document
+from ranker.batching import encode_batched, pad
 from ranker.encoder_fetch import file_sha256
 
 MARKER_FILE = "brainrank_two_tower.json"
@@ -142,18 +143,14 @@ class TwoTowerEncoder:
         progress: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """Embed texts as float32 [n, dim] unit vectors; ``progress(k)`` after each batch of k."""
-        if isinstance(texts, str):
-            raise TypeError("encode() takes a sequence of strings, not a single string")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        rows = self.ids(texts)
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            out[start : start + len(chunk)] = self._infer(_pad(chunk)).numpy()
-            if progress is not None:
-                progress(len(chunk))
-        return out
+        return encode_batched(
+            texts,
+            self.ids,
+            lambda ids, _mask: self._infer(ids).numpy(),  # padding is id 0; no mask needed
+            self.dim,
+            batch_size=batch_size,
+            progress=progress,
+        )
 
     def _variables(self) -> dict[str, tf.Variable]:
         """Weights by stable names ("hidden.kernel", ...), whatever TF called the variables."""
@@ -229,13 +226,6 @@ class TwoTowerEncoder:
             variable.assign(arrays[name])
         enc.fingerprint = "sha256:" + file_sha256(folder / WEIGHTS_FILE)[:16]
         return enc
-
-
-def _pad(rows: list[list[int]]) -> np.ndarray:
-    ids = np.zeros((len(rows), max(len(r) for r in rows)), dtype=np.int32)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = r
-    return ids
 
 
 def build_vocab(texts: Sequence[str], max_vocab: int) -> list[str]:
@@ -315,8 +305,8 @@ def train_two_tower(
         for start in range(0, len(order) - size + 1, size):  # full batches only
             batch = order[start : start + size]
             loss = train_step(
-                _pad([q_rows[i] for i in batch]),
-                _pad([d_rows[keys[i]] for i in batch]),
+                pad([q_rows[i] for i in batch])[0],
+                pad([d_rows[keys[i]] for i in batch])[0],
                 keys[batch],
             )
             losses.append(float(loss))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from index.errors import BrainrankError
-from ranker.encoder import TextEncoder
+from ranker.encoder import TextEncoder, bulk_precision, cpu_has_amx_bf16, resolve_precision
 from ranker.encoder_fetch import ENCODER_SHA256, fetch_encoder
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
@@ -158,3 +158,24 @@ def test_xla_path_matches_and_pads_partial_batches(minilm, minilm_dir, reference
     # Seven short texts (short keeps XLA compiles cheap): batches of 4 and 3, the 3 padded to 4.
     texts = reference["sentences"][:6] + ["one more short text"]
     np.testing.assert_allclose(xla.encode(texts, batch_size=4), minilm.encode(texts), atol=1e-5)
+
+
+@pytest.mark.skipif(not cpu_has_amx_bf16(), reason="this CPU has no AMX bfloat16 units")
+def test_bfloat16_bulk_precision_is_close_and_scoped(minilm, reference):
+    sentences = reference["sentences"]
+    expected = np.asarray(reference["embeddings"], dtype=np.float32)
+    with bulk_precision("bfloat16") as resolved:
+        bf16 = minilm.encode(sentences)
+    assert resolved == "bfloat16"
+    cosine = np.sum(bf16 * expected, axis=1)
+    assert cosine.min() > 0.999  # bfloat16 products: close, but not float32-exact
+    assert np.abs(bf16 - expected).max() > 1e-6  # the block really changed the arithmetic
+    after = minilm.encode(sentences)  # back to float32 once the block ends
+    np.testing.assert_allclose(after, expected, atol=2e-6)
+
+
+def test_precision_names_are_checked():
+    assert resolve_precision("float32") == "float32"
+    assert resolve_precision("auto") in ("float32", "bfloat16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp8")
