@@ -10,7 +10,7 @@ cached entry can never go stale. All computation is ``ranker``'s; this module on
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -119,7 +119,25 @@ class Context:
 
     def ranking(self, query: str, ranking: Ranking):
         """SearchResult of every candidate for ``query`` (top first)."""
+        return self.served(query, ranking).result
+
+    def served(self, query: str, ranking: Ranking) -> Served:
+        """The ranking of ``query`` with the feature rows the search path handed its log hook."""
         return _ranking(self.engine, self.key, self.generation, query, ranking.mode, ranking.model)
+
+    def log_search(self, query: str, ranking: Ranking, k: int) -> str:
+        """Append the top ``k`` of this ranking to the workspace's query log (source "ui").
+
+        Returns the impression id. The caller decides when a view counts as a search
+        (once per distinct query, ranking and k of a browser session); the Compare and
+        "why not" pages never log, so their replays do not reach the monitors.
+        """
+        served = self.served(query, ranking)
+        result = served.result
+        top = replace(result, hits=result.hits[:k], info=dict(result.info))
+        rows = served.features[: len(top.hits)] if served.features is not None else None
+        with _LOCK:
+            return str(_query_log(str(self.workspace.root)).record(top, rows, served.names))
 
     def explained(self, query: str, model: str, doc_ids: tuple[str, ...]):
         """(CandidateFeatures, Explanation of ``doc_ids``, GAM sub-scores or None)."""
@@ -175,10 +193,39 @@ def _judged(queries: str, qrels: str, _m1: float, _m2: float) -> JudgedSet:
     return JudgedSet(read_queries(queries), read_qrels(qrels))
 
 
+@dataclass
+class Served:
+    """A ranking and the feature rows of its hits, as ``SearchEngine`` hands its query log."""
+
+    result: object  # ranker.search.SearchResult
+    features: object = None  # float32 [hits, features] in the learned mode, else None
+    names: tuple[str, ...] | None = None
+
+    def record(self, result, features, feature_names, **_):
+        # The engine's query-log hook: keep what a log would be given, log nothing yet.
+        self.result, self.features = result, features
+        self.names = tuple(feature_names) if feature_names is not None else None
+
+
 @st.cache_data(show_spinner="Ranking…", max_entries=256)
 def _ranking(_engine, key: str, generation: int, query: str, mode: str, model: str | None):
+    served = Served(None)
     with _LOCK:
-        return _engine.search(query, k=FULL_DEPTH, mode=mode, model=model)
+        saved, _engine.query_log = _engine.query_log, served
+        try:
+            result = _engine.search(query, k=FULL_DEPTH, mode=mode, model=model)
+        finally:
+            _engine.query_log = saved
+    served.result = result
+    return served
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _query_log(root: str):
+    """The workspace's query log, opened once for the UI's searches (SQLite, WAL)."""
+    from ranker.querylog import QueryLog
+
+    return QueryLog.open(root, source="ui")
 
 
 @st.cache_data(show_spinner="Explaining (SHAP)…", max_entries=128)

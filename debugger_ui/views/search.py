@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -17,8 +19,11 @@ from debugger_ui.views.common import (
     snippet,
     title_of,
 )
+from index.errors import BrainrankError
 
 MAX_K = 50
+# The last view this browser session logged: (workspace, query, ranking, k, impression id).
+_LOGGED = "search_logged_view"
 
 
 def render(ctx: Context) -> None:
@@ -40,10 +45,12 @@ def render(ctx: Context) -> None:
 
 def _results(ctx: Context, query: str, ranking: Ranking, k: int) -> None:
     result = ctx.ranking(query, ranking)
+    impression = _log_once(ctx, query, ranking, k)
     hits = result.hits[:k]
     st.caption(
         f"{ranking.label(ctx.champion)} · {len(result.hits)} ranked of {result.candidates} "
         f"candidates · ranked in {result.latency_ms:.0f} ms"
+        + (f" · logged as impression {impression}" if impression else "")
     )
     if ranking.mode == "learned" and not result.info.get("in_domain", 1.0):
         st.warning(
@@ -93,6 +100,25 @@ def _results(ctx: Context, query: str, ranking: Ranking, k: int) -> None:
             st.write(document.text)
     if qid:
         _missed(ctx, qid, result, top_ids)
+
+
+def _log_once(ctx: Context, query: str, ranking: Ranking, k: int) -> str | None:
+    """Log the ranking shown to the query log once per distinct view; its impression id.
+
+    Streamlit reruns the page on every interaction (picking a result, opening a tab), which
+    is not a new search; a new query, ranking or number of results is.
+    """
+    view = (str(ctx.workspace.root), query, ranking.spec, k)
+    logged = st.session_state.get(_LOGGED)
+    if logged is not None and logged[:-1] == view:
+        return logged[-1]
+    impression = None
+    try:
+        impression = ctx.log_search(query, ranking, k)
+    except (BrainrankError, sqlite3.Error, OSError) as exc:
+        st.caption(f"This search was not written to the query log: {exc}")
+    st.session_state[_LOGGED] = (*view, impression)  # a failed write is not retried per rerun
+    return impression
 
 
 def _hits_frame(result, hits, grades: dict | None) -> pd.DataFrame:

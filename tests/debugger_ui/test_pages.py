@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import sqlite3
+
 import numpy as np
 import pytest
 
@@ -225,6 +229,46 @@ def test_health_shows_model_age_and_training_date(launch, ui_config):
     assert any(champion.created.strftime("%Y-%m-%d %H:%M UTC") in c.value for c in at.caption)
     assert metric(at, "Model age").startswith("0d ")
     assert metric(at, "Documents") == "236"
+
+
+# ----- The query log ------------------------------------------------------------------------
+
+
+def logged(cfg) -> list[tuple]:
+    db = sqlite3.connect(cfg.workspace / "logs" / "querylog.sqlite")
+    try:
+        return db.execute(
+            "SELECT s.query, s.mode, s.model, s.source, r.doc_ids, length(r.features) "
+            "FROM searches s JOIN results r ON r.search_id = s.id ORDER BY s.id"
+        ).fetchall()
+    finally:
+        db.close()
+
+
+def test_a_search_view_is_logged_once_with_source_ui(launch, ui_config, ui_engine, tmp_path):
+    cfg = copy_workspace(ui_config, tmp_path / "ws")
+    shutil.rmtree(cfg.workspace / "logs", ignore_errors=True)
+    top = [h.doc_id for h in ui_engine.search(QUERY, k=10).hits]
+    n_features = len(ui_engine.model("v0001")[0].schema.names)
+
+    at = launch(cfg, q=QUERY)
+    assert logged(cfg) == [(QUERY, "learned", "v0001", "ui", json.dumps(top), 10 * n_features * 4)]
+    assert any("logged as impression 1" in c.value for c in at.caption)
+    # Reruns of the same view (a plain rerun, picking another result) log nothing more.
+    at.run()
+    at.selectbox(key="w_doc_select").set_value(top[2]).run()
+    assert len(logged(cfg)) == 1
+    # Showing 5 results is a new view.
+    at.number_input(key="w_k").set_value(5).run()
+    assert len(logged(cfg)) == 2 and logged(cfg)[1][4] == json.dumps(top[:5])
+
+    # Compare (one query and the judged set) and Why not rank without logging.
+    at.sidebar.radio[0].set_value("compare").run()
+    at.button(key="w_run_set").click().run()
+    assert frame_with(at, "ΔnDCG@10") is not None
+    at.sidebar.radio[0].set_value("why-not").run()
+    assert not at.exception
+    assert len(logged(cfg)) == 2
 
 
 # ----- A workspace without a model ----------------------------------------------------------
