@@ -27,6 +27,8 @@ FULL_DEPTH = 1000
 FIXED_MODES = ("hybrid", "bm25", "dense", "hybrid-rrf", "hybrid-minmax")
 # One engine serves every browser session; TensorFlow and SQLite calls take turns.
 _LOCK = threading.RLock()
+# Seconds a monitor report is reused (the Health page says when it was computed).
+MONITOR_TTL = 60
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,49 @@ class Context:
             return None
         return _judged(str(s.queries), str(s.qrels), _mtime(s.queries), _mtime(s.qrels))
 
+    @cached_property
+    def monitor_config(self):
+        """The [monitor] table of the config (``MonitorConfig``)."""
+        from ranker.cli_ops import load_configs
+
+        return load_configs(self.settings.config, self.settings.workspace)[1].monitor
+
+    @property
+    def has_query_log(self) -> bool:
+        from ranker.querylog import QueryLog
+
+        return QueryLog.exists(self.workspace.root)
+
     # ----- cached computations ------------------------------------------------------------
+
+    def monitor(self, window: str, refresh: int = 0):
+        """``ranker.drift.monitor`` over ``window`` ending now (a ``MonitorReport``).
+
+        Cached for ``MONITOR_TTL`` seconds: new traffic shows up within that time (keying on
+        the log's size would recompute on every load of a busy deployment). A new champion,
+        index generation or log, or ``refresh``, recomputes at once.
+        """
+        mcfg = self.monitor_config
+        return _monitor(
+            self.cfg,
+            mcfg,
+            self.key,
+            window,
+            repr(mcfg),
+            self.champion,
+            self.generation,
+            self.has_query_log,
+            refresh,
+        )
+
+    def retrain_history(self) -> list[dict]:
+        """The retrain reports in the registry (``models/retrain/``), oldest first."""
+        from ranker.retrain import REPORTS_DIR
+
+        folder = self.workspace.models_dir / REPORTS_DIR
+        files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        signature = tuple((f.name, f.stat().st_mtime_ns) for f in files)
+        return _retrain_history(str(self.workspace.models_dir), signature)
 
     def ranking(self, query: str, ranking: Ranking):
         """SearchResult of every candidate for ``query`` (top first)."""
@@ -264,3 +308,17 @@ def _standing(_engine, key, generation, query, doc_id, spec: str, _result):
 def _per_query(_engine, key, generation, _judged, judged_key: str, mode: str, model: str | None):
     with _LOCK:
         return ndcg10_per_query(_engine, _judged, mode, model)
+
+
+@st.cache_data(show_spinner="Running the monitors…", ttl=MONITOR_TTL, max_entries=16)
+def _monitor(_cfg, _mcfg, key, window, mcfg_key, champion, generation, has_log, refresh):
+    from ranker.drift import monitor
+
+    return monitor(_cfg, _mcfg, window=window)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _retrain_history(models_dir: str, signature: tuple) -> list[dict]:
+    from ranker.retrain import history
+
+    return history(Path(models_dir))

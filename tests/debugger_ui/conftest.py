@@ -59,6 +59,66 @@ def ui_config(trained_config, tmp_path_factory):
     return cfg
 
 
+def log_traffic(cfg, encoder, texts, t0: float, step: float, shift=None) -> None:
+    """Log ``texts`` as CLI searches at ``t0 + i * step`` through the real search path.
+
+    Each distinct query is searched once and its result re-logged for repeats (a search is
+    deterministic); ``shift = (feature, delta)`` adds ``delta`` to that feature's logged rows.
+    """
+    import dataclasses
+
+    from ranker.querylog import QueryLog
+    from ranker.search import SearchEngine
+
+    served = {}
+
+    class Keep:
+        def record(self, result, features, names, **_):
+            served[result.query] = (result, features, names)
+
+    engine = SearchEngine(cfg, encoder=encoder, query_log=Keep())
+    with QueryLog.open(cfg.workspace) as log:
+        for i, text in enumerate(texts):
+            if text not in served:
+                engine.search(text, k=10)
+            result, x, names = served[text]
+            if shift is not None:
+                x = x.copy()
+                x[:, names.index(shift[0])] += shift[1]
+            result = dataclasses.replace(result, info=dict(result.info))
+            log.record(result, x, names, time=t0 + i * step)
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def health_config(trained_config, encoder, tmp_path_factory):
+    """A copy of the trained sample workspace after one real retrain (so its history has a
+    report and its new champion a monitoring reference), with 120 searches of training
+    queries logged in the last hour whose ``dense`` feature is shifted by 0.3."""
+    import time
+
+    import numpy as np
+
+    from index.workspace import Workspace
+    from ranker.drift import training_texts
+    from ranker.evaluate import read_qrels, read_queries
+    from ranker.registry import Registry
+    from ranker.retrain import RetrainConfig, retrain
+
+    cfg = copy_workspace(trained_config, tmp_path_factory.mktemp("health") / "ws")
+    shutil.rmtree(cfg.workspace / "logs", ignore_errors=True)
+    # Two epochs and a wide margin: the point is a report, not a better model.
+    rcfg = RetrainConfig(queries=QUERIES, qrels=QRELS, max_epochs=2, margin=1.0)
+    report = retrain(cfg, rcfg, encoder_factory=lambda: encoder)
+    assert report.status == "promoted", report.reason
+    champion = Registry(Workspace(cfg.workspace).models_dir).champion()
+    texts = sorted(set(training_texts(champion, read_queries(QUERIES), read_qrels(QRELS))))
+    rng = np.random.default_rng(0)
+    traffic = [texts[i] for i in rng.integers(0, len(texts), 120)]
+    log_traffic(cfg, encoder, traffic, time.time() - 3600, 25.0, shift=("dense", 0.3))
+    return cfg
+
+
 @pytest.fixture(scope="session")
 def ui_engine(ui_config, encoder):
     """The oracle: the same workspace served by ranker's own SearchEngine."""

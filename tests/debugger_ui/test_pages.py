@@ -231,6 +231,61 @@ def test_health_shows_model_age_and_training_date(launch, ui_config):
     assert metric(at, "Documents") == "236"
 
 
+def test_health_shows_the_verdict_feature_drift_and_retrain_history(launch, health_config):
+    from ranker.drift import MonitorConfig, monitor
+    from ranker.retrain import history
+
+    at = launch(health_config, page="health", window="1d")
+    expected = monitor(health_config, MonitorConfig(), window="1d")  # the CLI's numbers
+    assert expected.stale and expected.reasons  # the fixture shifted `dense` by 0.3
+    assert metric(at, "Verdict") == "stale"
+    assert metric(at, "Searches in window") == "120"
+    shown = " ".join(e.value for e in at.error)
+    assert all(reason in shown for reason in expected.reasons)
+    assert url(at)["window"] == "1d"
+
+    oracle = {r["feature"]: r for r in expected.monitors["features"]["features"]}
+    features = frame_with(at, "PSI", "p-value")
+    assert sorted(features["feature"]) == sorted(oracle)
+    assert features["PSI"].is_monotonic_decreasing
+    dense = features.set_index("feature").loc["dense"]
+    assert dense["PSI"] == pytest.approx(oracle["dense"]["psi"])
+    assert dense["p-value"] == pytest.approx(oracle["dense"]["p"])
+    assert dense["test"] == oracle["dense"]["test"] and dense["drifted"] == "⚠ drifted"
+    assert (features["drifted"] == "⚠ drifted").sum() == sum(r["drifted"] for r in oracle.values())
+    assert at.selectbox(key="w_feature").value == features["feature"][0]  # worst first
+
+    terms = expected.monitors["queries"]["terms"]
+    queries = frame_with(at, "measure", "without drift").set_index("measure")
+    assert queries.loc["unseen query terms (share)", "live"] == pytest.approx(terms["unseen_share"])
+    assert queries.loc["JS divergence of terms (bits)", "live"] == pytest.approx(terms["js"])
+    assert metric(at, "Changed since training") == "0 (0.0%)"
+    assert metric(at, "Index behind store") == "no"
+
+    reports = history(health_config.workspace / "models")
+    table = frame_with(at, "decision", "challenger")
+    assert table["time"].tolist() == [r["started"] for r in reversed(reports)]
+    assert table["decision"].tolist() == ["promoted"]
+    assert table["challenger"].tolist() == [reports[0]["challenger"]]
+    holdout = reports[0]["metrics"]["holdout"]
+    assert table["challenger nDCG@10"][0] == holdout["challenger"]["nDCG@10"]
+    assert table["incumbent nDCG@10"][0] == holdout["champion"]["nDCG@10"]
+
+    at.radio(key="w_window").set_value("30d").run()  # another window, its own report
+    assert url(at)["window"] == "30d" and metric(at, "Searches in window") == "120"
+
+
+def test_health_without_a_query_log_hints(launch, trained_config, tmp_path):
+    cfg = copy_workspace(trained_config, tmp_path / "ws")
+    shutil.rmtree(cfg.workspace / "logs", ignore_errors=True)
+    at = launch(cfg, page="health")
+    assert not at.error
+    assert metric(at, "Verdict") == "fresh"
+    assert any("No query log yet" in i.value for i in at.info)
+    assert any("No retrain reports yet" in i.value for i in at.info)
+    assert not (cfg.workspace / "logs" / "querylog.sqlite").exists()  # looking creates nothing
+
+
 # ----- The query log ------------------------------------------------------------------------
 
 
