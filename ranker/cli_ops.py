@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -28,54 +26,19 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")
 
 
 def load_configs(config: Path | None, workspace: Path | None, env: dict | None = None):
-    """(Config, OpsConfig) from the same TOML file.
+    """(Config, its freshness-and-drift settings ``cfg.ops``) from ``ranker.config.load_config``.
 
-    Once ``ranker.config.Config`` has an ``ops`` field this is ``load_config`` plus that field;
-    until then the [monitor], [retrain] and [schedule] tables are read here and the rest of
-    the file goes through the config module's own parser.
+    For callers that want the [monitor], [retrain] and [schedule] settings beside the config
+    (the debugger's Health page); the commands below read ``cfg.ops`` themselves.
     """
-    from ranker.config import Config, load_config
-    from ranker.schedule import OPS_TABLES, ops_config
-
-    env = os.environ if env is None else env
-    if "ops" in {f.name for f in dataclasses.fields(Config)}:
-        cfg = load_config(config, workspace=workspace, env=env)
-        return cfg, cfg.ops
-    path = _config_path(config, workspace, env)
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise BrainrankError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise BrainrankError(f"config file {path} is not valid TOML: {exc}") from None
-    ops = ops_config(data, path.parent if path is not None else None)
-    if not any(name in data for name in OPS_TABLES):
-        return load_config(config, workspace=workspace, env=env), ops
-    from ranker.config import _from_dict
-
-    cfg = _from_dict({k: v for k, v in data.items() if k not in OPS_TABLES}, source=path)
-    ws = workspace or (Path(env["BRAINRANK_WORKSPACE"]) if env.get("BRAINRANK_WORKSPACE") else None)
-    changes: dict[str, Any] = {}
-    if ws is not None:
-        changes["workspace"] = Path(ws)
-    if env.get("BRAINRANK_DATASETS"):
-        changes["datasets"] = Path(env["BRAINRANK_DATASETS"])
-    return (dataclasses.replace(cfg, **changes) if changes else cfg), ops
+    cfg = _config(config, workspace, env)
+    return cfg, cfg.ops
 
 
-def _config_path(config: Path | None, workspace: Path | None, env) -> Path | None:
-    """The TOML file ``ranker.config.load_config`` would read."""
-    from ranker.config import DEFAULT_WORKSPACE
+def _config(config: Path | None, workspace: Path | None, env: dict | None = None):
+    from ranker.config import load_config
 
-    if config is not None:
-        return Path(config)
-    if env.get("BRAINRANK_CONFIG"):
-        return Path(env["BRAINRANK_CONFIG"])
-    ws = workspace or (Path(env["BRAINRANK_WORKSPACE"]) if env.get("BRAINRANK_WORKSPACE") else None)
-    candidate = Path(ws or DEFAULT_WORKSPACE) / "brainrank.toml"
-    return candidate if candidate.exists() else None
+    return load_config(config, workspace=workspace, env=env)
 
 
 def _workspace(cfg):
@@ -98,8 +61,7 @@ def feedback(
     """Import clicks into the query log (a file imported twice adds nothing)."""
     from ranker.querylog import QueryLog
 
-    cfg, _ = load_configs(config, workspace)
-    ws = _workspace(cfg)
+    ws = _workspace(_config(config, workspace))
     with QueryLog.open(ws.root) as qlog:
         rep = qlog.import_feedback(file)
     if as_json:
@@ -122,17 +84,17 @@ def monitor(
     config: ConfigOpt = None,
 ) -> None:
     """Compare recent traffic and the corpus with the champion's training; exit 3 when stale."""
+    from ranker.config import parse_duration
     from ranker.drift import monitor as run_monitor
-    from ranker.drift import parse_duration
 
-    cfg, ops = load_configs(config, workspace)
+    cfg = _config(config, workspace)
     _workspace(cfg)
     if window is not None:
         try:
             parse_duration(window, "--window")
         except ValueError as exc:
             raise BrainrankError(str(exc)) from None
-    report = run_monitor(cfg, ops.monitor, window=window)
+    report = run_monitor(cfg, cfg.ops.monitor, window=window)
     if as_json:
         print(json.dumps(report.to_dict(), default=str))
     else:
@@ -155,10 +117,10 @@ def retrain(
     from ranker.progress import RichProgress
     from ranker.retrain import retrain as run_retrain
 
-    cfg, ops = load_configs(config, workspace)
+    cfg = _config(config, workspace)
     _workspace(cfg)
     report = run_retrain(
-        cfg, ops.retrain, ops.monitor, if_needed=if_needed, progress=RichProgress(err)
+        cfg, cfg.ops.retrain, cfg.ops.monitor, if_needed=if_needed, progress=RichProgress(err)
     )
     if as_json:
         print(json.dumps(report.to_dict(), default=str))
@@ -174,15 +136,16 @@ def schedule(workspace: WorkspaceOpt = None, config: ConfigOpt = None) -> None:
 
     from ranker.schedule import run_schedule
 
-    cfg, ops = load_configs(config, workspace)
+    cfg = _config(config, workspace)
     _workspace(cfg)
+    plan = cfg.ops.schedule
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     err.print(
-        f"scheduling monitor '{ops.schedule.monitor}' and retrain '{ops.schedule.retrain}' "
-        f"({ops.schedule.timezone}) on {cfg.workspace}; Ctrl-C stops",
+        f"scheduling monitor '{plan.monitor}' and retrain '{plan.retrain}' "
+        f"({plan.timezone}) on {cfg.workspace}; Ctrl-C stops",
         highlight=False,
     )
-    run_schedule(cfg, ops)
+    run_schedule(cfg)
 
 
 def register(app: typer.Typer) -> None:

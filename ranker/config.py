@@ -3,12 +3,17 @@
 Resolution order for every setting: CLI flag, then environment variable (only the few named
 below), then the TOML file, then the default. The TOML file is ``--config PATH``, else
 ``$BRAINRANK_CONFIG``, else ``<workspace>/brainrank.toml`` when it exists.
+
+The freshness-and-drift tables ([monitor], [retrain], [schedule]) are read and validated here
+with the rest, into ``Config.ops``; relative paths in [retrain] are taken relative to the TOML
+file's folder, so a cron job finds them whatever its working directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +26,7 @@ from index.vectors import VectorParams
 DEFAULT_WORKSPACE = Path("brainrank-data")
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 FUSIONS = ("rrf", "minmax")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def _default_cache_dir() -> Path:
@@ -66,6 +72,112 @@ class RetrievalConfig:
     default_mode: str = "auto"  # auto: learned once a champion model exists, else hybrid
 
 
+def parse_duration(text: str | float | int, name: str = "duration") -> float:
+    """Seconds in "90s", "15m", "12h", "7d", "2w" or a plain number of seconds."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(text))
+    if not m:
+        raise ValueError(f"{name} {text!r} is not a duration like 90s, 15m, 12h, 7d or 2w")
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def parse_schedule(expr: str, timezone: str = "UTC", where: str = "schedule"):
+    """An APScheduler trigger from a crontab line ("30 3 * * *") or "every 90s"/"every 10m"."""
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    text = expr.strip()
+    try:
+        if text.lower().startswith("every "):
+            seconds = parse_duration(text[6:], where)
+            if seconds <= 0:
+                raise ValueError("the interval must be positive")
+            return IntervalTrigger(seconds=seconds, timezone=timezone)
+        return CronTrigger.from_crontab(text, timezone=timezone)
+    except (ValueError, LookupError) as exc:
+        raise BrainrankError(
+            f"config {where} {expr!r} is not a crontab expression (minute hour day month "
+            f"weekday, e.g. '30 3 * * *') or an interval like 'every 10m': {exc}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """The [monitor] table: the live window and each drift monitor's alarm (``ranker.drift``)."""
+
+    window: str = "7d"  # live window ending now
+    k: int = 10  # hits per search in the reference; CTR@k
+    max_searches: int = 5_000  # sample of the window read for features and queries
+    min_searches: int = 30  # below this many searches the traffic monitors abstain
+    psi_threshold: float = 0.25
+    alpha: float = 0.01  # family-wise level of the two-sample tests
+    out_of_range: float = 0.05  # share of live values outside the training range
+    unseen_terms_margin: float = 0.15
+    js_margin: float = 0.1
+    centroid_min: float = 0.02  # cosine distance; below this a centroid shift is ignored
+    ood_margin: float = 0.2  # rise of the out-of-domain share
+    max_changed_docs: float = 0.1  # share of documents added or changed since training
+    max_index_lag: str = "1d"
+    ctr_drop: float = 0.25  # relative drop of CTR@k or click MRR
+    min_clicked: int = 20  # searches with a click needed in both periods
+    reference_period: str = "7d"  # "just after training"
+    max_model_age: str = "30d"
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("window", "max_index_lag", "reference_period", "max_model_age"):
+            parse_duration(getattr(self, name), name)
+        if self.k < 1 or self.max_searches < 1 or self.min_searches < 1:
+            raise ValueError("k, max_searches and min_searches must be at least 1")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), not {self.alpha}")
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """The [retrain] table: judgments, clicks and promotion margins (``ranker.retrain``)."""
+
+    queries: Path | None = None  # judged queries (JSONL or TSV)
+    qrels: Path | None = None  # their judgments (TREC or BEIR TSV)
+    clicks_window: str = "90d"  # logged clicks of this period feed the challenger
+    max_impressions: int = 100_000  # newest logged searches exported as impressions
+    click_holdout: float = 0.2  # share of clicked queries kept out of training to compare
+    min_click_eval: int = 20  # held-out clicked searches needed for the click comparison
+    max_click_eval: int = 300  # at most this many of them are replayed
+    margin: float = 0.01  # challenger nDCG@10 may be this much below the champion's
+    click_margin: float = 0.05  # ... and its IPS click DCG@10 this share below
+    max_epochs: int = 60
+    seed: int = 0
+    finetune_encoder: bool = False
+
+    def __post_init__(self):
+        parse_duration(self.clicks_window, "clicks_window")
+        if not 0 <= self.click_holdout < 1:
+            raise ValueError(f"click_holdout must be in [0, 1), not {self.click_holdout}")
+        if self.margin < 0 or not 0 <= self.click_margin < 1:
+            raise ValueError("margin must be >= 0 and click_margin in [0, 1)")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The [schedule] table: 5-field crontab expressions, or "every 10m" intervals."""
+
+    monitor: str = "0 * * * *"  # hourly
+    retrain: str = "30 3 * * *"  # daily at 03:30, retraining only when the monitor says stale
+    timezone: str = "UTC"
+    misfire_grace_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class OpsConfig:
+    """The settings of the freshness-and-drift commands: monitor, retrain, schedule."""
+
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
 @dataclass(frozen=True)
 class Config:
     workspace: Path = DEFAULT_WORKSPACE
@@ -74,6 +186,7 @@ class Config:
     bm25: BM25Params = field(default_factory=BM25Params)
     vectors: VectorParams = field(default_factory=VectorParams)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)  # [monitor], [retrain], [schedule]
     source: Path | None = None  # the TOML file this came from, if any
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,38 +239,44 @@ def load_config(
     return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
+_SECTIONS = {
+    "encoder": EncoderConfig,
+    "bm25": BM25Params,
+    "vectors": VectorParams,
+    "retrieval": RetrievalConfig,
+}
+_OPS_SECTIONS = {"monitor": MonitorConfig, "retrain": RetrainConfig, "schedule": ScheduleConfig}
+_PATH_KEYS = ("path", "queries", "qrels")  # values that are paths but default to None
+
+
 def _from_dict(data: dict[str, Any], source: Path | None) -> Config:
     top = dict(data)
-    sections = {
-        "encoder": EncoderConfig,
-        "bm25": BM25Params,
-        "vectors": VectorParams,
-        "retrieval": RetrievalConfig,
-    }
-    kwargs: dict[str, Any] = {"source": source}
-    for name, cls in sections.items():
+    tables: dict[str, Any] = {}
+    for name, cls in {**_SECTIONS, **_OPS_SECTIONS}.items():
         section = top.pop(name, {})
         if not isinstance(section, dict):
             raise BrainrankError(f"config [{name}] must be a table")
-        kwargs[name] = _build(cls, section, name)
+        # Judgment files sit beside the config file; the encoder's paths keep the working dir.
+        base_dir = source.parent if name == "retrain" and source is not None else None
+        tables[name] = _build(cls, section, name, base_dir)
+    kwargs: dict[str, Any] = {name: tables[name] for name in _SECTIONS}
+    kwargs["ops"] = OpsConfig(**{name: tables[name] for name in _OPS_SECTIONS})
+    kwargs["source"] = source
     for key in ("workspace", "datasets"):
         if key in top:
             kwargs[key] = Path(top.pop(key)).expanduser()
-    # [monitor], [retrain] and [schedule] belong to the operations commands, which read and
-    # validate them (ranker.schedule.ops_config).
-    for key in ("monitor", "retrain", "schedule"):
-        top.pop(key, None)
     if top:
         raise BrainrankError(
             f"unknown config key(s): {', '.join(sorted(top))}; allowed top-level keys: "
-            f"workspace, datasets, {', '.join(sections)}, monitor, retrain, schedule"
+            f"workspace, datasets, {', '.join([*_SECTIONS, *_OPS_SECTIONS])}"
         )
     cfg = Config(**kwargs)
     _validate(cfg)
     return cfg
 
 
-def _build(cls: type, values: dict[str, Any], section: str) -> Any:
+def _build(cls: type, values: dict[str, Any], section: str, base_dir: Path | None = None) -> Any:
+    """``cls`` from one table; relative paths are joined to ``base_dir`` when given."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -165,20 +284,27 @@ def _build(cls: type, values: dict[str, Any], section: str) -> Any:
             f"unknown key(s) in config [{section}]: {', '.join(unknown)}; "
             f"allowed: {', '.join(fields)}"
         )
+    defaults = cls()
     kwargs = {}
     for key, value in values.items():
-        default = getattr(cls(), key)
-        if isinstance(default, Path) or key in ("path", "cache_dir"):
+        default = getattr(defaults, key)
+        where = f"config [{section}] {key}"
+        if isinstance(default, Path) or key in _PATH_KEYS:
+            if not isinstance(value, str):
+                raise BrainrankError(f"{where} must be a path string, not {value!r}")
             value = Path(value).expanduser()
-        elif isinstance(default, bool) and not isinstance(value, bool):
-            raise BrainrankError(f"config [{section}] {key} must be true or false, not {value!r}")
-        elif isinstance(default, (int, float)) and not isinstance(default, bool):
+            if base_dir is not None and not value.is_absolute():
+                value = base_dir / value
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise BrainrankError(f"{where} must be true or false, not {value!r}")
+        elif isinstance(default, (int, float)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise BrainrankError(f"config [{section}] {key} must be a number, not {value!r}")
+                raise BrainrankError(f"{where} must be a number, not {value!r}")
             if isinstance(default, int) and not isinstance(value, int):
-                raise BrainrankError(f"config [{section}] {key} must be an integer, not {value!r}")
+                raise BrainrankError(f"{where} must be an integer, not {value!r}")
         elif isinstance(default, str) and not isinstance(value, str):
-            raise BrainrankError(f"config [{section}] {key} must be a string, not {value!r}")
+            raise BrainrankError(f"{where} must be a string, not {value!r}")
         kwargs[key] = value
     try:
         return cls(**kwargs)
@@ -214,3 +340,10 @@ def _validate(cfg: Config) -> None:
         )
     if not 0 <= e.passage_overlap < e.max_length // 2:
         raise BrainrankError("config [encoder] passage_overlap must be in [0, max_length / 2)")
+    schedule = cfg.ops.schedule
+    if schedule != ScheduleConfig():  # the defaults are valid; spare every command the import
+        try:
+            for job in ("monitor", "retrain"):
+                parse_schedule(getattr(schedule, job), schedule.timezone, f"[schedule] {job}")
+        except ImportError:  # APScheduler missing: `brainrank schedule` reports it when it starts
+            pass

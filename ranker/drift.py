@@ -34,7 +34,6 @@ profile the reference falls back to the searches the champion served in its firs
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
@@ -46,52 +45,10 @@ import numpy as np
 from index.atomic import atomic_directory
 from index.errors import BrainrankError
 from index.workspace import Workspace
+from ranker.config import MonitorConfig, parse_duration
 
 MONITOR_DIR = "monitor"
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _EPS = 1e-4
-
-
-@dataclass(frozen=True)
-class MonitorConfig:
-    """The [monitor] table of the config."""
-
-    window: str = "7d"  # live window ending now
-    k: int = 10  # hits per search in the reference; CTR@k
-    max_searches: int = 5_000  # sample of the window read for features and queries
-    min_searches: int = 30  # below this many searches the traffic monitors abstain
-    psi_threshold: float = 0.25
-    alpha: float = 0.01  # family-wise level of the two-sample tests
-    out_of_range: float = 0.05  # share of live values outside the training range
-    unseen_terms_margin: float = 0.15
-    js_margin: float = 0.1
-    centroid_min: float = 0.02  # cosine distance; below this a centroid shift is ignored
-    ood_margin: float = 0.2  # rise of the out-of-domain share
-    max_changed_docs: float = 0.1  # share of documents added or changed since training
-    max_index_lag: str = "1d"
-    ctr_drop: float = 0.25  # relative drop of CTR@k or click MRR
-    min_clicked: int = 20  # searches with a click needed in both periods
-    reference_period: str = "7d"  # "just after training"
-    max_model_age: str = "30d"
-    seed: int = 0
-
-    def __post_init__(self):
-        for name in ("window", "max_index_lag", "reference_period", "max_model_age"):
-            parse_duration(getattr(self, name), name)
-        if self.k < 1 or self.max_searches < 1 or self.min_searches < 1:
-            raise ValueError("k, max_searches and min_searches must be at least 1")
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), not {self.alpha}")
-
-
-def parse_duration(text: str | float | int, name: str = "duration") -> float:
-    """Seconds in "90s", "15m", "12h", "7d", "2w" or a plain number of seconds."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text)
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(text))
-    if not m:
-        raise ValueError(f"{name} {text!r} is not a duration like 90s, 15m, 12h, 7d or 2w")
-    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
 # ---------------------------------------------------------------------------------------------

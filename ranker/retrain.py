@@ -30,36 +30,12 @@ from pathlib import Path
 from index.atomic import write_text_atomic
 from index.errors import BrainrankError
 from index.workspace import Workspace
-from ranker.drift import MonitorConfig, Reference, build_reference, parse_duration, training_texts
+from ranker.config import MonitorConfig, RetrainConfig, parse_duration
+from ranker.drift import Reference, build_reference, training_texts
 
 log = logging.getLogger(__name__)
 
 REPORTS_DIR = "retrain"
-
-
-@dataclass(frozen=True)
-class RetrainConfig:
-    """The [retrain] table of the config."""
-
-    queries: Path | None = None  # judged queries (JSONL or TSV)
-    qrels: Path | None = None  # their judgments (TREC or BEIR TSV)
-    clicks_window: str = "90d"  # logged clicks of this period feed the challenger
-    max_impressions: int = 100_000  # newest logged searches exported as impressions
-    click_holdout: float = 0.2  # share of clicked queries kept out of training to compare
-    min_click_eval: int = 20  # held-out clicked searches needed for the click comparison
-    max_click_eval: int = 300  # at most this many of them are replayed
-    margin: float = 0.01  # challenger nDCG@10 may be this much below the champion's
-    click_margin: float = 0.05  # ... and its IPS click DCG@10 this share below
-    max_epochs: int = 60
-    seed: int = 0
-    finetune_encoder: bool = False
-
-    def __post_init__(self):
-        parse_duration(self.clicks_window, "clicks_window")
-        if not 0 <= self.click_holdout < 1:
-            raise ValueError(f"click_holdout must be in [0, 1), not {self.click_holdout}")
-        if self.margin < 0 or not 0 <= self.click_margin < 1:
-            raise ValueError("margin must be >= 0 and click_margin in [0, 1)")
 
 
 @dataclass
@@ -91,10 +67,14 @@ def retrain(
     progress=None,
     encoder_factory=None,
 ) -> RetrainReport:
-    """Run one retraining (see the module docstring); the report says what happened and why."""
+    """Run one retraining (see the module docstring); the report says what happened and why.
+
+    ``mcfg`` (the monitors asked by ``if_needed``, and k of the click comparison) defaults to
+    the config's own [monitor] table, ``cfg.ops.monitor``.
+    """
     from ranker.registry import Registry
 
-    mcfg = mcfg or MonitorConfig()
+    mcfg = mcfg or cfg.ops.monitor
     ws = Workspace(cfg.workspace)
     if not ws.exists():
         raise BrainrankError(f"workspace {ws.root} has no documents; run `brainrank ingest` first")

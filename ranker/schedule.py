@@ -1,127 +1,28 @@
-"""Scheduled monitoring and retraining (APScheduler, in the foreground), and the settings of
-the freshness-and-drift commands: the [monitor], [retrain] and [schedule] tables of the config.
+"""Scheduled monitoring and retraining (APScheduler, in the foreground).
 
 ``brainrank schedule`` runs the monitor and ``retrain --if-needed`` on cron expressions. Every
 run is logged (stderr and one JSON line in ``logs/schedule.jsonl``); a job that raises is
 logged with its traceback and the scheduler carries on. Each job runs at most once at a time,
-and runs missed while the machine slept are coalesced into one.
+and runs missed while the machine slept are coalesced into one. The jobs and their cron
+expressions come from the config (``Config.ops``, read and checked by ``ranker.config``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from index.errors import BrainrankError
-from ranker.drift import MonitorConfig, parse_duration
-from ranker.retrain import RetrainConfig
+from ranker.config import Config, parse_schedule
 
 log = logging.getLogger("brainrank.schedule")
 
-OPS_TABLES = ("monitor", "retrain", "schedule")
 RUNS_FILE = "schedule.jsonl"
-
-
-@dataclass(frozen=True)
-class ScheduleConfig:
-    """The [schedule] table: 5-field crontab expressions, or "every 10m" intervals."""
-
-    monitor: str = "0 * * * *"  # hourly
-    retrain: str = "30 3 * * *"  # daily at 03:30, retraining only when the monitor says stale
-    timezone: str = "UTC"
-    misfire_grace_seconds: int = 3600
-
-
-@dataclass(frozen=True)
-class OpsConfig:
-    monitor: MonitorConfig = field(default_factory=MonitorConfig)
-    retrain: RetrainConfig = field(default_factory=RetrainConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-
-
-def ops_config(data: dict[str, Any], base_dir: Path | None = None) -> OpsConfig:
-    """Build the settings from a parsed TOML document (other tables are ignored).
-
-    Relative ``[retrain]`` paths are taken relative to ``base_dir`` (the config file's
-    folder), so cron jobs find them whatever their working directory.
-    """
-    kinds = {"monitor": MonitorConfig, "retrain": RetrainConfig, "schedule": ScheduleConfig}
-    parts = {}
-    for name, cls in kinds.items():
-        table = data.get(name, {})
-        if not isinstance(table, dict):
-            raise BrainrankError(f"config [{name}] must be a table")
-        parts[name] = _build(cls, table, name, base_dir)
-    try:
-        for name in ("monitor", "retrain"):
-            expr = getattr(parts["schedule"], name)
-            trigger(expr, parts["schedule"].timezone, f"[schedule] {name}")
-    except ImportError:  # checked again when `brainrank schedule` starts
-        pass
-    return OpsConfig(**parts)
-
-
-def _build(cls, values: dict, section: str, base_dir: Path | None):
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise BrainrankError(
-            f"unknown key(s) in config [{section}]: {', '.join(unknown)}; "
-            f"allowed: {', '.join(fields)}"
-        )
-    defaults = cls()
-    kwargs = {}
-    for key, value in values.items():
-        default = getattr(defaults, key)
-        where = f"config [{section}] {key}"
-        if key in ("queries", "qrels"):
-            if not isinstance(value, str):
-                raise BrainrankError(f"{where} must be a path string, not {value!r}")
-            path = Path(value).expanduser()
-            value = base_dir / path if base_dir is not None and not path.is_absolute() else path
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise BrainrankError(f"{where} must be true or false, not {value!r}")
-        elif isinstance(default, (int, float)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise BrainrankError(f"{where} must be a number, not {value!r}")
-            if isinstance(default, int) and not isinstance(value, int):
-                raise BrainrankError(f"{where} must be an integer, not {value!r}")
-        elif isinstance(default, str) and not isinstance(value, str):
-            raise BrainrankError(f"{where} must be a string, not {value!r}")
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except ValueError as exc:
-        raise BrainrankError(f"config [{section}]: {exc}") from None
-
-
-def trigger(expr: str, timezone: str = "UTC", where: str = "schedule"):
-    """An APScheduler trigger from a crontab line ("30 3 * * *") or "every 90s"/"every 10m"."""
-    from apscheduler.triggers.cron import CronTrigger
-    from apscheduler.triggers.interval import IntervalTrigger
-
-    text = expr.strip()
-    try:
-        if text.lower().startswith("every "):
-            seconds = parse_duration(text[6:], where)
-            if seconds <= 0:
-                raise ValueError("the interval must be positive")
-            return IntervalTrigger(seconds=seconds, timezone=timezone)
-        return CronTrigger.from_crontab(text, timezone=timezone)
-    except (ValueError, LookupError) as exc:
-        raise BrainrankError(
-            f"config {where} {expr!r} is not a crontab expression (minute hour day month "
-            f"weekday, e.g. '30 3 * * *') or an interval like 'every 10m': {exc}"
-        ) from None
 
 
 Job = tuple[str, str, Callable[[], Any]]  # (name, cron or interval expression, function)
@@ -173,7 +74,7 @@ def build_scheduler(
     for name, expr, func in jobs:
         scheduler.add_job(
             guarded(name, func, runs_file),
-            trigger(expr, timezone, f"[schedule] {name}"),
+            parse_schedule(expr, timezone, f"[schedule] {name}"),
             id=name,
             name=name,
             max_instances=1,
@@ -183,8 +84,9 @@ def build_scheduler(
     return scheduler
 
 
-def default_jobs(cfg, ops: OpsConfig) -> list[Job]:
-    """The monitor and ``retrain --if-needed`` jobs of the config."""
+def default_jobs(cfg: Config) -> list[Job]:
+    """The monitor and ``retrain --if-needed`` jobs on the config's [schedule]."""
+    ops = cfg.ops
 
     def monitor_job():
         from ranker.drift import monitor
@@ -204,16 +106,16 @@ def default_jobs(cfg, ops: OpsConfig) -> list[Job]:
     ]
 
 
-def run_schedule(cfg, ops: OpsConfig) -> None:
+def run_schedule(cfg: Config) -> None:
     """Run the jobs in the foreground until interrupted (Ctrl-C or SIGTERM)."""
     from index.workspace import Workspace
 
     ws = Workspace(cfg.workspace)
     scheduler = build_scheduler(
-        default_jobs(cfg, ops),
-        timezone=ops.schedule.timezone,
+        default_jobs(cfg),
+        timezone=cfg.ops.schedule.timezone,
         runs_file=ws.logs_dir / RUNS_FILE,
-        misfire_grace_seconds=ops.schedule.misfire_grace_seconds,
+        misfire_grace_seconds=cfg.ops.schedule.misfire_grace_seconds,
     )
     for job in scheduler.get_jobs():
         log.info("scheduled %s: %s", job.name, job.trigger)

@@ -16,15 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from index.records import Document
+from ranker.config import MonitorConfig, parse_duration
 from ranker.drift import (
-    MonitorConfig,
     Reference,
     build_reference,
     feature_drift,
     js_divergence,
     ks_test,
     monitor,
-    parse_duration,
     psi,
     query_term_drift,
     training_texts,

@@ -12,10 +12,11 @@ import pytest
 from index.errors import BrainrankError
 from index.records import Document
 from index.workspace import Workspace
-from ranker.drift import MonitorConfig, Reference, monitor
+from ranker.config import MonitorConfig, RetrainConfig
+from ranker.drift import Reference, monitor
 from ranker.querylog import QueryLog
 from ranker.registry import Registry
-from ranker.retrain import RetrainConfig, history, retrain
+from ranker.retrain import history, retrain
 from tests.conftest import DATA, ingest, make_config
 
 # The sample holds out only 4 judged queries, where one swapped document moves nDCG@10 by

@@ -1,0 +1,96 @@
+"""The TOML config: defaults, the freshness-and-drift tables, and errors that name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from index.errors import BrainrankError
+from ranker.config import (
+    Config,
+    MonitorConfig,
+    OpsConfig,
+    load_config,
+    parse_duration,
+    parse_schedule,
+)
+
+
+def config_file(tmp_path, text: str) -> Path:
+    path = tmp_path / "conf" / "brainrank.toml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file(tmp_path):
+    cfg = load_config(workspace=tmp_path, env={})
+    assert cfg.ops == OpsConfig() and cfg.ops.monitor == MonitorConfig()
+    assert cfg.retrieval == Config().retrieval and cfg.source is None
+
+
+def test_ops_tables_and_relative_paths(tmp_path):
+    path = config_file(
+        tmp_path,
+        "[retrieval]\ndense_weight = 0.5\n"
+        '[monitor]\nwindow = "24h"\npsi_threshold = 0.3\n'
+        '[retrain]\nqueries = "q.jsonl"\nqrels = "/abs/qrels.txt"\nmargin = 0.02\n'
+        '[schedule]\nmonitor = "every 15m"\n'
+        '[encoder]\npath = "models/mine"\n',
+    )
+    cfg = load_config(path, workspace=tmp_path, env={})
+    assert cfg.retrieval.dense_weight == 0.5 and cfg.source == path
+    ops = cfg.ops
+    assert ops.monitor.window == "24h" and ops.monitor.psi_threshold == 0.3
+    assert ops.monitor.k == MonitorConfig().k
+    # [retrain] files are found beside the config file, the encoder from the working directory.
+    assert ops.retrain.queries == path.parent / "q.jsonl"
+    assert ops.retrain.qrels == Path("/abs/qrels.txt") and ops.retrain.margin == 0.02
+    assert cfg.encoder.path == Path("models/mine")
+    assert ops.schedule.monitor == "every 15m" and ops.schedule.retrain == "30 3 * * *"
+    assert cfg.to_dict()["ops"]["retrain"]["queries"] == str(path.parent / "q.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[monitor]\nwindw = "7d"\n', r"unknown key\(s\) in config \[monitor\]: windw"),
+        ('[monitor]\nwindow = "a week"\n', r"config \[monitor\]: window 'a week'"),
+        ("[monitor]\nk = 2.5\n", r"config \[monitor\] k must be an integer"),
+        ('[retrain]\nmargin = "small"\n', r"config \[retrain\] margin must be a number"),
+        ("[retrain]\nqueries = 3\n", r"config \[retrain\] queries must be a path"),
+        ("[retrain]\nclick_holdout = 1.5\n", r"config \[retrain\]: click_holdout must be in"),
+        ('[schedule]\nretrain = "nightly"\n', r"config \[schedule\] retrain 'nightly'"),
+        ('schedule = "hourly"\n', r"config \[schedule\] must be a table"),
+        ("[encoder]\npath = 3\n", r"config \[encoder\] path must be a path string"),
+        ('[retrieval]\nfusion = "max"\n', r"config \[retrieval\] fusion 'max' is not one of"),
+        ("colour = 1\n", r"unknown config key\(s\): colour; allowed .* monitor, retrain, sched"),
+    ],
+)
+def test_bad_config_names_the_field(tmp_path, text, message):
+    with pytest.raises(BrainrankError, match=message):
+        load_config(config_file(tmp_path, text), env={})
+
+
+def test_missing_and_invalid_files_are_named(tmp_path):
+    with pytest.raises(BrainrankError, match="config file .*nope.toml does not exist"):
+        load_config(tmp_path / "nope.toml", env={})
+    with pytest.raises(BrainrankError, match="brainrank.toml is not valid TOML"):
+        load_config(config_file(tmp_path, "[monitor\n"), env={})
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("15m", 900), ("2w", 1209600), (5, 5)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("expr", ["30 3 * * *", "*/5 * * * 1-5", "every 10m", "every 2h"])
+def test_schedules(expr):
+    assert parse_schedule(expr) is not None
+
+
+@pytest.mark.parametrize("expr", ["30 3 * *", "61 * * * *", "every soon", "hourly", "every 0s"])
+def test_bad_schedule_names_the_setting(expr):
+    with pytest.raises(BrainrankError, match=r"config \[schedule\] retrain .* crontab"):
+        parse_schedule(expr, where="[schedule] retrain")
