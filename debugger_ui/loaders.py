@@ -120,9 +120,7 @@ class Context:
     @cached_property
     def monitor_config(self):
         """The [monitor] table of the config (``MonitorConfig``)."""
-        from ranker.cli_ops import load_configs
-
-        return load_configs(self.settings.config, self.settings.workspace)[1].monitor
+        return self.cfg.ops.monitor
 
     @property
     def has_query_log(self) -> bool:

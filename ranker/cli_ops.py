@@ -25,20 +25,11 @@ EXIT_STALE = 3
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 
 
-def load_configs(config: Path | None, workspace: Path | None, env: dict | None = None):
-    """(Config, its freshness-and-drift settings ``cfg.ops``) from ``ranker.config.load_config``.
-
-    For callers that want the [monitor], [retrain] and [schedule] settings beside the config
-    (the debugger's Health page); the commands below read ``cfg.ops`` themselves.
-    """
-    cfg = _config(config, workspace, env)
-    return cfg, cfg.ops
-
-
-def _config(config: Path | None, workspace: Path | None, env: dict | None = None):
+def _config(config: Path | None, workspace: Path | None):
+    """The resolved config; its freshness-and-drift settings are ``cfg.ops``."""
     from ranker.config import load_config
 
-    return load_config(config, workspace=workspace, env=env)
+    return load_config(config, workspace=workspace)
 
 
 def _workspace(cfg):

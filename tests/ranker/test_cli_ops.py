@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from ranker.cli import _Commands
-from ranker.cli_ops import load_configs, register
+from ranker.cli_ops import register
 from ranker.querylog import QueryLog
 from tests.conftest import DATA
 
@@ -85,15 +85,6 @@ def test_bad_ops_config_is_exit_1(ws):
     res = run("schedule", "-w", ws)
     # (ranker.cli prints errors as Rich markup, which swallows "[schedule]" for now)
     assert res.exit_code == 1 and "retrain 'nightly' is not a crontab" in res.output
-
-
-def test_load_configs_reads_both_parts_of_one_file(ws):
-    (ws / "brainrank.toml").write_text(
-        '[retrieval]\ndense_weight = 0.5\n[retrain]\nqueries = "q.jsonl"\nqrels = "r.txt"\n'
-    )
-    cfg, ops = load_configs(None, ws, env={})
-    assert cfg.retrieval.dense_weight == 0.5 and cfg.workspace == ws
-    assert ops.retrain.queries == ws / "q.jsonl"
 
 
 def test_retrain_if_needed_on_a_fresh_model_does_nothing(ws):
