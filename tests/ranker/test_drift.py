@@ -17,16 +17,14 @@ from hypothesis import strategies as st
 
 from index.records import Document
 from ranker.config import MonitorConfig, parse_duration
-from ranker.drift import (
-    Reference,
-    build_reference,
+from ranker.drift import Reference, build_reference, monitor, training_texts
+from ranker.drift_stats import (
+    baseline_histogram,
     feature_drift,
     js_divergence,
     ks_test,
-    monitor,
     psi,
     query_term_drift,
-    training_texts,
 )
 from ranker.querylog import QueryLog
 from tests.conftest import DATA, ingest, make_config
@@ -96,8 +94,6 @@ def test_feature_rows_carry_the_histograms_psi_compared():
 
 
 def test_baseline_histogram_counts_live_values_in_the_training_bins():
-    from ranker.drift import baseline_histogram
-
     entry = {"edges": [0.0, 0.5, 1.0], "counts": [30, 70]}
     out = baseline_histogram(entry, np.array([-0.1, 0.1, 0.2, 0.5, 0.9, 1.0, 1.5]))
     # [0, 0.5): 0.1, 0.2; [0.5, 1.0]: 0.5, 0.9, 1.0 (numpy's last bin is closed)
