@@ -10,7 +10,6 @@ from ranker.fusion import minmax
 from ranker.search import MODES, SearchEngine
 from tests.conftest import make_config
 
-
 FIXED_MODES = [m for m in MODES if m != "learned"]
 
 
