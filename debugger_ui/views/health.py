@@ -14,11 +14,20 @@ import streamlit as st
 from debugger_ui import state
 from debugger_ui.loaders import MONITOR_TTL, Context
 from debugger_ui.views.common import hint_on_error
+from debugger_ui.views.health_tables import (
+    bars,
+    baseline_frame,
+    duration,
+    features_frame,
+    histogram_frame,
+    history_frame,
+    queries_frame,
+    summary_frame,
+)
 from debugger_ui.views.models import age
 
 WINDOWS = ("1d", "7d", "30d")
 _REFRESH = "health_refresh"
-_STATUS = {"alarm": "⚠ alarm", "ok": "ok", "no data": "no data"}
 
 
 def render(ctx: Context) -> None:
@@ -116,49 +125,7 @@ def _verdict(ctx: Context, report, window: str) -> None:
     )
 
 
-def summary_frame(report) -> pd.DataFrame:
-    rows = []
-    for name, m in report.monitors.items():
-        details = "; ".join(m["reasons"]) or m.get("note") or _headline(name, m)
-        rows.append(
-            {"monitor": name, "status": _STATUS.get(m["status"], m["status"]), "details": details}
-        )
-    return pd.DataFrame(rows)
-
-
-def _headline(name: str, m: dict) -> str:
-    if name == "features":
-        worst = max(m["features"], key=lambda r: r["psi"], default=None)
-        return f"largest PSI {worst['psi']:.3f} ({worst['feature']})" if worst else ""
-    if name == "queries" and "terms" in m:
-        return f"{m['terms']['unseen_share']:.0%} unseen terms, JS {m['terms']['js']:.3f} bits"
-    if name == "corpus":
-        return f"{m['changed_share']:.1%} of documents added or changed since training"
-    if name == "outcomes":
-        w = m.get("window") or {}
-        return f"{w.get('clicks', 0)} clicks on {w.get('searches', 0)} sampled searches"
-    if name == "staleness":
-        return f"model age {m['age_seconds'] / 86400:.1f} of {m['max_age_seconds'] / 86400:g} days"
-    return ""
-
-
 # ----- features -------------------------------------------------------------------------------
-
-
-def features_frame(rows: list[dict]) -> pd.DataFrame:
-    """One row per feature, largest PSI first."""
-    frame = pd.DataFrame(
-        {
-            "feature": [r["feature"] for r in rows],
-            "PSI": [r["psi"] for r in rows],
-            "test": [r["test"] for r in rows],
-            "statistic": [r["statistic"] for r in rows],
-            "p-value": [r["p"] for r in rows],
-            "out of range": [r["out_of_range"] for r in rows],
-            "drifted": ["⚠ drifted" if r["drifted"] else "" for r in rows],
-        }
-    )
-    return frame.sort_values("PSI", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def _features(report, mcfg) -> None:
@@ -181,7 +148,7 @@ def _features(report, mcfg) -> None:
     name = state.choice("feature", "Histogram of", frame["feature"].tolist(), frame["feature"][0])
     row = by_name[name]
     st.altair_chart(
-        _bars(
+        bars(
             histogram_frame(row["histogram"]),
             ("reference", "live"),
             f"{name}: reference vs live (PSI {row['psi']:.3f})",
@@ -198,7 +165,7 @@ def _features(report, mcfg) -> None:
                 f"above: {base['above']}."
             )
             st.altair_chart(
-                _bars(
+                bars(
                     baseline_frame(base),
                     ("training", "live"),
                     f"{name}: training candidates vs live",
@@ -207,107 +174,7 @@ def _features(report, mcfg) -> None:
             )
 
 
-def histogram_frame(hist: dict) -> pd.DataFrame:
-    """Bins (labelled), with each side's share of its rows."""
-    if "values" in hist:
-        labels = [f"{v:g}" for v in hist["values"]] + ["other"]
-    else:
-        edges = hist["edges"]
-        labels = (
-            [f"< {edges[0]:.3g}"]
-            + [f"{a:.3g} – {b:.3g}" for a, b in zip(edges, edges[1:], strict=False)]
-            + [f"≥ {edges[-1]:.3g}"]
-            if edges
-            else ["all"]
-        )
-    return _shares(labels, {"reference": hist["reference"], "live": hist["live"]})
-
-
-def baseline_frame(base: dict) -> pd.DataFrame:
-    e = base["edges"]
-    labels = [f"{a:.3g} – {b:.3g}" for a, b in zip(e, e[1:], strict=False)]
-    return _shares(labels, {"training": base["training"], "live": base["live"]})
-
-
-def _shares(labels: list[str], counts: dict[str, list]) -> pd.DataFrame:
-    rows = []
-    for series, values in counts.items():
-        total = sum(values) or 1
-        for i, (label, count) in enumerate(zip(labels, values, strict=False)):
-            rows.append(
-                {"bin": label, "order": i, "series": series, "count": count, "share": count / total}
-            )
-    return pd.DataFrame(rows)
-
-
-def _bars(data: pd.DataFrame, series: tuple[str, str], title: str):
-    import altair as alt
-
-    order = data.drop_duplicates("bin").sort_values("order")["bin"].tolist()
-    return (
-        alt.Chart(data, title=title)
-        .mark_bar()
-        .encode(
-            x=alt.X("bin:N", sort=order, title=None, axis=alt.Axis(labelAngle=-30)),
-            xOffset=alt.XOffset("series:N", sort=list(series)),
-            y=alt.Y("share:Q", title="share of rows", axis=alt.Axis(format="%")),
-            color=alt.Color(
-                "series:N",
-                sort=list(series),
-                title=None,
-                scale=alt.Scale(range=["#9e9e9e", "#1565c0"]),
-            ),
-            tooltip=["bin", "series", "count", alt.Tooltip("share:Q", format=".1%")],
-        )
-        .properties(height=260)
-    )
-
-
 # ----- queries, corpus, clicks ------------------------------------------------------------------
-
-
-def queries_frame(m: dict, mcfg) -> pd.DataFrame:
-    """Each query-drift measure, what sampling alone gives, and where the alarm starts."""
-    rows = []
-    terms = m.get("terms")
-    if terms:
-        rows.append(
-            (
-                "unseen query terms (share)",
-                terms["unseen_share"],
-                terms["expected_unseen"],
-                terms["expected_unseen"] + mcfg.unseen_terms_margin,
-            )
-        )
-        rows.append(
-            (
-                "JS divergence of terms (bits)",
-                terms["js"],
-                terms["js_null"],
-                terms["js_null"] + mcfg.js_margin,
-            )
-        )
-    c = m.get("centroid") or {}
-    if c.get("shift") is not None:
-        rows.append(
-            (
-                "centroid shift (cosine distance)",
-                c["shift"],
-                c["null_q99"],
-                max(c["null_q99"], mcfg.centroid_min),
-            )
-        )
-    ood = m.get("out_of_domain") or {}
-    if ood.get("share") is not None:
-        rows.append(
-            (
-                "out-of-domain searches (share)",
-                ood["share"],
-                ood["reference"],
-                ood["reference"] + mcfg.ood_margin,
-            )
-        )
-    return pd.DataFrame(rows, columns=["measure", "live", "without drift", "alarm above"])
 
 
 def _queries(report, mcfg) -> None:
@@ -338,7 +205,7 @@ def _corpus(report) -> None:
     cols[1].metric(
         "Changed since training", f"{m['changed_since_training']} ({m['changed_share']:.1%})"
     )
-    cols[2].metric("Index lag", _duration(m["index_lag_seconds"]))
+    cols[2].metric("Index lag", duration(m["index_lag_seconds"]))
     cols[3].metric("Index behind store", "yes" if m["index_behind_store"] else "no")
     st.caption(
         f"Newest document ingested: {m.get('newest_ingested') or '-'}; newest indexed: "
@@ -379,42 +246,7 @@ def _outcomes(report, mcfg) -> None:
         st.caption(m["note"])
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
-
-
 # ----- retrain history ----------------------------------------------------------------------------
-
-
-def history_frame(reports: list[dict]) -> pd.DataFrame:
-    """One row per retrain report, newest first."""
-    rows = []
-    for r in reversed(reports):
-        holdout = (r.get("metrics") or {}).get("holdout") or {}
-        incumbent = "champion" if "champion" in holdout else "hybrid"
-        clicks = (r.get("metrics") or {}).get("clicks") or {}
-        trigger = r.get("monitor") or {}
-        rows.append(
-            {
-                "time": r.get("started"),
-                "decision": r.get("status"),
-                "challenger": r.get("challenger"),
-                "champion before": r.get("champion_before"),
-                "champion after": r.get("champion_after"),
-                "challenger nDCG@10": (holdout.get("challenger") or {}).get("nDCG@10"),
-                "incumbent nDCG@10": (holdout.get(incumbent) or {}).get("nDCG@10"),
-                "challenger click DCG": clicks.get("challenger"),
-                "champion click DCG": clicks.get("champion"),
-                "trigger": "; ".join(trigger.get("reasons") or []) or "run without --if-needed",
-                "reason": r.get("reason"),
-                "seconds": r.get("seconds"),
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def _history(ctx: Context) -> None:
