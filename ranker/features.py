@@ -8,6 +8,7 @@ correction on top of.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -16,7 +17,7 @@ from index.errors import IndexMismatchError
 from ranker.fusion import minmax, minmax_normalise, rrf
 from ranker.retrieval import Candidates, Generation
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: judged_doc
 _BIGRAM_BASE = 1 << 31  # term ids are int32
 BASE_FEATURES = (
     "fused",  # min-max fusion of BM25 and dense, the base ranking
@@ -42,6 +43,7 @@ BASE_FEATURES = (
     "click_doc",  # log of the document's debiased click-through ratio
     "click_query_doc",  # log of the (query, document) debiased click-through ratio
     "click_evidence",  # log1p of the pair's effective examinations
+    "judged_doc",  # log1p of the grades training queries gave the document (judgment prior)
 )
 
 
@@ -103,6 +105,10 @@ class FeatureExtractor:
     generation: Generation
     schema: FeatureSchema
     clicks: object | None = None  # ranker.clicks.ClickStats
+    # Judgment prior: document content hash -> summed grades of the training queries that
+    # judged it relevant (see judgment_prior). Keyed by content, so a model imported into
+    # another collection, or a document rewritten since, gets no prior rather than a wrong one.
+    doc_prior: Mapping[str, float] | None = None
     _idf_cache: dict = field(default_factory=dict)
 
     def extract(self, query: str, cand: Candidates) -> np.ndarray:
@@ -145,6 +151,7 @@ class FeatureExtractor:
         cols["has_timestamp"] = has_ts.astype(np.float64)
         cols["query_terms"] = np.full(n, np.log1p(len(unique_terms)))
         cols.update(self._click_features(query, cand.positions, n))
+        cols["judged_doc"] = self._judged(cand.positions, n)
         for name in s.doc_fields:
             values = g.doc_meta.get(f"field:{name}", np.full(len(g), np.nan))[cand.positions]
             missing = np.isnan(values)
@@ -196,6 +203,12 @@ class FeatureExtractor:
                 hits += self.generation.bm25_title.scores_for_terms([tid])[positions] > 0
         return hits / len(unique)
 
+    def _judged(self, positions, n):
+        if not self.doc_prior or n == 0:
+            return np.zeros(n)
+        hashes = self.generation.content_hashes
+        return np.log1p([self.doc_prior.get(hashes[p], 0.0) for p in positions])
+
     def _click_features(self, query, positions, n):
         zeros = np.zeros(n)
         if self.clicks is None or n == 0:
@@ -209,6 +222,26 @@ class FeatureExtractor:
             "click_query_doc": np.log(np.maximum(pair, 1e-3)),
             "click_evidence": np.log1p(weight),
         }
+
+
+def judgment_prior(
+    generation: Generation, qrels: Mapping[str, Mapping[str, float]], query_ids
+) -> dict[str, float]:
+    """Content hash -> summed positive grades the given judged queries gave each document.
+
+    Many collections have documents that are relevant to query after query (a review every
+    study cites, a popular product): having been judged relevant before is evidence of being
+    relevant again, as clicks are. Documents not in ``generation`` are skipped.
+    """
+    position = {d: i for i, d in enumerate(generation.doc_ids)}
+    prior: dict[str, float] = {}
+    for q in query_ids:
+        for doc, grade in qrels.get(q, {}).items():
+            p = position.get(doc)
+            if grade > 0 and p is not None:
+                key = generation.content_hashes[p]
+                prior[key] = prior.get(key, 0.0) + float(grade)
+    return prior
 
 
 def _z(x: np.ndarray) -> np.ndarray:

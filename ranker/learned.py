@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from index.errors import IndexMismatchError
+from index.errors import BrainrankError, IndexMismatchError
 from ranker.domain import DomainGate, QueryGate, list_summary
 from ranker.features import FeatureExtractor, FeatureSchema
 from ranker.retrieval import Candidates, Generation
@@ -15,6 +16,7 @@ from ranker.retrieval import Candidates, Generation
 RANKER_DIR = "ranker"
 GATE_FILE = "gate.json"
 CLICKS_FILE = "clicks.jsonl"
+PRIOR_FILE = "judgment_prior.json"
 ENCODER_DIR = "encoder"
 
 
@@ -35,6 +37,7 @@ class LearnedModel:
         gate: DomainGate | None,
         clicks,
         query_gate: QueryGate | None = None,
+        doc_prior: dict[str, float] | None = None,
     ):
         self.version = version  # ranker.registry.ModelVersion
         self.ranker = ranker
@@ -42,6 +45,7 @@ class LearnedModel:
         self.gate = gate
         self.clicks = clicks
         self.query_gate = query_gate
+        self.doc_prior = doc_prior
 
     @classmethod
     def load(cls, version) -> LearnedModel:
@@ -61,7 +65,15 @@ class LearnedModel:
             from ranker.clicks import click_stats, read_click_log
 
             clicks = click_stats(read_click_log(path / CLICKS_FILE))
-        return cls(version, ranker, schema, gate, clicks, QueryGate.load(path))
+        prior = None
+        if (path / PRIOR_FILE).exists():
+            try:
+                prior = json.loads((path / PRIOR_FILE).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise BrainrankError(
+                    f"model {version.version}: {PRIOR_FILE} is unreadable ({exc})"
+                ) from exc
+        return cls(version, ranker, schema, gate, clicks, QueryGate.load(path), prior)
 
     @property
     def encoder_fingerprint(self) -> str:
@@ -83,7 +95,7 @@ class LearnedModel:
             )
 
     def extractor(self, generation: Generation) -> FeatureExtractor:
-        return FeatureExtractor(generation, self.schema, self.clicks)
+        return FeatureExtractor(generation, self.schema, self.clicks, self.doc_prior)
 
     def score(self, extractor: FeatureExtractor, query: str, cand: Candidates) -> Scored:
         """Learned scores, or the fusion's scores when the query is out of domain."""

@@ -14,7 +14,8 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,8 +26,15 @@ from index.workspace import Workspace
 from ranker.config import Config
 from ranker.domain import DomainGate, QueryGate, list_summary
 from ranker.evaluate import METRICS, Qrels, score_run
-from ranker.features import FeatureExtractor, FeatureSchema
-from ranker.learned import CLICKS_FILE, ENCODER_DIR, GATE_FILE, RANKER_DIR, LearnedModel
+from ranker.features import FeatureExtractor, FeatureSchema, judgment_prior
+from ranker.learned import (
+    CLICKS_FILE,
+    ENCODER_DIR,
+    GATE_FILE,
+    PRIOR_FILE,
+    RANKER_DIR,
+    LearnedModel,
+)
 from ranker.progress import Progress
 from ranker.search import SearchEngine
 
@@ -65,6 +73,14 @@ class TrainResult:
     summary: dict = field(default_factory=dict)
 
 
+PRIOR_FOLDS = 5
+
+
+def _fold(key: str) -> int:
+    """The out-of-fold judgment-prior fold of a training list (stable across runs)."""
+    return int(hashlib.sha256(f"prior:{key}".encode()).hexdigest()[:8], 16) % PRIOR_FOLDS
+
+
 def stable_split(keys: list[str], fraction: float, salt: str) -> tuple[list[str], list[str]]:
     """(kept, held out): a key's side depends only on its hash, so splits agree across runs."""
     held = [
@@ -82,13 +98,18 @@ def candidate_lists(
     items: list[tuple[str, str, dict[str, float]]],
     progress: Progress,
     description: str,
+    prior_for: Callable[[str], dict[str, float]] | None = None,
 ) -> ListSet:
-    """Features and labels of each query's hybrid candidates (unjudged candidates label 0)."""
+    """Features and labels of each query's hybrid candidates (unjudged candidates label 0).
+
+    ``prior_for(key)``, when given, is the judgment prior to use for that query's list.
+    """
     xs, ys, ids = [], [], []
     with progress.task(description, len(items)) as advance:
-        for _key, text, labels in items:
+        for key, text, labels in items:
             cand = engine.candidates(text, "hybrid")
-            xs.append(extractor.extract(text, cand))
+            ex = extractor if prior_for is None else replace(extractor, doc_prior=prior_for(key))
+            xs.append(ex.extract(text, cand))
             docs = [engine.generation.doc_ids[p] for p in cand.positions]
             ys.append(np.array([labels.get(d, 0.0) for d in docs], dtype=np.float32))
             ids.append(docs)
@@ -224,11 +245,38 @@ def train(
             rrf_k=cfg.retrieval.rrf_k,
             doc_fields=options.doc_fields,
         )
-        extractor = FeatureExtractor(challenger_engine.generation, schema, clicks)
+        gen = challenger_engine.generation
+        # The judgment prior serves from the train and validation judgments (never the holdout,
+        # so that this model and the next challenger compare fairly on it). Train lists get an
+        # out-of-fold prior: a query's own judgments never count towards its features, so the
+        # ranker learns how far a prior earned on *other* queries carries. Validation lists
+        # get the train queries' prior, holdout lists the one the model will serve with.
+        prior = judgment_prior(gen, qrels, train_ids + val_ids)
+        val_prior = judgment_prior(gen, qrels, train_ids)
+        fold_priors = [
+            judgment_prior(gen, qrels, [q for q in train_ids if _fold(q) != f])
+            for f in range(PRIOR_FOLDS)
+        ]
+        summary["judgment_prior_docs"] = len(prior)
+        extractor = FeatureExtractor(gen, schema, clicks, val_prior)
         t = time.perf_counter()
-        tr = candidate_lists(challenger_engine, extractor, items_train, progress, "Train lists")
+        tr = candidate_lists(
+            challenger_engine,
+            extractor,
+            items_train,
+            progress,
+            "Train lists",
+            prior_for=lambda key: fold_priors[_fold(key)],
+        )
         va = candidate_lists(challenger_engine, extractor, items_val, progress, "Validation lists")
-        ho = candidate_lists(challenger_engine, extractor, items_holdout, progress, "Holdout lists")
+        ho = candidate_lists(
+            challenger_engine,
+            extractor,
+            items_holdout,
+            progress,
+            "Holdout lists",
+            prior_for=lambda key: prior,
+        )
         summary["feature_seconds"] = round(time.perf_counter() - t, 2)
 
         params = RankerParams(
@@ -259,6 +307,7 @@ def train(
         query_gate.save(tmp)
         if clicks_path is not None:
             shutil.copyfile(clicks_path, tmp / CLICKS_FILE)
+        (tmp / PRIOR_FILE).write_text(json.dumps(prior, sort_keys=True))
         (tmp / "baseline.json").write_text(json.dumps(feature_baseline(tr.x, tr.y, schema.names)))
         summary["seconds"] = round(time.perf_counter() - t_start, 2)
         incumbent = "champion" if champion else "hybrid"

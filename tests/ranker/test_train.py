@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from index.errors import IndexMismatchError
+from ranker.evaluate import read_qrels
 from ranker.learned import LearnedModel
 from ranker.registry import Registry
 from ranker.search import SearchEngine
@@ -45,6 +46,20 @@ def test_trained_version_records_what_it_learned_from(trained_config):
     baseline = json.loads((champion.path / "baseline.json").read_text())
     assert set(baseline["features"]) == set(meta["feature_schema"]["names"])
     assert (champion.path / "gate.json").exists() and (champion.path / "clicks.jsonl").exists()
+    # The judgment prior holds the train and validation queries' judgments, never the holdout's.
+    prior = json.loads((champion.path / "judgment_prior.json").read_text())
+    assert prior and meta["training"]["judgment_prior_docs"] == len(prior)
+    engine = SearchEngine(trained_config)
+    hashes = dict(zip(engine.generation.doc_ids, engine.generation.content_hashes, strict=True))
+    qrels = read_qrels(DATA / "qrels-train.txt")
+    held = set(meta["holdout_queries"])
+    seen = {
+        hashes[d] for q, docs in qrels.items() if q not in held for d, g in docs.items() if g > 0
+    }
+    only_held = {
+        hashes[d] for q in held for d, g in qrels[q].items() if g > 0 and hashes[d] not in seen
+    }
+    assert set(prior) <= seen and not (set(prior) & only_held)
 
 
 def test_learned_is_the_default_mode_once_a_champion_exists(trained_config):
