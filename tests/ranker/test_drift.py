@@ -26,6 +26,7 @@ from ranker.drift_stats import (
     psi,
     query_term_drift,
 )
+from ranker.features import BASE_FEATURES
 from ranker.querylog import QueryLog
 from tests.conftest import DATA, ingest, make_config
 
@@ -210,7 +211,8 @@ def alarms(report):
 def test_reference_round_trip(sim):
     models = sim["cfg"].workspace / "models"
     ref = Reference.load(models, sim["champion"].version)
-    assert ref.features.shape == (len(ref.row_search), 23) and ref.searches >= 20
+    assert ref.features.shape == (len(ref.row_search), len(BASE_FEATURES))
+    assert ref.searches >= 20
     assert ref.features.dtype == np.float32 and set(ref.row_search) == set(range(ref.searches))
 
 
