@@ -7,6 +7,7 @@ bad time gets the same message whichever file it came from. Standard library onl
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 ISO_EXAMPLE = "2026-10-03T14:22:05Z"
@@ -31,6 +32,8 @@ def parse_epoch_seconds(value: object) -> float:
     Raises ``ValueError`` with a message naming the value.
     """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"time must be a finite number of epoch seconds, got {value!r}")
         return float(value)
     return _iso(value, "ISO 8601 or epoch seconds").timestamp()
 
