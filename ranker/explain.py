@@ -21,7 +21,7 @@ import numpy as np
 
 from index.errors import InputError
 
-METHODS = ("permutation", "exact", "auto")
+METHODS = ("permutation", "exact", "additive", "auto")
 # Exact SHAP evaluates 2^F coalitions per document; beyond this it is the slow choice.
 EXACT_MAX_FEATURES = 10
 MAX_BACKGROUND = 100
@@ -90,13 +90,23 @@ def explain(
     ``background`` defaults to ``x`` itself; pass all of a query's candidates (the debugger
     does) or a training sample. More than ``max_background`` rows are subsampled with ``seed``.
     ``method``: ``permutation`` (sampled, antithetic; exact for additive models), ``exact``
-    (all 2^F coalitions, for few features) or ``auto`` (exact up to 10 features).
+    (all 2^F coalitions, for few features), ``additive`` (a GAM's closed form, see the module
+    docstring: the values the other two converge to, from two sub-score evaluations) or
+    ``auto`` (additive for a GAM, else exact up to 10 features, else permutation).
     """
-    shap = _shap()
     if method not in METHODS:
         raise InputError(
             f"unknown explanation method {method!r}; choose one of {', '.join(METHODS)}"
         )
+    gam = getattr(model.ranker.params, "scorer", None) == "gam"
+    if method == "additive" and not gam:
+        raise InputError(
+            f"the additive explanation needs a GAM ranker; this model's scorer is "
+            f"{model.ranker.params.scorer!r} (use permutation or exact)"
+        )
+    if method == "auto" and gam:
+        method = "additive"
+    shap = _shap() if method != "additive" else None
     names = tuple(model.schema.names)
     x = _rows(x, len(names), "x")
     bg = _rows(x if background is None else background, len(names), "background")
@@ -107,6 +117,9 @@ def explain(
     scores = f(x) if len(x) else np.zeros(0)
     if len(x) == 0:
         return Explanation(np.zeros((0, len(names))), np.zeros(0), names, scores, method, len(bg))
+    if method == "additive":
+        base = np.full(len(x), f(bg).mean())
+        return Explanation(gam_shap(model, x, bg), base, names, scores, method, len(bg))
     if method == "auto":
         method = "exact" if len(names) <= EXACT_MAX_FEATURES else "permutation"
     masker = shap.maskers.Independent(bg, max_samples=len(bg))

@@ -152,9 +152,15 @@ def _explanation(ctx, query, model, doc_ids, doc, result) -> None:
     features, ex, sub = ctx.explained(query, model, tuple(doc_ids))
     i = doc_ids.index(doc)
     st.subheader(f"Why {doc} scores {ex.scores[i]:.4f}")
+    how = (
+        f"Exact SHAP of {model}'s additive (GAM) score in closed form: each value is the "
+        "feature's sub-score minus its mean"
+        if ex.method == "additive"
+        else f"{ex.method.capitalize()} SHAP over {model}'s per-document score; masked "
+        "features are averaged"
+    )
     st.caption(
-        f"{ex.method.capitalize()} SHAP over {model}'s per-document score; masked features "
-        f"are averaged over {ex.background_size} of this query's {len(features.doc_ids)} "
+        f"{how} over {ex.background_size} of this query's {len(features.doc_ids)} "
         f"candidates. Base value {ex.base_values[i]:.4f} + contributions = score."
     )
     left, right = st.columns([3, 2])

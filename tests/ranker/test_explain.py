@@ -67,13 +67,16 @@ def test_gam_subscores_sum_to_the_score(gam, data):
     np.testing.assert_allclose(sub.sum(axis=1), gam.ranker.score_docs(x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["permutation", "exact"])
+@pytest.mark.parametrize("method", ["permutation", "exact", "additive", "auto"])
 def test_gam_shap_is_the_subscore_minus_its_background_mean(gam, data, method):
     # f(x) = sum_j f_j(x_j). With an Independent masker the value of a coalition S is
     # sum_{j in S} f_j(x_j) + sum_{j not in S} mean_b f_j(b_j), so adding feature j to any
     # coalition adds f_j(x_j) - mean_b f_j(b_j): every permutation gives exactly that.
+    # "additive" (what "auto" picks for a GAM) computes that closed form directly.
     x, bg = data
     ex = explain(gam, x, bg, method=method)
+    assert ex.method == ("additive" if method == "auto" else method)
+    np.testing.assert_allclose(ex.values.sum(axis=1) + ex.base_values, ex.scores, atol=2e-5)
     sub_x, sub_bg = gam_subscores(gam, x), gam_subscores(gam, bg)
     expected = sub_x - sub_bg.mean(axis=0)
     np.testing.assert_allclose(ex.values, expected, atol=2e-5)
@@ -130,6 +133,8 @@ def test_bad_inputs_name_the_problem(dnn, gam, data):
         explain(dnn, x, bg, method="kernel")
     with pytest.raises(InputError, match="GAM"):
         gam_subscores(dnn, x)
+    with pytest.raises(InputError, match="additive explanation needs a GAM ranker"):
+        explain(dnn, x, bg, method="additive")
     with pytest.raises(InputError, match="empty"):
         why_not(dnn, x[0], x[:0], bg)
     empty = explain(gam, x[:0], bg)
