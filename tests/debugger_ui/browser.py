@@ -2,7 +2,7 @@
 
 Also regenerates the README screenshots from a debugger already serving on PORT::
 
-    python -m tests.debugger_ui.browser --port 8501 --out docs/screenshots
+    python -m tests.debugger_ui.browser --port 8501 --out docs/screenshots [PAGE ...]
 """
 
 from __future__ import annotations
@@ -146,15 +146,18 @@ PAGES = {
         1900,
     ),
     "models": ("?page=models&model=v0001", "Promote or roll back", 1100),
-    "health": ("?page=health", "Index generation", 760),
+    "health": ("?page=health", "Retrain history", 2950),
 }
 
 
-def shoot_pages(base: str, out: Path) -> list[Path]:
-    """Screenshot every page (README figures) from a debugger serving at ``base``."""
+def shoot_pages(base: str, out: Path, names: list[str] | None = None) -> list[Path]:
+    """Screenshot every page, or the ``names`` given (README figures), from a debugger
+    serving at ``base``."""
     out.mkdir(parents=True, exist_ok=True)
     shots = []
     for name, (query, ready, height) in PAGES.items():
+        if names and name not in names:
+            continue
         png = out / f"{name}.png"
         wait_for_text(base + "/" + query, ready, window=(1280, height))  # warm
         wait_for_text(base + "/" + query, ready, png, window=(1280, height))
@@ -166,8 +169,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8501)
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
+    parser.add_argument(
+        "pages", nargs="*", metavar="PAGE", help=f"{', '.join(PAGES)} (default: all)"
+    )
     args = parser.parse_args()
-    for png in shoot_pages(f"http://127.0.0.1:{args.port}", args.out):
+    unknown = sorted(set(args.pages) - set(PAGES))
+    if unknown:
+        parser.error(f"unknown page(s) {', '.join(unknown)}; choose from {', '.join(PAGES)}")
+    for png in shoot_pages(f"http://127.0.0.1:{args.port}", args.out, args.pages):
         print(png, png.stat().st_size // 1024, "KB")
 
 
