@@ -4,7 +4,10 @@ The search engine (index, encoder, loaded models) is a ``st.cache_resource`` key
 workspace and the index generation serving now, so a promotion that switches the index or a new
 ingest gets a fresh engine on the next run. Rankings and explanations are ``st.cache_data``
 keyed by query, mode and an explicit model version (never "the champion", which moves), so a
-cached entry can never go stale. All computation is ``ranker``'s; this module only calls it.
+cached entry can never go stale. A ranking keeps the feature rows the search path hands its
+query-log hook, so the Search page can log what it shows without ranking again. Monitor
+reports depend on the clock and on traffic, so they live ``MONITOR_TTL`` seconds. All
+computation is ``ranker``'s; this module only calls it.
 """
 
 from __future__ import annotations
