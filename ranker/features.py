@@ -43,7 +43,7 @@ BASE_FEATURES = (
     "click_doc",  # log of the document's debiased click-through ratio
     "click_query_doc",  # log of the (query, document) debiased click-through ratio
     "click_evidence",  # log1p of the pair's effective examinations
-    "judged_doc",  # log1p of the grades training queries gave the document (judgment prior)
+    "judged_doc",  # log1p of the labels the document earned in training lists (prior)
 )
 
 
@@ -105,8 +105,8 @@ class FeatureExtractor:
     generation: Generation
     schema: FeatureSchema
     clicks: object | None = None  # ranker.clicks.ClickStats
-    # Judgment prior: document content hash -> summed grades of the training queries that
-    # judged it relevant (see judgment_prior). Keyed by content, so a model imported into
+    # Judgment prior: document content hash -> summed labels the document earned in training
+    # queries' candidate lists (ranker.train). Keyed by content, so a model imported into
     # another collection, or a document rewritten since, gets no prior rather than a wrong one.
     doc_prior: Mapping[str, float] | None = None
     _idf_cache: dict = field(default_factory=dict)
@@ -222,26 +222,6 @@ class FeatureExtractor:
             "click_query_doc": np.log(np.maximum(pair, 1e-3)),
             "click_evidence": np.log1p(weight),
         }
-
-
-def judgment_prior(
-    generation: Generation, qrels: Mapping[str, Mapping[str, float]], query_ids
-) -> dict[str, float]:
-    """Content hash -> summed positive grades the given judged queries gave each document.
-
-    Many collections have documents that are relevant to query after query (a review every
-    study cites, a popular product): having been judged relevant before is evidence of being
-    relevant again, as clicks are. Documents not in ``generation`` are skipped.
-    """
-    position = {d: i for i, d in enumerate(generation.doc_ids)}
-    prior: dict[str, float] = {}
-    for q in query_ids:
-        for doc, grade in qrels.get(q, {}).items():
-            p = position.get(doc)
-            if grade > 0 and p is not None:
-                key = generation.content_hashes[p]
-                prior[key] = prior.get(key, 0.0) + float(grade)
-    return prior
 
 
 def _z(x: np.ndarray) -> np.ndarray:

@@ -14,8 +14,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from index.workspace import Workspace
 from ranker.config import Config
 from ranker.domain import DomainGate, QueryGate, list_summary
 from ranker.evaluate import METRICS, Qrels, score_run
-from ranker.features import FeatureExtractor, FeatureSchema, judgment_prior
+from ranker.features import FeatureExtractor, FeatureSchema
 from ranker.learned import (
     CLICKS_FILE,
     ENCODER_DIR,
@@ -98,18 +97,13 @@ def candidate_lists(
     items: list[tuple[str, str, dict[str, float]]],
     progress: Progress,
     description: str,
-    prior_for: Callable[[str], dict[str, float]] | None = None,
 ) -> ListSet:
-    """Features and labels of each query's hybrid candidates (unjudged candidates label 0).
-
-    ``prior_for(key)``, when given, is the judgment prior to use for that query's list.
-    """
+    """Features and labels of each query's hybrid candidates (unjudged candidates label 0)."""
     xs, ys, ids = [], [], []
     with progress.task(description, len(items)) as advance:
-        for key, text, labels in items:
+        for _key, text, labels in items:
             cand = engine.candidates(text, "hybrid")
-            ex = extractor if prior_for is None else replace(extractor, doc_prior=prior_for(key))
-            xs.append(ex.extract(text, cand))
+            xs.append(extractor.extract(text, cand))
             docs = [engine.generation.doc_ids[p] for p in cand.positions]
             ys.append(np.array([labels.get(d, 0.0) for d in docs], dtype=np.float32))
             ids.append(docs)
@@ -245,38 +239,13 @@ def train(
             rrf_k=cfg.retrieval.rrf_k,
             doc_fields=options.doc_fields,
         )
-        gen = challenger_engine.generation
-        # The judgment prior serves from the train and validation judgments (never the holdout,
-        # so that this model and the next challenger compare fairly on it). Train lists get an
-        # out-of-fold prior: a query's own judgments never count towards its features, so the
-        # ranker learns how far a prior earned on *other* queries carries. Validation lists
-        # get the train queries' prior, holdout lists the one the model will serve with.
-        prior = judgment_prior(gen, qrels, train_ids + val_ids)
-        val_prior = judgment_prior(gen, qrels, train_ids)
-        fold_priors = [
-            judgment_prior(gen, qrels, [q for q in train_ids if _fold(q) != f])
-            for f in range(PRIOR_FOLDS)
-        ]
-        summary["judgment_prior_docs"] = len(prior)
-        extractor = FeatureExtractor(gen, schema, clicks, val_prior)
+        extractor = FeatureExtractor(challenger_engine.generation, schema, clicks)
         t = time.perf_counter()
-        tr = candidate_lists(
-            challenger_engine,
-            extractor,
-            items_train,
-            progress,
-            "Train lists",
-            prior_for=lambda key: fold_priors[_fold(key)],
-        )
+        tr = candidate_lists(challenger_engine, extractor, items_train, progress, "Train lists")
         va = candidate_lists(challenger_engine, extractor, items_val, progress, "Validation lists")
-        ho = candidate_lists(
-            challenger_engine,
-            extractor,
-            items_holdout,
-            progress,
-            "Holdout lists",
-            prior_for=lambda key: prior,
-        )
+        ho = candidate_lists(challenger_engine, extractor, items_holdout, progress, "Holdout lists")
+        prior = _set_judgment_prior(challenger_engine.generation, schema, tr, va, ho)
+        summary["judgment_prior_docs"] = len(prior)
         summary["feature_seconds"] = round(time.perf_counter() - t, 2)
 
         params = RankerParams(
@@ -341,6 +310,45 @@ def train(
         promote(cfg, version.version, progress=progress)
         promoted = True
     return TrainResult(version.version, promoted, reason, metrics, summary)
+
+
+def _set_judgment_prior(generation, schema, tr: ListSet, va: ListSet, ho: ListSet) -> dict:
+    """Fill the ``judged_doc`` column of the lists and return the prior the model serves with.
+
+    A document's prior is the sum of the labels (judgments, merged click labels) it earned in
+    training queries' candidate lists, i.e. where users would have seen it: documents relevant
+    to query after query are likely relevant to the next. Train lists get an out-of-fold prior
+    (a query's own labels never feed its features, so the ranker learns how far a prior earned
+    on *other* queries carries); validation lists the train lists' prior; the served prior adds
+    the validation lists but never the holdout's, so this model and the next challenger compare
+    fairly on the holdout. Keyed by document content hash.
+    """
+    hash_of = dict(zip(generation.doc_ids, generation.content_hashes, strict=True))
+    column = schema.index("judged_doc")
+    folds = np.array([_fold(k) for k in tr.keys], dtype=np.int64)
+
+    def earned(lists: ListSet, rows) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for i in rows:
+            for j, doc in enumerate(lists.doc_ids[i]):
+                if lists.y[i, j] > 0:
+                    out[hash_of[doc]] = out.get(hash_of[doc], 0.0) + float(lists.y[i, j])
+        return out
+
+    def fill(lists: ListSet, prior_of_row) -> None:
+        for i, docs in enumerate(lists.doc_ids):
+            prior = prior_of_row(i)
+            lists.x[i, : len(docs), column] = np.log1p([prior.get(hash_of[d], 0.0) for d in docs])
+
+    fold_priors = [earned(tr, np.flatnonzero(folds != f)) for f in range(PRIOR_FOLDS)]
+    train_prior = earned(tr, range(len(tr.keys)))
+    served = dict(train_prior)
+    for key, value in earned(va, range(len(va.keys))).items():
+        served[key] = served.get(key, 0.0) + value
+    fill(tr, lambda i: fold_priors[folds[i]])
+    fill(va, lambda i: train_prior)
+    fill(ho, lambda i: served)
+    return served
 
 
 def _label_items(ids, queries, qrels, click_labels, options, *, with_click_only=False):

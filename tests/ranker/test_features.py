@@ -9,7 +9,7 @@ import pytest
 
 from index.errors import IndexMismatchError
 from index.records import Document
-from ranker.features import BASE_FEATURES, FeatureExtractor, FeatureSchema, judgment_prior
+from ranker.features import BASE_FEATURES, FeatureExtractor, FeatureSchema
 from ranker.search import SearchEngine
 from tests.conftest import ingest, make_config
 
@@ -118,21 +118,11 @@ def test_schema_mismatch_names_the_features():
     assert FeatureSchema.from_dict(other.to_dict()) == other
 
 
-def test_judgment_prior_sums_positive_grades_by_content(tiny):
-    engine, _ = tiny
-    gen = engine.generation
-    qrels = {"q1": {"a": 2, "c": 0}, "q2": {"a": 1, "d": 1, "unknown": 2}, "q3": {"b": 1}}
-    prior = judgment_prior(gen, qrels, ["q1", "q2"])
-    by_id = {gen.doc_ids[i]: h for i, h in enumerate(gen.content_hashes)}
-    assert prior == {by_id["a"]: 3.0, by_id["d"]: 1.0}  # grade 0, other queries, unknown: no
-    assert judgment_prior(gen, qrels, ["q2"]) == {by_id["a"]: 1.0, by_id["d"]: 1.0}
-
-
 def test_judged_doc_feature_follows_the_prior_and_ignores_foreign_content(tiny):
     engine, fx = tiny
     gen = engine.generation
-    prior = judgment_prior(gen, {"q": {"a": 2, "d": 1}}, ["q"])
-    prior["hash of a document in another collection"] = 5.0
+    by_id = dict(zip(gen.doc_ids, gen.content_hashes, strict=True))
+    prior = {by_id["a"]: 2.0, by_id["d"]: 1.0, "hash of a document elsewhere": 5.0}
     with_prior = FeatureExtractor(gen, fx.schema, doc_prior=prior)
     cand = engine.candidates("car parts", "hybrid")
     col = with_prior.extract("car parts", cand)[:, fx.schema.index("judged_doc")]

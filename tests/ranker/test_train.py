@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from index.errors import IndexMismatchError
-from ranker.evaluate import read_qrels
 from ranker.learned import LearnedModel
 from ranker.registry import Registry
 from ranker.search import SearchEngine
@@ -46,20 +45,40 @@ def test_trained_version_records_what_it_learned_from(trained_config):
     baseline = json.loads((champion.path / "baseline.json").read_text())
     assert set(baseline["features"]) == set(meta["feature_schema"]["names"])
     assert (champion.path / "gate.json").exists() and (champion.path / "clicks.jsonl").exists()
-    # The judgment prior holds the train and validation queries' judgments, never the holdout's.
     prior = json.loads((champion.path / "judgment_prior.json").read_text())
     assert prior and meta["training"]["judgment_prior_docs"] == len(prior)
-    engine = SearchEngine(trained_config)
-    hashes = dict(zip(engine.generation.doc_ids, engine.generation.content_hashes, strict=True))
-    qrels = read_qrels(DATA / "qrels-train.txt")
-    held = set(meta["holdout_queries"])
-    seen = {
-        hashes[d] for q, docs in qrels.items() if q not in held for d, g in docs.items() if g > 0
-    }
-    only_held = {
-        hashes[d] for q in held for d, g in qrels[q].items() if g > 0 and hashes[d] not in seen
-    }
-    assert set(prior) <= seen and not (set(prior) & only_held)
+
+
+def test_judgment_prior_is_out_of_fold_and_never_sees_the_holdout():
+    from types import SimpleNamespace
+
+    from ranker.features import FeatureSchema
+    from ranker.train import PRIOR_FOLDS, ListSet, _fold, _set_judgment_prior
+
+    gen = SimpleNamespace(doc_ids=["a", "b", "c"], content_hashes=["ha", "hb", "hc"])
+    schema = FeatureSchema.create(dense_weight=0.6, rrf_k=60)
+    col = schema.index("judged_doc")
+
+    def lists(keys, labels):
+        y = np.array(labels, dtype=np.float32)
+        x = np.zeros(y.shape + (len(schema.names),), dtype=np.float32)
+        return ListSet(keys, keys, x, y, [["a", "b", "c"][: y.shape[1]]] * len(keys))
+
+    # Two train queries in different folds, both judging "a"; "b" judged by one of them.
+    keys = [f"q{i}" for i in range(50)]
+    k1 = keys[0]
+    k2 = next(k for k in keys if _fold(k) != _fold(k1))
+    tr = lists([k1, k2], [[1, 2, 0], [2, 0, 0]])
+    va = lists(["v"], [[0, 0, 1]])
+    ho = lists(["h"], [[0, 0, 2]])  # the holdout's judgment of "c" must not count anywhere
+    served = _set_judgment_prior(gen, schema, tr, va, ho)
+    assert served == {"ha": 3.0, "hb": 2.0, "hc": 1.0}  # train + validation, not the holdout
+    assert PRIOR_FOLDS > 1
+    # Out of fold: each train list sees only the other query's labels.
+    np.testing.assert_allclose(tr.x[0, :, col], np.log1p([2.0, 0.0, 0.0]))
+    np.testing.assert_allclose(tr.x[1, :, col], np.log1p([1.0, 2.0, 0.0]))
+    np.testing.assert_allclose(va.x[0, :, col], np.log1p([3.0, 2.0, 0.0]))  # train prior
+    np.testing.assert_allclose(ho.x[0, :, col], np.log1p([3.0, 2.0, 1.0]))  # served prior
 
 
 def test_learned_is_the_default_mode_once_a_champion_exists(trained_config):
