@@ -134,7 +134,10 @@ def test_feedback_by_impression_and_by_query(tmp_path):
         ({"impression_id": "1", "doc_id": "zz", "time": 5}, "line 2: doc_id 'zz' was not shown"),
         ({"impression_id": "99", "doc_id": "d1", "time": 5}, "line 2: impression_id '99' is not"),
         ({"query": "q", "doc_id": "d1", "time": "2026-01-01"}, "line 2: time '2026-01-01' has no"),
-        ({"impression_id": "1", "doc_id": "d1", "time": float("nan")}, "line 2: time must be a fin"),
+        (
+            {"impression_id": "1", "doc_id": "d1", "time": float("nan")},
+            "line 2: time must be a fin",
+        ),
         ({"impression_id": "1", "doc_id": "d1", "time": 5, "position": 0}, "line 2: position"),
         ({"impression_id": "1", "doc_id": "d1", "time": 5, "position": 2}, "disagrees"),
     ],
