@@ -244,7 +244,23 @@ def train(
         tr = candidate_lists(challenger_engine, extractor, items_train, progress, "Train lists")
         va = candidate_lists(challenger_engine, extractor, items_val, progress, "Validation lists")
         ho = candidate_lists(challenger_engine, extractor, items_holdout, progress, "Holdout lists")
-        prior = _set_judgment_prior(challenger_engine.generation, schema, tr, va, ho)
+        fit = tr
+        if staged_gen is not None and not _fine_tuned_here(ws, engine.generation):
+            # The fine-tuned encoder has seen the train queries: on their lists its cosines
+            # put the relevant document on top almost always, and a ranker fitted there learns
+            # to trust dense retrieval and nothing else, which unseen queries do not bear out.
+            # The ranker therefore fits on the train queries' lists from the index the encoder
+            # started from (which never saw them); early stopping, the holdout, the gates and
+            # the drift baseline use the fine-tuned index, as serving will.
+            fit = candidate_lists(
+                engine,
+                FeatureExtractor(engine.generation, schema, clicks),
+                items_train,
+                progress,
+                "Train lists (encoder before fine-tuning)",
+            )
+            summary["ranker_fit_lists"] = "index before fine-tuning"
+        prior = _set_judgment_prior(challenger_engine.generation, schema, tr, va, ho, fit)
         summary["judgment_prior_docs"] = len(prior)
         summary["feature_seconds"] = round(time.perf_counter() - t, 2)
 
@@ -258,7 +274,7 @@ def train(
         ranker = ListwiseRanker.create(len(schema.names), params)
         t = time.perf_counter()
         with progress.task("Training ranker (epochs)", options.max_epochs) as advance:
-            history = ranker.fit(tr.x, tr.y, va.x, va.y, on_epoch=lambda e, logs: advance(1))
+            history = ranker.fit(fit.x, fit.y, va.x, va.y, on_epoch=lambda e, logs: advance(1))
         summary["ranker_seconds"] = round(time.perf_counter() - t, 2)
         summary["ranker"] = history
 
@@ -312,7 +328,15 @@ def train(
     return TrainResult(version.version, promoted, reason, metrics, summary)
 
 
-def _set_judgment_prior(generation, schema, tr: ListSet, va: ListSet, ho: ListSet) -> dict:
+def _fine_tuned_here(ws: Workspace, generation) -> bool:
+    """Whether a generation was embedded by an encoder some model of this workspace fine-tuned."""
+    path = generation.manifest.get("encoder_path")
+    return bool(path) and Path(path).is_relative_to(ws.models_dir)
+
+
+def _set_judgment_prior(
+    generation, schema, tr: ListSet, va: ListSet, ho: ListSet, also: ListSet | None = None
+) -> dict:
     """Fill the ``judged_doc`` column of the lists and return the prior the model serves with.
 
     A document's prior is the sum of the labels (judgments, merged click labels) it earned in
@@ -321,7 +345,8 @@ def _set_judgment_prior(generation, schema, tr: ListSet, va: ListSet, ho: ListSe
     (a query's own labels never feed its features, so the ranker learns how far a prior earned
     on *other* queries carries); validation lists the train lists' prior; the served prior adds
     the validation lists but never the holdout's, so this model and the next challenger compare
-    fairly on the holdout. Keyed by document content hash.
+    fairly on the holdout. Keyed by document content hash. ``also`` (the same train queries'
+    lists from another index) gets the train lists' out-of-fold prior too.
     """
     hash_of = dict(zip(generation.doc_ids, generation.content_hashes, strict=True))
     column = schema.index("judged_doc")
@@ -338,7 +363,8 @@ def _set_judgment_prior(generation, schema, tr: ListSet, va: ListSet, ho: ListSe
     def fill(lists: ListSet, prior_of_row) -> None:
         for i, docs in enumerate(lists.doc_ids):
             prior = prior_of_row(i)
-            lists.x[i, : len(docs), column] = np.log1p([prior.get(hash_of[d], 0.0) for d in docs])
+            values = [prior.get(hash_of.get(d, ""), 0.0) for d in docs]
+            lists.x[i, : len(docs), column] = np.log1p(values)
 
     fold_priors = [earned(tr, np.flatnonzero(folds != f)) for f in range(PRIOR_FOLDS)]
     train_prior = earned(tr, range(len(tr.keys)))
@@ -346,6 +372,9 @@ def _set_judgment_prior(generation, schema, tr: ListSet, va: ListSet, ho: ListSe
     for key, value in earned(va, range(len(va.keys))).items():
         served[key] = served.get(key, 0.0) + value
     fill(tr, lambda i: fold_priors[folds[i]])
+    if also is not None:
+        fold_of_key = dict(zip(tr.keys, folds, strict=True))
+        fill(also, lambda i: fold_priors[fold_of_key[also.keys[i]]])
     fill(va, lambda i: train_prior)
     fill(ho, lambda i: served)
     return served

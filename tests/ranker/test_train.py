@@ -194,3 +194,32 @@ def test_sigkill_during_training_leaves_the_champion_serving(trained_config, tmp
     tmp = reg.begin()  # the next writer clears the dead draft
     reg.abort(tmp)
     assert not [p for p in reg.staging_dir.iterdir() if p.is_dir()]
+
+
+def test_encoder_finetuning_stages_an_index_and_fits_the_ranker_on_unseen_lists(
+    tmp_path, encoder, sample_docs
+):
+    from ranker.evaluate import read_qrels, read_queries
+    from ranker.train import TrainOptions, train
+
+    cfg = make_config(tmp_path / "ws")
+    ingest(cfg, encoder, sample_docs)
+    before = SearchEngine(cfg, encoder=encoder).generation.vectors.encoder.fingerprint
+    result = train(
+        cfg,
+        read_queries(DATA / "queries.jsonl"),
+        read_qrels(DATA / "qrels-train.txt"),
+        options=TrainOptions(finetune_encoder=True, max_epochs=5, promote=False),
+    )
+    summary = result.summary
+    assert summary["encoder_finetune"]["steps"] >= 1
+    # The encoder saw the train queries, so the ranker fits on their lists from the old index.
+    assert summary["ranker_fit_lists"] == "index before fine-tuning"
+    mv = registry(cfg).get(result.version)
+    assert mv.meta["encoder"]["bundled"] and (mv.path / "encoder" / "model.safetensors").exists()
+    assert mv.meta["encoder"]["fingerprint"] != before
+    staged = SearchEngine(cfg, generation=mv.meta["staged_generation"])
+    assert staged.generation.vectors.encoder.fingerprint == mv.meta["encoder"]["fingerprint"]
+    assert SearchEngine(cfg).generation.vectors.encoder.fingerprint == before  # not promoted
+    hits = staged.search("car parts for sale", k=5, mode="learned", model=result.version).hits
+    assert len({h.doc_id for h in hits}) == 5
