@@ -147,7 +147,7 @@ class RetrainConfig:
     max_click_eval: int = 300  # at most this many of them are replayed
     margin: float = 0.01  # challenger nDCG@10 may be this much below the champion's
     click_margin: float = 0.05  # ... and its IPS click DCG@10 this share below
-    max_epochs: int = 60
+    max_epochs: int = 100
     seed: int = 0
     finetune_encoder: bool = False
 

@@ -49,7 +49,7 @@ class TrainOptions:
     scorer: str = "dnn"
     loss: str = "softmax"
     doc_fields: tuple[str, ...] = ()
-    max_epochs: int = 60
+    max_epochs: int = 100
 
 
 @dataclass
