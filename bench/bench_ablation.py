@@ -1,0 +1,153 @@
+"""Where the learned ranker's gain comes from: the judgment prior and honest training lists.
+
+    .venv/bin/python bench/bench_ablation.py [--collection scifact] [--train-qrels FILE]
+        [--fit-generation N] [--seeds 0,1,2]
+
+Runs on a workspace that ``bench_learned.py`` trained (bench/.work/<collection>). The judged
+train queries are split exactly as ``brainrank train`` splits them (holdout, validation, train)
+and their candidate lists built with the same features and out-of-fold judgment prior
+(``ranker.train``); then a ranker is fitted per variant and scored on the collection's test
+judgments (nDCG@10, the ranker alone: no domain gates), mean over ``--seeds``:
+
+- the min-max fusion the ranker corrects (no learning beyond the encoder);
+- the ranker with the ``judged_doc`` column zeroed (no judgment prior) and with it;
+- each fitted on the train queries' lists from the serving index and, when the serving index
+  was embedded by an encoder fine-tuned here, from the index it started from
+  (``--fit-generation``, default: the newest generation embedded by an encoder that no model
+  of this workspace fine-tuned), which is what ``brainrank train --encoder`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from common import REPO, dataset_dir, machine, print_table
+
+
+def honest_generation(ws, serving: int) -> int | None:
+    """The newest generation embedded by an encoder no model of this workspace fine-tuned."""
+    import json
+
+    for number in sorted(ws.generations(), reverse=True):
+        if number == serving:
+            continue
+        manifest = json.loads((ws.generation_dir(number) / "manifest.json").read_text())
+        path = manifest.get("encoder_path")
+        if path and not Path(path).is_relative_to(ws.models_dir):
+            return number
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--collection", default="scifact")
+    ap.add_argument("--datasets", type=Path, default=None)
+    ap.add_argument("--train-qrels", type=Path, default=None)
+    ap.add_argument("--fit-generation", type=int, default=None)
+    ap.add_argument("--seeds", default="0,1,2")
+    args = ap.parse_args()
+
+    from index.workspace import Workspace
+    from ranker.config import load_config
+    from ranker.evaluate import read_qrels, read_queries, score_run
+    from ranker.features import FeatureExtractor, FeatureSchema
+    from ranker.progress import Progress
+    from ranker.search import SearchEngine
+    from ranker.tfr_model import ListwiseRanker, RankerParams
+    from ranker.train import (
+        TrainOptions,
+        _fine_tuned_here,
+        _label_items,
+        _set_judgment_prior,
+        candidate_lists,
+        rank_lists,
+        stable_split,
+    )
+
+    print(f"machine: {machine()}; date: {date.today()}")
+    data = dataset_dir(args.datasets, args.collection)
+    cfg = load_config(workspace=REPO / "bench" / ".work" / args.collection, env={})
+    ws = Workspace(cfg.workspace)
+    engine = SearchEngine(cfg)
+    serving = engine.generation.manifest["generation"]
+    fit_gen = args.fit_generation
+    if fit_gen is None and _fine_tuned_here(ws, engine.generation):
+        fit_gen = honest_generation(ws, serving)
+    queries = read_queries(data / "queries.jsonl")
+    qrels = read_qrels(args.train_qrels or data / "qrels" / "train.tsv")
+    test = read_qrels(data / "qrels" / "test.tsv")
+    options = TrainOptions()
+    judged = [q for q in qrels if q in queries]
+    rest, holdout = stable_split(judged, options.holdout_fraction, f"holdout{options.seed}")
+    train_ids, val_ids = stable_split(rest, options.val_fraction, f"val{options.seed}")
+    schema = FeatureSchema.create(
+        dense_weight=cfg.retrieval.dense_weight, rrf_k=cfg.retrieval.rrf_k
+    )
+    progress = Progress()
+
+    def lists(eng, ids, judgments):
+        items = _label_items([q for q in ids if q in queries], queries, judgments, {}, options)
+        extractor = FeatureExtractor(eng.generation, schema)
+        return candidate_lists(eng, extractor, items, progress, "lists")
+
+    t = time.perf_counter()
+    tr, va, ho = (lists(engine, ids, qrels) for ids in (train_ids, val_ids, holdout))
+    te = lists(engine, list(test), test)
+    fits = {f"serving index (generation {serving})": tr}
+    if fit_gen is not None:
+        fits[f"index before fine-tuning (generation {fit_gen})"] = lists(
+            SearchEngine(cfg, generation=fit_gen), train_ids, qrels
+        )
+    also = list(fits.values())[1] if len(fits) > 1 else None
+    served = _set_judgment_prior(engine.generation, schema, tr, va, ho, also)
+    # The test lists get the prior the model serves with (train and validation labels).
+    column = schema.index("judged_doc")
+    hash_of = dict(zip(engine.generation.doc_ids, engine.generation.content_hashes, strict=True))
+    for i, docs in enumerate(te.doc_ids):
+        te.x[i, : len(docs), column] = np.log1p([served.get(hash_of[d], 0.0) for d in docs])
+    print(f"lists built in {time.perf_counter() - t:.0f}s")
+
+    def ndcg(scores):
+        scores = np.where(te.y >= 0, scores, -np.inf)
+        return score_run(test, rank_lists(scores, te))["nDCG@10"]
+
+    fused = schema.index("fused")
+    rows = [["min-max fusion (no ranker)", "-", "-", ndcg(te.x[..., fused]), "-"]]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for fit_name, fit in fits.items():
+        for prior in (False, True):
+            scores, epochs = [], []
+            for seed in seeds:
+                x_fit, x_val, x_test = fit.x.copy(), va.x.copy(), te.x.copy()
+                if not prior:
+                    for x in (x_fit, x_val, x_test):
+                        x[..., column] = 0.0
+                params = RankerParams(residual_feature=fused, seed=seed, max_epochs=100)
+                ranker = ListwiseRanker.create(len(schema.names), params)
+                history = ranker.fit(x_fit, fit.y, x_val, va.y)
+                scores.append(ndcg(np.asarray(ranker.score(x_test), dtype=np.float64)))
+                epochs.append(history["best_epoch"])
+            rows.append(
+                [
+                    "ranker",
+                    fit_name,
+                    "yes" if prior else "no",
+                    statistics.mean(scores),
+                    " / ".join(f"{s:.4f} (epoch {e})" for s, e in zip(scores, epochs, strict=True)),
+                ]
+            )
+    print_table(
+        f"{args.collection} test nDCG@10 ({len(te.keys)} queries; ranker fitted on "
+        f"{len(tr.keys)} train queries, early stopping on {len(va.keys)})",
+        ["model", "ranker fitted on lists from", "judgment prior", "nDCG@10 (mean)", "per seed"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
