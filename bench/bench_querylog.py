@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +69,7 @@ def concurrent_writers(n: int) -> list:
 
 
 def build_workspace(searches: int, seed: int = 0):
-    """A SciFact workspace copy whose champion is v0002, with a log of ``searches`` rows."""
+    """A copy of the SciFact workspace and its champion, with a log of ``searches`` rows."""
     from index.workspace import Workspace
     from ranker.config import load_config
     from ranker.drift import Reference
@@ -77,14 +77,14 @@ def build_workspace(searches: int, seed: int = 0):
     from ranker.registry import Registry
 
     src = WORK / "scifact"
-    if not (src / "models" / "versions" / "v0002" / "gate_queries.npy").exists():
-        sys.exit(f"skipped: {src} lacks model v0002 (run bench_learned.py first)")
+    if not (src / "models" / "CHAMPION").exists():
+        sys.exit(f"skipped: {src} has no champion model (run bench_learned.py first)")
     target = WORK / "querylog-1m"
     done = target / "logs" / ".complete"
     if done.exists() and json.loads(done.read_text()) == {
         "searches": searches,
         "seed": seed,
-        "schema": 2,
+        "schema": 3,
     }:
         return load_config(workspace=target, env={})
     shutil.rmtree(target, ignore_errors=True)
@@ -92,7 +92,7 @@ def build_workspace(searches: int, seed: int = 0):
     cfg = load_config(workspace=target, env={})
     ws = Workspace(target)
     registry = Registry(ws.models_dir)
-    champion = registry.promote("v0002")  # same encoder as the index: a pointer move
+    champion = registry.champion()
     names = tuple(champion.feature_names)
     baseline = json.loads((champion.path / "baseline.json").read_text())["features"]
     rng = np.random.default_rng(seed)
@@ -127,6 +127,12 @@ def build_workspace(searches: int, seed: int = 0):
     t_fill = time.perf_counter()
     now = time.time()
     start = now - 30 * DAY
+    # The copy's champion "was trained" when the log begins, so the outcome monitor has its
+    # reference period (the days just after training) inside the log, as in a real deployment.
+    meta_file = champion.path / "model.json"
+    meta = json.loads(meta_file.read_text())
+    meta["created"] = datetime.fromtimestamp(start - 60, UTC).isoformat()
+    meta_file.write_text(json.dumps(meta, indent=2))
     with QueryLog.open(target) as log:
         schema = log._schema_id(names)
         chunk = 50_000
@@ -195,7 +201,7 @@ def build_workspace(searches: int, seed: int = 0):
         encoder = load_encoder(encoder_path_for(cfg, serving_manifest(ws)), cfg.encoder.max_length)
         norm = [normalise_query(t) for t in texts]
         log.store_vectors(norm, encoder.encode(texts), champion.encoder_fingerprint)
-    done.write_text(json.dumps({"searches": searches, "seed": seed, "schema": 2}))
+    done.write_text(json.dumps({"searches": searches, "seed": seed, "schema": 3}))
     size = (ws.logs_dir / "querylog.sqlite").stat().st_size
     print(f"  filled in {fill:.0f}s, log file {size / 2**30:.2f} GiB", file=sys.stderr)
     return cfg
