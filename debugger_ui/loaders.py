@@ -182,7 +182,8 @@ class Context:
         top = replace(result, hits=result.hits[:k], info=dict(result.info))
         rows = served.features[: len(top.hits)] if served.features is not None else None
         with _LOCK:
-            return str(_query_log(str(self.workspace.root)).record(top, rows, served.names))
+            log = _query_log(str(self.workspace.root))
+            return str(log.record(top, rows, served.names, **(served.vector or {})))
 
     def explained(self, query: str, model: str, doc_ids: tuple[str, ...]):
         """(CandidateFeatures, Explanation of ``doc_ids``, GAM sub-scores or None)."""
@@ -245,10 +246,12 @@ class Served:
     result: object  # ranker.search.SearchResult
     features: object = None  # float32 [hits, features] in the learned mode, else None
     names: tuple[str, ...] | None = None
+    vector: dict | None = None  # query_vector and encoder fingerprint, for the query monitors
 
-    def record(self, result, features, feature_names, **_):
+    def record(self, result, features, feature_names, *, query_vector=None, encoder=None, **_):
         # The engine's query-log hook: keep what a log would be given, log nothing yet.
         self.result, self.features = result, features
+        self.vector = {"query_vector": query_vector, "encoder": encoder}
         self.names = tuple(feature_names) if feature_names is not None else None
 
 

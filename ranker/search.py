@@ -172,7 +172,15 @@ class SearchEngine:
         result.info = extra
         if self.query_log is not None:
             rows = features[idx] if features is not None else None
-            self.query_log.record(result, rows, names)
+            # The query vector feeds the query-drift monitor's centroid (cached once per query).
+            vector = cand.query_vector if self.generation.vectors is not None else None
+            self.query_log.record(
+                result,
+                rows,
+                names,
+                query_vector=vector,
+                encoder=self.generation.vectors.encoder.fingerprint if vector is not None else None,
+            )
         return result
 
     def _fuse(self, cand: Candidates, mode: str) -> tuple[np.ndarray, np.ndarray]:

@@ -183,3 +183,19 @@ def test_query_vectors_cache(tmp_path):
 def test_unknown_source_is_rejected(tmp_path):
     with pytest.raises(InputError, match="unknown query-log source 'api'"):
         QueryLog(tmp_path / "q.sqlite", source="api")
+
+
+def test_served_searches_cache_their_query_vector_for_the_query_monitor(tmp_path, engine):
+    log = QueryLog(tmp_path / "q.sqlite")
+    engine.query_log = log
+    try:
+        engine.search("  Laptop won't  turn on ", k=3, mode="hybrid")
+        engine.search("car parts", k=3, mode="bm25")
+    finally:
+        engine.query_log = None
+    fingerprint = engine.generation.vectors.encoder.fingerprint
+    with log:
+        cached = log.vectors(["laptop won't turn on", "car parts"], fingerprint)
+    expected = engine.encoder.encode(["  Laptop won't  turn on "])[0]
+    np.testing.assert_allclose(cached["laptop won't turn on"], expected, atol=1e-5)
+    assert "car parts" not in cached  # keyword mode never embeds the query
