@@ -5,7 +5,10 @@ from graded judgments and, optionally, position-debiased click labels. Judged qu
 by a stable hash of their id: a holdout share compares challenger, champion and the fixed
 fusions; of the rest, a validation share drives early stopping. With ``finetune_encoder`` the
 pretrained encoder is first adapted to the collection, and the challenger is evaluated on a
-staged index generation embedded by it while the champion keeps serving.
+staged index generation embedded by it while the champion keeps serving; the ranker itself fits
+on the train queries' lists from the index before fine-tuning (the encoder has seen those
+queries). The judgment prior feature (``_set_judgment_prior``) is filled in after the lists are
+built, out of fold for the train lists.
 """
 
 from __future__ import annotations
