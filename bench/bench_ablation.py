@@ -65,6 +65,7 @@ def main() -> None:
         _label_items,
         _set_judgment_prior,
         candidate_lists,
+        fill_judgment_prior,
         rank_lists,
         stable_split,
     )
@@ -106,10 +107,8 @@ def main() -> None:
     also = list(fits.values())[1] if len(fits) > 1 else None
     served = _set_judgment_prior(engine.generation, schema, tr, va, ho, also)
     # The test lists get the prior the model serves with (train and validation labels).
+    fill_judgment_prior(engine.generation, schema, te, lambda i: served)
     column = schema.index("judged_doc")
-    hash_of = dict(zip(engine.generation.doc_ids, engine.generation.content_hashes, strict=True))
-    for i, docs in enumerate(te.doc_ids):
-        te.x[i, : len(docs), column] = np.log1p([served.get(hash_of[d], 0.0) for d in docs])
     print(f"lists built in {time.perf_counter() - t:.0f}s")
 
     def ndcg(scores):

@@ -5,7 +5,9 @@ Usage: python bench/bench_encoder.py [--encoder PATH] [--datasets DIR] [--docs 5
 Documents come from SciFact's corpus (read in place) when present, otherwise from a repeated
 paragraph; either way every one is truncated to exactly 128 tokens. A second table shows the
 first-pass cost of documents with natural lengths (many padded shapes), where XLA compiles once
-per distinct shape.
+per distinct shape. A third table compares bulk precisions (``[encoder] bulk_precision``):
+float32 against bfloat16 matrix products at natural lengths, with the smallest cosine between
+the two vectors of a document (``--precision-only`` prints just that table).
 """
 
 from __future__ import annotations
@@ -57,6 +59,30 @@ def timed(encoder: TextEncoder, texts: list[str], batch_size: int) -> tuple[floa
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def precision_table(model_dir: Path, sample: list[str], repeats: int) -> None:
+    """docs/s at natural lengths (max 256) in float32 and bfloat16, and their agreement."""
+    import numpy as np
+
+    from ranker.encoder import bulk_precision
+
+    encoder = TextEncoder.load(model_dir, max_length=256)
+    vectors, rates = {}, {}
+    for precision in ("float32", "bfloat16"):
+        with bulk_precision(precision):
+            timed(encoder, sample[:64], 64)  # trace
+            walls = [timed(encoder, sample, 64)[0] for _ in range(repeats)]
+            vectors[precision] = encoder.encode(sample, batch_size=64)
+        rates[precision] = len(sample) / statistics.median(walls)
+    cosine = np.sum(vectors["float32"] * vectors["bfloat16"], axis=1)
+    print(f"\nbulk precision, natural lengths (max 256), {len(sample)} docs, batch 64")
+    print(f"{'precision':<12}{'docs/s':>8}{'speed-up':>10}{'min cosine to float32':>24}")
+    for precision, rate in rates.items():
+        print(
+            f"{precision:<12}{rate:>8.1f}{rate / rates['float32']:>10.2f}"
+            f"{float(cosine.min()) if precision == 'bfloat16' else 1.0:>24.6f}"
+        )
+
+
 def main() -> None:
     """Run the benchmark and print tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -70,6 +96,7 @@ def main() -> None:
         default="encoder",
         help="'encoder' (configure_tf_threads defaults), 'tf' (TF defaults) or INTRA,INTER",
     )
+    parser.add_argument("--precision-only", action="store_true", help="only the precision table")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -91,6 +118,9 @@ def main() -> None:
         f"{threading.get_inter_op_parallelism_threads()} (0 = TF default), cpus {os.cpu_count()}"
     )
 
+    if args.precision_only:
+        precision_table(model_dir, texts[: args.docs], args.repeats)
+        return
     start = time.perf_counter()
     encoders = {
         xla: TextEncoder.load(model_dir, max_length=128, jit_compile=bool(xla)) for xla in (0, 1)
@@ -145,6 +175,7 @@ def main() -> None:
         name = "tf.function + XLA" if xla else "tf.function"
         rate = len(sample) / second
         print(f"{name:<20}{mean_tokens:>12.0f}{first:>12.2f}{second:>12.2f}{rate:>12.1f}")
+    precision_table(model_dir, sample, args.repeats)
     print(f"\nload time per encoder (build + weights + sha256): {load_seconds:.2f} s")
     print("load average after the run: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print("docs/s is wall-clock throughput; per CPU-s counts documents per second of CPU time")

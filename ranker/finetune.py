@@ -25,7 +25,8 @@ import numpy as np
 import tensorflow as tf
 from tokenizers import Tokenizer
 
-from ranker.encoder import PRECISIONS, TextEncoder, bulk_precision
+from ranker.config import PRECISIONS
+from ranker.encoder import TextEncoder, bulk_precision
 
 # A masked logit: far below any real one (cosine / temperature stays within +-1/temperature).
 _MASKED = -1e4

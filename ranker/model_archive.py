@@ -7,13 +7,12 @@ nothing may land outside the target folder, and links or special files are refus
 
 from __future__ import annotations
 
-import os
 import shutil
 import tarfile
-import tempfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from index.atomic import atomic_file
 from index.errors import InputError
 
 
@@ -25,18 +24,8 @@ def write_archive(folder: Path, name: str, archive: Path) -> Path:
     archive = Path(archive).expanduser()
     if archive.is_dir():
         archive = archive / f"{name}.tar.gz"
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with tarfile.open(fileobj=fh, mode="w:gz") as tar:
-                tar.add(folder, arcname=name, filter=_anonymous)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, archive)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(archive, "wb") as fh, tarfile.open(fileobj=fh, mode="w:gz") as tar:
+        tar.add(folder, arcname=name, filter=_anonymous)
     return archive
 
 

@@ -342,6 +342,16 @@ def _fine_tuned_here(ws: Workspace, generation) -> bool:
     return bool(path) and Path(path).is_relative_to(ws.models_dir)
 
 
+def fill_judgment_prior(generation, schema, lists: ListSet, prior_of_row) -> None:
+    """Set the lists' ``judged_doc`` column from ``prior_of_row(i)`` (content hash -> labels)."""
+    hash_of = dict(zip(generation.doc_ids, generation.content_hashes, strict=True))
+    column = schema.index("judged_doc")
+    for i, docs in enumerate(lists.doc_ids):
+        prior = prior_of_row(i)
+        values = [prior.get(hash_of.get(d, ""), 0.0) for d in docs]
+        lists.x[i, : len(docs), column] = np.log1p(values)
+
+
 def _set_judgment_prior(
     generation, schema, tr: ListSet, va: ListSet, ho: ListSet, also: ListSet | None = None
 ) -> dict:
@@ -357,7 +367,6 @@ def _set_judgment_prior(
     lists from another index) gets the train lists' out-of-fold prior too.
     """
     hash_of = dict(zip(generation.doc_ids, generation.content_hashes, strict=True))
-    column = schema.index("judged_doc")
     folds = np.array([_fold(k) for k in tr.keys], dtype=np.int64)
 
     def earned(lists: ListSet, rows) -> dict[str, float]:
@@ -368,23 +377,19 @@ def _set_judgment_prior(
                     out[hash_of[doc]] = out.get(hash_of[doc], 0.0) + float(lists.y[i, j])
         return out
 
-    def fill(lists: ListSet, prior_of_row) -> None:
-        for i, docs in enumerate(lists.doc_ids):
-            prior = prior_of_row(i)
-            values = [prior.get(hash_of.get(d, ""), 0.0) for d in docs]
-            lists.x[i, : len(docs), column] = np.log1p(values)
-
     fold_priors = [earned(tr, np.flatnonzero(folds != f)) for f in range(PRIOR_FOLDS)]
     train_prior = earned(tr, range(len(tr.keys)))
     served = dict(train_prior)
     for key, value in earned(va, range(len(va.keys))).items():
         served[key] = served.get(key, 0.0) + value
-    fill(tr, lambda i: fold_priors[folds[i]])
+    fill_judgment_prior(generation, schema, tr, lambda i: fold_priors[folds[i]])
     if also is not None:
         fold_of_key = dict(zip(tr.keys, folds, strict=True))
-        fill(also, lambda i: fold_priors[fold_of_key[also.keys[i]]])
-    fill(va, lambda i: train_prior)
-    fill(ho, lambda i: served)
+        fill_judgment_prior(
+            generation, schema, also, lambda i: fold_priors[fold_of_key[also.keys[i]]]
+        )
+    fill_judgment_prior(generation, schema, va, lambda i: train_prior)
+    fill_judgment_prior(generation, schema, ho, lambda i: served)
     return served
 
 
