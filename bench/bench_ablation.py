@@ -1,16 +1,17 @@
-"""Where the learned ranker's gain comes from: the judgment prior and honest training lists.
+"""Where the learned ranker's gain comes from: the judged features and honest training lists.
 
     .venv/bin/python bench/bench_ablation.py [--collection scifact] [--train-qrels FILE]
         [--fit-generation N] [--seeds 0,1,2]
 
 Runs on a workspace that ``bench_learned.py`` trained (bench/.work/<collection>). The judged
 train queries are split exactly as ``brainrank train`` splits them (holdout, validation, train)
-and their candidate lists built with the same features and out-of-fold judgment prior
+and their candidate lists built with the same features and out-of-fold judged features
 (``ranker.train``); then a ranker is fitted per variant and scored on the collection's test
 judgments (nDCG@10, the ranker alone: no domain gates), mean over ``--seeds``:
 
 - the min-max fusion the ranker corrects (no learning beyond the encoder);
-- the ranker with the ``judged_doc`` column zeroed (no judgment prior) and with it;
+- the ranker without the judged features (``judged_doc``, the judgment prior, and
+  ``judged_similar``, the query memory: columns zeroed), with each alone, and with both;
 - each fitted on the train queries' lists from the serving index and, when the serving index
   was embedded by an encoder fine-tuned here, from the index it started from
   (``--fit-generation``, default: the newest generation embedded by an encoder that no model
@@ -63,8 +64,9 @@ def main() -> None:
         TrainOptions,
         _fine_tuned_here,
         _label_items,
-        _set_judgment_prior,
+        _set_judged_features,
         candidate_lists,
+        fill_judged_similar,
         fill_judgment_prior,
         rank_lists,
         stable_split,
@@ -105,10 +107,17 @@ def main() -> None:
             SearchEngine(cfg, generation=fit_gen), train_ids, qrels
         )
     also = list(fits.values())[1] if len(fits) > 1 else None
-    served = _set_judgment_prior(engine.generation, schema, tr, va, ho, also)
-    # The test lists get the prior the model serves with (train and validation labels).
+    served, memory = _set_judged_features(engine.generation, schema, tr, va, ho, also)
+    # The test lists get the prior and memory the model serves with (train and validation).
     fill_judgment_prior(engine.generation, schema, te, lambda i: served)
-    column = schema.index("judged_doc")
+    fill_judged_similar(engine.generation, schema, te, lambda i: (memory, None))
+    columns = {name: schema.index(name) for name in ("judged_doc", "judged_similar")}
+    variants = {
+        "none": (),
+        "prior": ("judged_doc",),
+        "memory": ("judged_similar",),
+        "prior + memory": ("judged_doc", "judged_similar"),
+    }
     print(f"lists built in {time.perf_counter() - t:.0f}s")
 
     def ndcg(scores):
@@ -119,13 +128,14 @@ def main() -> None:
     rows = [["min-max fusion (no ranker)", "-", "-", ndcg(te.x[..., fused]), "-"]]
     seeds = [int(s) for s in args.seeds.split(",")]
     for fit_name, fit in fits.items():
-        for prior in (False, True):
+        for variant, kept in variants.items():
             scores, epochs = [], []
             for seed in seeds:
                 x_fit, x_val, x_test = fit.x.copy(), va.x.copy(), te.x.copy()
-                if not prior:
-                    for x in (x_fit, x_val, x_test):
-                        x[..., column] = 0.0
+                for name, column in columns.items():
+                    if name not in kept:
+                        for x in (x_fit, x_val, x_test):
+                            x[..., column] = 0.0
                 params = RankerParams(residual_feature=fused, seed=seed, max_epochs=100)
                 ranker = ListwiseRanker.create(len(schema.names), params)
                 history = ranker.fit(x_fit, fit.y, x_val, va.y)
@@ -135,7 +145,7 @@ def main() -> None:
                 [
                     "ranker",
                     fit_name,
-                    "yes" if prior else "no",
+                    variant,
                     statistics.mean(scores),
                     " / ".join(f"{s:.4f} (epoch {e})" for s, e in zip(scores, epochs, strict=True)),
                 ]
@@ -143,7 +153,7 @@ def main() -> None:
     print_table(
         f"{args.collection} test nDCG@10 ({len(te.keys)} queries; ranker fitted on "
         f"{len(tr.keys)} train queries, early stopping on {len(va.keys)})",
-        ["model", "ranker fitted on lists from", "judgment prior", "nDCG@10 (mean)", "per seed"],
+        ["model", "ranker fitted on lists from", "judged features", "nDCG@10 (mean)", "per seed"],
         rows,
     )
 

@@ -49,6 +49,7 @@ from index.errors import BrainrankError
 from index.workspace import Workspace
 from ranker.config import MonitorConfig, parse_duration
 from ranker.drift_stats import baseline_histogram, centroid_shift, feature_drift, query_term_drift
+from ranker.features import JUDGED_FEATURES
 
 MONITOR_DIR = "monitor"
 
@@ -308,7 +309,14 @@ def _features(champion, ref, sample, cfg) -> dict:
     live = sample.features[rows]
     groups = len(set(sample.queries[own].tolist()))
     baseline = _baseline(champion.path / "baseline.json")
-    ranges = {n: (f["edges"][0], f["edges"][-1]) for n, f in baseline.items() if f.get("edges")}
+    # The judged features are out of fold in training but, for a query that was itself judged,
+    # carry its own labels when served: their training range is no bound on live values.
+    # PSI and the test against the served reference profile still watch them.
+    ranges = {
+        n: (f["edges"][0], f["edges"][-1])
+        for n, f in baseline.items()
+        if f.get("edges") and n not in JUDGED_FEATURES
+    }
     table = feature_drift(
         ref.features,
         max(len(set(ref.queries)), 2),

@@ -15,9 +15,10 @@ import numpy as np
 
 from index.errors import IndexMismatchError
 from ranker.fusion import minmax, minmax_normalise, rrf
+from ranker.memory import QueryMemory
 from ranker.retrieval import Candidates, Generation
 
-SCHEMA_VERSION = 2  # 2: judged_doc
+SCHEMA_VERSION = 3  # 2: judged_doc; 3: judged_similar
 _BIGRAM_BASE = 1 << 31  # term ids are int32
 BASE_FEATURES = (
     "fused",  # min-max fusion of BM25 and dense, the base ranking
@@ -44,7 +45,11 @@ BASE_FEATURES = (
     "click_query_doc",  # log of the (query, document) debiased click-through ratio
     "click_evidence",  # log1p of the pair's effective examinations
     "judged_doc",  # log1p of the labels the document earned in training lists (prior)
+    "judged_similar",  # log1p of the labels the most similar judged queries gave it (memory)
 )
+
+# Computed from the model's own training labels (ranker.train): out of fold in training.
+JUDGED_FEATURES = ("judged_doc", "judged_similar")
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,8 @@ class FeatureExtractor:
     # queries' candidate lists (ranker.train). Keyed by content, so a model imported into
     # another collection, or a document rewritten since, gets no prior rather than a wrong one.
     doc_prior: Mapping[str, float] | None = None
+    # Query memory (ranker.memory): judged training queries' vectors and list labels.
+    memory: QueryMemory | None = None
     _idf_cache: dict = field(default_factory=dict)
 
     def extract(self, query: str, cand: Candidates) -> np.ndarray:
@@ -152,6 +159,11 @@ class FeatureExtractor:
         cols["query_terms"] = np.full(n, np.log1p(len(unique_terms)))
         cols.update(self._click_features(query, cand.positions, n))
         cols["judged_doc"] = self._judged(cand.positions, n)
+        cols["judged_similar"] = (
+            self.memory.feature(cand.query_vector, [g.content_hashes[p] for p in cand.positions])
+            if self.memory is not None
+            else np.zeros(n)
+        )
         for name in s.doc_fields:
             values = g.doc_meta.get(f"field:{name}", np.full(len(g), np.nan))[cand.positions]
             missing = np.isnan(values)

@@ -1,4 +1,5 @@
-"""A registry model version loaded for serving: ranker, feature schema, domain gate, clicks."""
+"""A registry model version loaded for serving: ranker, feature schema, gates, clicks, prior and
+query memory."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 from index.errors import BrainrankError, IndexMismatchError
 from ranker.domain import DomainGate, QueryGate, list_summary
 from ranker.features import FeatureExtractor, FeatureSchema
+from ranker.memory import MEMORY_FILE, QueryMemory
 from ranker.retrieval import Candidates, Generation
 
 RANKER_DIR = "ranker"
@@ -38,6 +40,7 @@ class LearnedModel:
         clicks,
         query_gate: QueryGate | None = None,
         doc_prior: dict[str, float] | None = None,
+        memory: QueryMemory | None = None,
     ):
         self.version = version  # ranker.registry.ModelVersion
         self.ranker = ranker
@@ -46,6 +49,7 @@ class LearnedModel:
         self.clicks = clicks
         self.query_gate = query_gate
         self.doc_prior = doc_prior
+        self.memory = memory
 
     @classmethod
     def load(cls, version) -> LearnedModel:
@@ -73,7 +77,8 @@ class LearnedModel:
                 raise BrainrankError(
                     f"model {version.version}: {PRIOR_FILE} is unreadable ({exc})"
                 ) from exc
-        return cls(version, ranker, schema, gate, clicks, QueryGate.load(path), prior)
+        memory = QueryMemory.load(path / MEMORY_FILE) if (path / MEMORY_FILE).exists() else None
+        return cls(version, ranker, schema, gate, clicks, QueryGate.load(path), prior, memory)
 
     @property
     def encoder_fingerprint(self) -> str:
@@ -95,7 +100,7 @@ class LearnedModel:
             )
 
     def extractor(self, generation: Generation) -> FeatureExtractor:
-        return FeatureExtractor(generation, self.schema, self.clicks, self.doc_prior)
+        return FeatureExtractor(generation, self.schema, self.clicks, self.doc_prior, self.memory)
 
     def score(self, extractor: FeatureExtractor, query: str, cand: Candidates) -> Scored:
         """Learned scores, or the fusion's scores when the query is out of domain."""

@@ -7,8 +7,8 @@ fusions; of the rest, a validation share drives early stopping. With ``finetune_
 pretrained encoder is first adapted to the collection, and the challenger is evaluated on a
 staged index generation embedded by it while the champion keeps serving; the ranker itself fits
 on the train queries' lists from the index before fine-tuning (the encoder has seen those
-queries). The judgment prior feature (``_set_judgment_prior``) is filled in after the lists are
-built, out of fold for the train lists.
+queries). The judgment prior and query memory features (``_set_judged_features``) are filled
+in after the lists are built, out of fold for the train lists.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from ranker.learned import (
     RANKER_DIR,
     LearnedModel,
 )
+from ranker.memory import MEMORY_FILE, QueryMemory
 from ranker.progress import Progress
 from ranker.search import SearchEngine
 
@@ -64,6 +65,7 @@ class ListSet:
     x: np.ndarray
     y: np.ndarray
     doc_ids: list[list[str]]
+    vectors: np.ndarray | None = None  # query vectors [n, dim] of the encoder that retrieved
 
 
 @dataclass
@@ -107,7 +109,7 @@ def candidate_lists(
     description: str,
 ) -> ListSet:
     """Features and labels of each query's hybrid candidates (unjudged candidates label 0)."""
-    xs, ys, ids = [], [], []
+    xs, ys, ids, vectors = [], [], [], []
     with progress.task(description, len(items)) as advance:
         for _key, text, labels in items:
             cand = engine.candidates(text, "hybrid")
@@ -115,6 +117,7 @@ def candidate_lists(
             docs = [engine.generation.doc_ids[p] for p in cand.positions]
             ys.append(np.array([labels.get(d, 0.0) for d in docs], dtype=np.float32))
             ids.append(docs)
+            vectors.append(cand.query_vector)
             advance(1)
     width = max((len(x) for x in xs), default=1)
     n_features = len(extractor.schema.names)
@@ -123,7 +126,15 @@ def candidate_lists(
     for i, (xi, yi) in enumerate(zip(xs, ys, strict=True)):
         x[i, : len(xi)] = xi
         y[i, : len(yi)] = yi
-    return ListSet([k for k, _, _ in items], [t for _, t, _ in items], x, y, ids)
+    has_vectors = bool(vectors) and all(v is not None for v in vectors)
+    return ListSet(
+        [k for k, _, _ in items],
+        [t for _, t, _ in items],
+        x,
+        y,
+        ids,
+        np.stack(vectors).astype(np.float32) if has_vectors else None,
+    )
 
 
 def rank_lists(scores: np.ndarray, lists: ListSet, depth: int = 100) -> dict[str, list[str]]:
@@ -268,8 +279,11 @@ def train(
                 "Train lists (encoder before fine-tuning)",
             )
             summary["ranker_fit_lists"] = "index before fine-tuning"
-        prior = _set_judgment_prior(challenger_engine.generation, schema, tr, va, ho, fit)
+        prior, memory = _set_judged_features(
+            challenger_engine.generation, schema, tr, va, ho, fit if fit is not tr else None
+        )
         summary["judgment_prior_docs"] = len(prior)
+        summary["query_memory_queries"] = len(memory) if memory is not None else 0
         summary["feature_seconds"] = round(time.perf_counter() - t, 2)
 
         params = RankerParams(
@@ -289,15 +303,19 @@ def train(
         gate = DomainGate.fit(
             np.array([list_summary(x[y >= 0], schema) for x, y in zip(tr.x, tr.y, strict=True)])
         )
-        encode = challenger_engine.encoder.encode
-        query_gate = QueryGate.fit(encode(tr.texts), encode(va.texts))
-        challenger = LearnedModel(None, ranker, schema, gate, clicks, query_gate)
+        query_gate = None
+        if tr.vectors is not None and va.vectors is not None:
+            query_gate = QueryGate.fit(tr.vectors, va.vectors)
+        challenger = LearnedModel(None, ranker, schema, gate, clicks, query_gate, prior, memory)
         holdout_qrels = {q: qrels[q] for q in holdout}
-        metrics = _compare(engine, challenger_engine, challenger, ho, holdout_qrels, champion)
+        metrics = _compare(engine, challenger, ho, holdout_qrels, champion)
 
         ranker.save(tmp / RANKER_DIR)
         gate.save(tmp / GATE_FILE)
-        query_gate.save(tmp)
+        if query_gate is not None:
+            query_gate.save(tmp)
+        if memory is not None:
+            memory.save(tmp / MEMORY_FILE)
         if clicks_path is not None:
             shutil.copyfile(clicks_path, tmp / CLICKS_FILE)
         (tmp / PRIOR_FILE).write_text(json.dumps(prior, sort_keys=True))
@@ -352,45 +370,84 @@ def fill_judgment_prior(generation, schema, lists: ListSet, prior_of_row) -> Non
         lists.x[i, : len(docs), column] = np.log1p(values)
 
 
-def _set_judgment_prior(
+def fill_judged_similar(generation, schema, lists: ListSet, memory_of_row) -> None:
+    """Set the lists' ``judged_similar`` column: ``memory_of_row(i)`` is (QueryMemory, allowed
+    rows or None) for list i, queried with the list's own query vector."""
+    column = schema.index("judged_similar")
+    lists.x[..., column] = 0.0
+    if lists.vectors is None:
+        return
+    hash_of = dict(zip(generation.doc_ids, generation.content_hashes, strict=True))
+    for i, docs in enumerate(lists.doc_ids):
+        memory, allowed = memory_of_row(i)
+        hashes = [hash_of.get(d, "") for d in docs]
+        lists.x[i, : len(docs), column] = memory.feature(lists.vectors[i], hashes, allowed)
+
+
+def _earned(generation, lists: ListSet) -> list[dict[str, float]]:
+    """Per list, the labels its judged candidates earned, by document content hash."""
+    hash_of = dict(zip(generation.doc_ids, generation.content_hashes, strict=True))
+    return [
+        {hash_of[doc]: float(lists.y[i, j]) for j, doc in enumerate(docs) if lists.y[i, j] > 0}
+        for i, docs in enumerate(lists.doc_ids)
+    ]
+
+
+def _set_judged_features(
     generation, schema, tr: ListSet, va: ListSet, ho: ListSet, also: ListSet | None = None
-) -> dict:
-    """Fill the ``judged_doc`` column of the lists and return the prior the model serves with.
+) -> tuple[dict, QueryMemory | None]:
+    """Fill the ``judged_doc`` and ``judged_similar`` columns of the lists; return the judgment
+    prior and the query memory the model serves with.
 
     A document's prior is the sum of the labels (judgments, merged click labels) it earned in
     training queries' candidate lists, i.e. where users would have seen it: documents relevant
-    to query after query are likely relevant to the next. Train lists get an out-of-fold prior
-    (a query's own labels never feed its features, so the ranker learns how far a prior earned
-    on *other* queries carries); validation lists the train lists' prior; the served prior adds
-    the validation lists but never the holdout's, so this model and the next challenger compare
-    fairly on the holdout. Keyed by document content hash. ``also`` (the same train queries'
-    lists from another index) gets the train lists' out-of-fold prior too.
+    to query after query are likely relevant to the next. The query memory keeps each training
+    query's vector and list labels, so a new query gets the labels its most similar training
+    queries gave (ranker.memory). Train lists get both out of fold (a query's own labels never
+    feed its features, so the ranker learns how far labels earned on *other* queries carry);
+    validation lists those of the train lists; the served prior and memory add the validation
+    lists but never the holdout's, so this model and the next challenger compare fairly on the
+    holdout. Keyed by document content hash. ``also`` (the same train queries' lists from
+    another index) gets the train lists' out-of-fold features too, its similarities measured
+    with its own query vectors (the encoder that retrieved it).
     """
-    hash_of = dict(zip(generation.doc_ids, generation.content_hashes, strict=True))
     folds = np.array([_fold(k) for k in tr.keys], dtype=np.int64)
+    tr_labels, va_labels = _earned(generation, tr), _earned(generation, va)
 
-    def earned(lists: ListSet, rows) -> dict[str, float]:
+    def summed(label_sets) -> dict[str, float]:
         out: dict[str, float] = {}
-        for i in rows:
-            for j, doc in enumerate(lists.doc_ids[i]):
-                if lists.y[i, j] > 0:
-                    out[hash_of[doc]] = out.get(hash_of[doc], 0.0) + float(lists.y[i, j])
+        for labels in label_sets:
+            for doc, value in labels.items():
+                out[doc] = out.get(doc, 0.0) + value
         return out
 
-    fold_priors = [earned(tr, np.flatnonzero(folds != f)) for f in range(PRIOR_FOLDS)]
-    train_prior = earned(tr, range(len(tr.keys)))
-    served = dict(train_prior)
-    for key, value in earned(va, range(len(va.keys))).items():
-        served[key] = served.get(key, 0.0) + value
+    fold_priors = [
+        summed(tr_labels[i] for i in np.flatnonzero(folds != f)) for f in range(PRIOR_FOLDS)
+    ]
+    train_prior = summed(tr_labels)
+    served = summed(tr_labels + va_labels)
     fill_judgment_prior(generation, schema, tr, lambda i: fold_priors[folds[i]])
-    if also is not None:
-        fold_of_key = dict(zip(tr.keys, folds, strict=True))
-        fill_judgment_prior(
-            generation, schema, also, lambda i: fold_priors[fold_of_key[also.keys[i]]]
-        )
     fill_judgment_prior(generation, schema, va, lambda i: train_prior)
     fill_judgment_prior(generation, schema, ho, lambda i: served)
-    return served
+    if also is not None:
+        if list(also.keys) != list(tr.keys):
+            raise ValueError("the extra train lists must hold the same queries as the train lists")
+        fill_judgment_prior(generation, schema, also, lambda i: fold_priors[folds[i]])
+
+    if tr.vectors is None or va.vectors is None:  # an index without vectors: no memory
+        for lists in (tr, va, ho, also):
+            if lists is not None:
+                lists.x[..., schema.index("judged_similar")] = 0.0
+        return served, None
+    train_memory = QueryMemory(tr.vectors, tr_labels)
+    fill_judged_similar(generation, schema, tr, lambda i: (train_memory, folds != folds[i]))
+    fill_judged_similar(generation, schema, va, lambda i: (train_memory, None))
+    memory = QueryMemory(np.concatenate([tr.vectors, va.vectors]), tr_labels + va_labels)
+    fill_judged_similar(generation, schema, ho, lambda i: (memory, None))
+    if also is not None and also.vectors is not None:
+        also_memory = QueryMemory(also.vectors, tr_labels)
+        fill_judged_similar(generation, schema, also, lambda i: (also_memory, folds != folds[i]))
+    return served, memory
 
 
 def _label_items(ids, queries, qrels, click_labels, options, *, with_click_only=False):
@@ -415,13 +472,13 @@ def _label_items(ids, queries, qrels, click_labels, options, *, with_click_only=
     return items
 
 
-def _compare(engine, engine_for_vectors, challenger, lists, qrels, champion):
+def _compare(engine, challenger, lists, qrels, champion):
     """Holdout metrics of challenger, champion and the fixed modes the champion would face."""
     scores = np.full(lists.y.shape, -np.inf)
-    vectors = engine_for_vectors.encoder.encode(lists.texts)
     for i in range(len(lists.keys)):
         n = len(lists.doc_ids[i])
-        scores[i, :n] = challenger.score_features(lists.x[i, :n], vectors[i]).scores
+        vector = lists.vectors[i] if lists.vectors is not None else None
+        scores[i, :n] = challenger.score_features(lists.x[i, :n], vector).scores
     out = {"challenger": score_run(qrels, rank_lists(scores, lists))}
     for mode in ("hybrid", "bm25", "dense", "hybrid-rrf"):
         out[mode] = score_run(qrels, _mode_run(engine, lists, mode))

@@ -132,3 +132,26 @@ def test_judged_doc_feature_follows_the_prior_and_ignores_foreign_content(tiny):
     assert set(ids) - {"a", "d"}  # some candidates carry no prior
     plain = fx.extract("car parts", cand)[:, fx.schema.index("judged_doc")]
     assert not plain.any()
+
+
+def test_judged_similar_feature_follows_the_nearest_remembered_query(tiny):
+    from ranker.memory import QueryMemory
+
+    engine, fx = tiny
+    gen = engine.generation
+    by_id = dict(zip(gen.doc_ids, gen.content_hashes, strict=True))
+    cand = engine.candidates("car parts", "hybrid")
+    ids = [gen.doc_ids[p] for p in cand.positions]
+    near = engine.encoder.encode(["parts for my car"])[0]
+    far = engine.encoder.encode(["money back guarantee"])[0]
+    memory = QueryMemory(
+        np.stack([near, far]),
+        [{by_id["d"]: 2.0, "hash of a document elsewhere": 5.0}, {by_id["a"]: 2.0}],
+    )
+    col = FeatureExtractor(gen, fx.schema, memory=memory).extract("car parts", cand)
+    col = col[:, fx.schema.index("judged_similar")]
+    value = dict(zip(ids, col, strict=True))
+    # The query is far closer to the first remembered query: its label dominates.
+    assert value["d"] > value["a"] > 0 and value["d"] > np.log1p(1.9)
+    assert all(value[d] == 0.0 for d in ids if d not in ("a", "d"))
+    assert not fx.extract("car parts", cand)[:, fx.schema.index("judged_similar")].any()

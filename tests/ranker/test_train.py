@@ -47,22 +47,38 @@ def test_trained_version_records_what_it_learned_from(trained_config):
     assert (champion.path / "gate.json").exists() and (champion.path / "clicks.jsonl").exists()
     prior = json.loads((champion.path / "judgment_prior.json").read_text())
     assert prior and meta["training"]["judgment_prior_docs"] == len(prior)
+    from ranker.memory import MEMORY_FILE, QueryMemory
+
+    memory = QueryMemory.load(champion.path / MEMORY_FILE)
+    training = meta["training"]
+    assert len(memory) == training["query_memory_queries"]
+    assert len(memory) == training["train_queries"] + training["val_queries"]
+    assert all(set(labels) <= set(prior) for labels in memory.labels)
 
 
-def test_judgment_prior_is_out_of_fold_and_never_sees_the_holdout():
+def _judged_lists():
     from types import SimpleNamespace
 
     from ranker.features import FeatureSchema
-    from ranker.train import PRIOR_FOLDS, ListSet, _fold, _set_judgment_prior
+    from ranker.train import ListSet
 
     gen = SimpleNamespace(doc_ids=["a", "b", "c"], content_hashes=["ha", "hb", "hc"])
     schema = FeatureSchema.create(dense_weight=0.6, rrf_k=60)
-    col = schema.index("judged_doc")
 
-    def lists(keys, labels):
+    def lists(keys, labels, vectors=None):
         y = np.array(labels, dtype=np.float32)
         x = np.zeros(y.shape + (len(schema.names),), dtype=np.float32)
-        return ListSet(keys, keys, x, y, [["a", "b", "c"][: y.shape[1]]] * len(keys))
+        v = None if vectors is None else np.array(vectors, dtype=np.float32)
+        return ListSet(keys, keys, x, y, [["a", "b", "c"][: y.shape[1]]] * len(keys), v)
+
+    return gen, schema, lists
+
+
+def test_judgment_prior_is_out_of_fold_and_never_sees_the_holdout():
+    from ranker.train import PRIOR_FOLDS, _fold, _set_judged_features
+
+    gen, schema, lists = _judged_lists()
+    col = schema.index("judged_doc")
 
     # Two train queries in different folds, both judging "a"; "b" judged by one of them.
     keys = [f"q{i}" for i in range(50)]
@@ -71,7 +87,9 @@ def test_judgment_prior_is_out_of_fold_and_never_sees_the_holdout():
     tr = lists([k1, k2], [[1, 2, 0], [2, 0, 0]])
     va = lists(["v"], [[0, 0, 1]])
     ho = lists(["h"], [[0, 0, 2]])  # the holdout's judgment of "c" must not count anywhere
-    served = _set_judgment_prior(gen, schema, tr, va, ho)
+    served, memory = _set_judged_features(gen, schema, tr, va, ho)
+    assert memory is None  # lists without query vectors: no query memory
+    assert not tr.x[..., schema.index("judged_similar")].any()
     assert served == {"ha": 3.0, "hb": 2.0, "hc": 1.0}  # train + validation, not the holdout
     assert PRIOR_FOLDS > 1
     # Out of fold: each train list sees only the other query's labels.
@@ -79,6 +97,34 @@ def test_judgment_prior_is_out_of_fold_and_never_sees_the_holdout():
     np.testing.assert_allclose(tr.x[1, :, col], np.log1p([1.0, 2.0, 0.0]))
     np.testing.assert_allclose(va.x[0, :, col], np.log1p([3.0, 2.0, 0.0]))  # train prior
     np.testing.assert_allclose(ho.x[0, :, col], np.log1p([3.0, 2.0, 1.0]))  # served prior
+
+
+def test_query_memory_feature_is_out_of_fold_and_never_sees_the_holdout():
+    from ranker.train import _fold, _set_judged_features
+
+    gen, schema, lists = _judged_lists()
+    col = schema.index("judged_similar")
+    keys = [f"q{i}" for i in range(50)]
+    k1 = keys[0]
+    k2 = next(k for k in keys if _fold(k) != _fold(k1))
+    k3 = next(k for k in keys if _fold(k) == _fold(k1) and k != k1)
+    x_axis, y_axis = [1.0, 0.0], [0.0, 1.0]
+    # k1 and k3 share a fold: k1's features may only come from k2, whatever the similarity.
+    tr = lists([k1, k2, k3], [[1, 0, 0], [0, 2, 0], [0, 0, 3]], [x_axis, y_axis, x_axis])
+    va = lists(["v"], [[0, 0, 1]], [x_axis])
+    ho = lists(["h"], [[2, 0, 0]], [y_axis])  # the holdout's labels must not count anywhere
+    also = lists([k1, k2, k3], [[0, 0, 0]] * 3, [y_axis, x_axis, y_axis])
+    _, memory = _set_judged_features(gen, schema, tr, va, ho, also)
+    assert len(memory) == 4 and {"ha": 2.0} not in memory.labels  # train + validation only
+    np.testing.assert_allclose(tr.x[0, :, col], np.log1p([0.0, 2.0, 0.0]), rtol=1e-6)
+    # k2 (on the y axis) sees k1 and k3 (both on the x axis, equally far): half weight each.
+    np.testing.assert_allclose(tr.x[1, :, col], np.log1p([0.5, 0.0, 1.5]), rtol=1e-5)
+    # Validation sees all train queries; its nearest are k1 and k3 (identical), k2 far away.
+    assert va.x[0, 0, col] > va.x[0, 1, col] and va.x[0, 2, col] > va.x[0, 1, col]
+    # The holdout query (y axis) is nearest to k2: "b" dominates.
+    assert ho.x[0, 1, col] > ho.x[0, 0, col] and ho.x[0, 1, col] > ho.x[0, 2, col]
+    # The extra lists use their own vectors (k1 now on the y axis): still only k2's labels.
+    np.testing.assert_allclose(also.x[0, :, col], np.log1p([0.0, 2.0, 0.0]), rtol=1e-6)
 
 
 def test_learned_is_the_default_mode_once_a_champion_exists(trained_config):
