@@ -55,7 +55,7 @@ def main() -> None:
 
     from index.workspace import Workspace
     from ranker.config import load_config
-    from ranker.evaluate import read_qrels, read_queries, score_run
+    from ranker.evaluate import per_query, read_qrels, read_queries, score_run
     from ranker.features import FeatureExtractor, FeatureSchema
     from ranker.progress import Progress
     from ranker.search import SearchEngine
@@ -120,11 +120,18 @@ def main() -> None:
     }
     print(f"lists built in {time.perf_counter() - t:.0f}s")
 
+    def run_of(scores):
+        return rank_lists(np.where(te.y >= 0, scores, -np.inf), te)
+
     def ndcg(scores):
-        scores = np.where(te.y >= 0, scores, -np.inf)
-        return score_run(test, rank_lists(scores, te))["nDCG@10"]
+        return score_run(test, run_of(scores))["nDCG@10"]
+
+    # Each test query's nearest remembered (train or validation) query, for the breakdown.
+    nearest = (te.vectors @ memory.vectors.T).max(axis=1)
+    per_variant: dict[str, dict[str, float]] = {}
 
     fused = schema.index("fused")
+    per_variant["min-max fusion (no ranker)"] = per_query(test, run_of(te.x[..., fused]))
     rows = [["min-max fusion (no ranker)", "-", "-", ndcg(te.x[..., fused]), "-"]]
     seeds = [int(s) for s in args.seeds.split(",")]
     for fit_name, fit in fits.items():
@@ -139,8 +146,11 @@ def main() -> None:
                 params = RankerParams(residual_feature=fused, seed=seed, max_epochs=100)
                 ranker = ListwiseRanker.create(len(schema.names), params)
                 history = ranker.fit(x_fit, fit.y, x_val, va.y)
-                scores.append(ndcg(np.asarray(ranker.score(x_test), dtype=np.float64)))
+                test_scores = np.asarray(ranker.score(x_test), dtype=np.float64)
+                scores.append(ndcg(test_scores))
                 epochs.append(history["best_epoch"])
+                if seed == seeds[0]:
+                    per_variant[f"ranker, {variant}"] = per_query(test, run_of(test_scores))
             rows.append(
                 [
                     "ranker",
@@ -155,6 +165,23 @@ def main() -> None:
         f"{len(tr.keys)} train queries, early stopping on {len(va.keys)})",
         ["model", "ranker fitted on lists from", "judged features", "nDCG@10 (mean)", "per seed"],
         rows,
+    )
+    # Where the judged features help: test queries by their nearest remembered query's cosine
+    # (the last fit above, first seed; a ranker fitted per variant).
+    edges = np.quantile(nearest, [0, 1 / 3, 2 / 3, 1])
+    bucket = np.clip(np.searchsorted(edges, nearest, side="right") - 1, 0, 2)
+    table = []
+    for b in range(3):
+        keys = [k for k, g in zip(te.keys, bucket, strict=True) if g == b]
+        table.append(
+            [f"{edges[b]:.2f} - {edges[b + 1]:.2f}", len(keys)]
+            + [statistics.mean(v[k] for k in keys) for v in per_variant.values()]
+        )
+    print_table(
+        f"{args.collection} test nDCG@10 by the cosine of the nearest remembered query "
+        f"(terciles; {list(fits)[-1]}, seed {seeds[0]})",
+        ["nearest cosine", "queries", *per_variant],
+        table,
     )
 
 
