@@ -1,7 +1,7 @@
 """Where the learned ranker's gain comes from: the judged features and honest training lists.
 
     .venv/bin/python bench/bench_ablation.py [--collection scifact] [--train-qrels FILE]
-        [--fit-generation N] [--seeds 0,1,2]
+        [--fit-generation N] [--seeds 0,1,2] [--memory-sweep]
 
 Runs on a workspace that ``bench_learned.py`` trained (bench/.work/<collection>). The judged
 train queries are split exactly as ``brainrank train`` splits them (holdout, validation, train)
@@ -16,6 +16,11 @@ judgments (nDCG@10, the ranker alone: no domain gates), mean over ``--seeds``:
   was embedded by an encoder fine-tuned here, from the index it started from
   (``--fit-generation``, default: the newest generation embedded by an encoder that no model
   of this workspace fine-tuned), which is what ``brainrank train --encoder`` does.
+
+``--memory-sweep`` also refits the ranker (prior + memory, seed 0) for each query-memory
+setting (neighbours k x softmax temperature) and prints validation and holdout nDCG@10: the
+splits of the *train* judgments that chose the defaults in ``ranker/memory.py``. The test
+judgments play no part in that table.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ def main() -> None:
     ap.add_argument("--train-qrels", type=Path, default=None)
     ap.add_argument("--fit-generation", type=int, default=None)
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--memory-sweep", action="store_true")
     args = ap.parse_args()
 
     from index.workspace import Workspace
@@ -182,6 +188,59 @@ def main() -> None:
         f"(terciles; {list(fits)[-1]}, seed {seeds[0]})",
         ["nearest cosine", "queries", *per_variant],
         table,
+    )
+    if args.memory_sweep:
+        memory_sweep(args, engine, schema, fits, tr, va, ho, qrels, holdout)
+
+
+def memory_sweep(args, engine, schema, fits, tr, va, ho, qrels, holdout) -> None:
+    """Validation and holdout nDCG@10 of the ranker per query-memory setting (seed 0)."""
+    from ranker.evaluate import score_run
+    from ranker.memory import DEFAULT_K, DEFAULT_TEMPERATURE
+    from ranker.tfr_model import ListwiseRanker, RankerParams
+    from ranker.train import _set_judged_features, rank_lists
+
+    fit_name, fit = list(fits.items())[-1]
+    also = fit if fit is not tr else None
+    val_qrels = {q: qrels[q] for q in va.keys}
+    ho_qrels = {q: qrels[q] for q in holdout}
+
+    def ndcg(lists, scores, judgments):
+        run = rank_lists(np.where(lists.y >= 0, scores, -np.inf), lists)
+        return score_run(judgments, run)["nDCG@10"]
+
+    rows = []
+    for k in (10, 20, 50):
+        for temperature in (0.02, 0.05, 0.1, 0.2):
+            _set_judged_features(
+                engine.generation,
+                schema,
+                tr,
+                va,
+                ho,
+                also,
+                memory_k=k,
+                memory_temperature=temperature,
+            )
+            params = RankerParams(residual_feature=schema.index("fused"), seed=0, max_epochs=100)
+            ranker = ListwiseRanker.create(len(schema.names), params)
+            history = ranker.fit(fit.x, fit.y, va.x, va.y)
+            default = " (default)" if (k, temperature) == (DEFAULT_K, DEFAULT_TEMPERATURE) else ""
+            rows.append(
+                [
+                    f"{k}{default}",
+                    temperature,
+                    ndcg(va, np.asarray(ranker.score(va.x), dtype=np.float64), val_qrels),
+                    ndcg(ho, np.asarray(ranker.score(ho.x), dtype=np.float64), ho_qrels),
+                    history["best_epoch"],
+                ]
+            )
+    print_table(
+        f"{args.collection}: query-memory settings on the train judgments' splits "
+        f"({len(va.keys)} validation, {len(ho.keys)} holdout queries; ranker fitted on "
+        f"{fit_name}, prior + memory, seed 0)",
+        ["k", "temperature", "validation nDCG@10", "holdout nDCG@10", "best epoch"],
+        rows,
     )
 
 

@@ -37,7 +37,7 @@ from ranker.learned import (
     RANKER_DIR,
     LearnedModel,
 )
-from ranker.memory import MEMORY_FILE, QueryMemory
+from ranker.memory import DEFAULT_K, DEFAULT_TEMPERATURE, MEMORY_FILE, QueryMemory
 from ranker.progress import Progress
 from ranker.search import SearchEngine
 
@@ -394,7 +394,15 @@ def _earned(generation, lists: ListSet) -> list[dict[str, float]]:
 
 
 def _set_judged_features(
-    generation, schema, tr: ListSet, va: ListSet, ho: ListSet, also: ListSet | None = None
+    generation,
+    schema,
+    tr: ListSet,
+    va: ListSet,
+    ho: ListSet,
+    also: ListSet | None = None,
+    *,
+    memory_k: int = DEFAULT_K,
+    memory_temperature: float = DEFAULT_TEMPERATURE,
 ) -> tuple[dict, QueryMemory | None]:
     """Fill the ``judged_doc`` and ``judged_similar`` columns of the lists; return the judgment
     prior and the query memory the model serves with.
@@ -409,7 +417,8 @@ def _set_judged_features(
     lists but never the holdout's, so this model and the next challenger compare fairly on the
     holdout. Keyed by document content hash. ``also`` (the same train queries' lists from
     another index) gets the train lists' out-of-fold features too, its similarities measured
-    with its own query vectors (the encoder that retrieved it).
+    with its own query vectors (the encoder that retrieved it). ``memory_k`` and
+    ``memory_temperature`` set the memory's neighbours and softmax temperature.
     """
     folds = np.array([_fold(k) for k in tr.keys], dtype=np.int64)
     tr_labels, va_labels = _earned(generation, tr), _earned(generation, va)
@@ -439,13 +448,17 @@ def _set_judged_features(
             if lists is not None:
                 lists.x[..., schema.index("judged_similar")] = 0.0
         return served, None
-    train_memory = QueryMemory(tr.vectors, tr_labels)
+
+    def remember(vectors, labels) -> QueryMemory:
+        return QueryMemory(vectors, labels, memory_k, memory_temperature)
+
+    train_memory = remember(tr.vectors, tr_labels)
     fill_judged_similar(generation, schema, tr, lambda i: (train_memory, folds != folds[i]))
     fill_judged_similar(generation, schema, va, lambda i: (train_memory, None))
-    memory = QueryMemory(np.concatenate([tr.vectors, va.vectors]), tr_labels + va_labels)
+    memory = remember(np.concatenate([tr.vectors, va.vectors]), tr_labels + va_labels)
     fill_judged_similar(generation, schema, ho, lambda i: (memory, None))
     if also is not None and also.vectors is not None:
-        also_memory = QueryMemory(also.vectors, tr_labels)
+        also_memory = remember(also.vectors, tr_labels)
         fill_judged_similar(generation, schema, also, lambda i: (also_memory, folds != folds[i]))
     return served, memory
 

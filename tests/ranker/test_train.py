@@ -127,6 +127,33 @@ def test_query_memory_feature_is_out_of_fold_and_never_sees_the_holdout():
     np.testing.assert_allclose(also.x[0, :, col], np.log1p([0.0, 2.0, 0.0]), rtol=1e-6)
 
 
+def test_query_memory_settings_reach_the_served_memory_and_its_features():
+    from ranker.train import _set_judged_features
+
+    gen, schema, lists = _judged_lists()
+    col = schema.index("judged_similar")
+    near, far = [1.0, 0.0], [0.6, 0.8]  # cosines 1.0 and 0.6 to the holdout query
+
+    def holdout_feature(**settings):
+        tr = lists(["q0", "q1"], [[3, 0, 0], [0, 3, 0]], [near, far])
+        va = lists(["v"], [[0, 0, 0]], [[0.0, 1.0]])
+        ho = lists(["h"], [[0, 0, 0]], [near])
+        _, memory = _set_judged_features(gen, schema, tr, va, ho, **settings)
+        return memory, ho.x[0, :, col]
+
+    memory, one = holdout_feature(memory_k=1)
+    assert (memory.k, memory.temperature) == (1, 0.1)
+    np.testing.assert_allclose(one, np.log1p([3.0, 0.0, 0.0]), rtol=1e-6)  # the nearest only
+    # Three neighbours: "b" gets the far query's label at weight exp(-0.4 / t) / total.
+    for t in (0.1, 1.0):
+        w = np.exp(-0.4 / t)
+        w_va = np.exp((0.0 - 1.0) / t)  # the validation query is orthogonal to the holdout's
+        _, got = holdout_feature(memory_k=3, memory_temperature=t)
+        np.testing.assert_allclose(
+            got, np.log1p([3 / (1 + w + w_va), 3 * w / (1 + w + w_va), 0.0]), rtol=1e-5
+        )
+
+
 def test_learned_is_the_default_mode_once_a_champion_exists(trained_config):
     engine = SearchEngine(trained_config)
     res = engine.search("car parts for sale", k=5)
