@@ -43,8 +43,8 @@ def honest_generation(ws, serving: int) -> int | None:
         if number == serving:
             continue
         manifest = json.loads((ws.generation_dir(number) / "manifest.json").read_text())
-        path = manifest.get("encoder_path")
-        if path and not Path(path).is_relative_to(ws.models_dir):
+        path = manifest.get("encoder_path")  # None: the configured (pretrained) encoder
+        if not path or not Path(path).is_relative_to(ws.models_dir):
             return number
     return None
 

@@ -47,7 +47,7 @@ class FinetuneParams:
     weight_decay: float = 0.01
     clip_norm: float = 1.0
     seed: int = 0
-    # Matrix products in bfloat16 on CPUs with AMX units ("auto"), or "float32"/"bfloat16".
+    # Matrix products in bfloat16 on CPUs with bfloat16 units ("auto"), or "float32"/"bfloat16".
     precision: str = "auto"
     # Time budget for training: the schedule is shortened to the steps that fit, and training
     # stops once the budget is used up.

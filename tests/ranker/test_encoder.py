@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from index.errors import BrainrankError
-from ranker.encoder import TextEncoder, bulk_precision, cpu_has_amx_bf16, resolve_precision
+from ranker.encoder import TextEncoder, bulk_precision, cpu_has_bf16_units, resolve_precision
 from ranker.encoder_fetch import ENCODER_SHA256, fetch_encoder
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
@@ -160,7 +160,7 @@ def test_xla_path_matches_and_pads_partial_batches(minilm, minilm_dir, reference
     np.testing.assert_allclose(xla.encode(texts, batch_size=4), minilm.encode(texts), atol=1e-5)
 
 
-@pytest.mark.skipif(not cpu_has_amx_bf16(), reason="this CPU has no AMX bfloat16 units")
+@pytest.mark.skipif(not cpu_has_bf16_units(), reason="this CPU has no bfloat16 matrix units")
 def test_bfloat16_bulk_precision_is_close_and_scoped(minilm, reference):
     sentences = reference["sentences"]
     expected = np.asarray(reference["embeddings"], dtype=np.float32)
