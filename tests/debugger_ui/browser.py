@@ -8,7 +8,9 @@ Also regenerates the README screenshots from a debugger already serving on PORT:
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -69,7 +71,7 @@ def capture(
     timeout: float = 120,
 ) -> str:
     """Load ``url`` once in a fresh profile; return its DOM and optionally screenshot it."""
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+    with _profile() as profile:
         cmd = [
             chromium() or "chromium",
             *FLAGS,
@@ -80,10 +82,45 @@ def capture(
         ]
         if png is not None:
             cmd.append(f"--screenshot={png}")
-        done = subprocess.run(
-            [*cmd, url], capture_output=True, text=True, timeout=timeout, check=False
+        proc = subprocess.Popen(
+            [*cmd, url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
         )
-        return done.stdout
+        try:
+            return proc.communicate(timeout=timeout)[0]
+        finally:
+            _stop(proc)
+
+
+@contextmanager
+def _profile() -> Iterator[str]:
+    """A fresh Chromium profile folder, removed afterwards."""
+    # Chromium's helper processes may still touch the profile while it is removed: what they
+    # leave behind is only a stray temporary folder, never a failed test.
+    with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile:
+        yield profile
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End a Chromium started in its own session, with every helper process it spawned.
+
+    Terminating the browser process alone leaves its renderer, GPU and crash-handler children
+    running for a moment, still writing into the profile folder.
+    """
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:  # the whole group is gone
+            break
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            continue
+        time.sleep(0.2)  # helpers exit after the browser; the SIGKILL round catches stragglers
+    proc.wait()
 
 
 @contextmanager
@@ -93,21 +130,17 @@ def keep_open(url: str) -> Iterator[None]:
     A ``--dump-dom`` or ``--screenshot`` run closes the page after a few seconds, before a cold
     server has loaded TensorFlow, the encoder and the model; this one stays until the block ends.
     """
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+    with _profile() as profile:
         proc = subprocess.Popen(
             [chromium() or "chromium", *FLAGS, f"--user-data-dir={profile}", url],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             yield
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop(proc)
 
 
 def wait_for_text(
