@@ -49,6 +49,24 @@ def honest_generation(ws, serving: int) -> int | None:
     return None
 
 
+def ranked(lists, scores) -> dict[str, list[str]]:
+    """The run of per-slot scores over a list set (padding never ranked)."""
+    from ranker.train import rank_lists
+
+    return rank_lists(np.where(lists.y >= 0, scores, -np.inf), lists)
+
+
+def fit_and_score(schema, fit, va, seed: int, *score_sets):
+    """Fit a ranker (as ``train`` does, without gates) and score each of ``score_sets``."""
+    from ranker.tfr_model import ListwiseRanker, RankerParams
+
+    params = RankerParams(residual_feature=schema.index("fused"), seed=seed, max_epochs=100)
+    ranker = ListwiseRanker.create(len(schema.names), params)
+    history = ranker.fit(fit[0], fit[1], va[0], va[1])
+    scores = [np.asarray(ranker.score(x), dtype=np.float64) for x in score_sets]
+    return history["best_epoch"], scores
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--collection", default="scifact")
@@ -60,12 +78,12 @@ def main() -> None:
     args = ap.parse_args()
 
     from index.workspace import Workspace
+    from ranker.clicks import normalise_query
     from ranker.config import load_config
     from ranker.evaluate import per_query, read_qrels, read_queries, score_run
     from ranker.features import FeatureExtractor, FeatureSchema
     from ranker.progress import Progress
     from ranker.search import SearchEngine
-    from ranker.tfr_model import ListwiseRanker, RankerParams
     from ranker.train import (
         TrainOptions,
         _fine_tuned_here,
@@ -74,7 +92,6 @@ def main() -> None:
         candidate_lists,
         fill_judged_similar,
         fill_judgment_prior,
-        rank_lists,
         stable_split,
     )
 
@@ -126,18 +143,15 @@ def main() -> None:
     }
     print(f"lists built in {time.perf_counter() - t:.0f}s")
 
-    def run_of(scores):
-        return rank_lists(np.where(te.y >= 0, scores, -np.inf), te)
-
     def ndcg(scores):
-        return score_run(test, run_of(scores))["nDCG@10"]
+        return score_run(test, ranked(te, scores))["nDCG@10"]
 
     # Each test query's nearest remembered (train or validation) query, for the breakdown.
     nearest = (te.vectors @ memory.vectors.T).max(axis=1)
     per_variant: dict[str, dict[str, float]] = {}
 
     fused = schema.index("fused")
-    per_variant["min-max fusion (no ranker)"] = per_query(test, run_of(te.x[..., fused]))
+    per_variant["min-max fusion (no ranker)"] = per_query(test, ranked(te, te.x[..., fused]))
     rows = [["min-max fusion (no ranker)", "-", "-", ndcg(te.x[..., fused]), "-"]]
     seeds = [int(s) for s in args.seeds.split(",")]
     for fit_name, fit in fits.items():
@@ -149,14 +163,13 @@ def main() -> None:
                     if name not in kept:
                         for x in (x_fit, x_val, x_test):
                             x[..., column] = 0.0
-                params = RankerParams(residual_feature=fused, seed=seed, max_epochs=100)
-                ranker = ListwiseRanker.create(len(schema.names), params)
-                history = ranker.fit(x_fit, fit.y, x_val, va.y)
-                test_scores = np.asarray(ranker.score(x_test), dtype=np.float64)
+                epoch, (test_scores,) = fit_and_score(
+                    schema, (x_fit, fit.y), (x_val, va.y), seed, x_test
+                )
                 scores.append(ndcg(test_scores))
-                epochs.append(history["best_epoch"])
+                epochs.append(epoch)
                 if seed == seeds[0]:
-                    per_variant[f"ranker, {variant}"] = per_query(test, run_of(test_scores))
+                    per_variant[f"ranker, {variant}"] = per_query(test, ranked(te, test_scores))
             rows.append(
                 [
                     "ranker",
@@ -189,6 +202,9 @@ def main() -> None:
         ["nearest cosine", "queries", *per_variant],
         table,
     )
+    remembered = {normalise_query(queries[k]) for k in tr.keys + va.keys}
+    repeated = sum(normalise_query(queries[k]) in remembered for k in te.keys)
+    print(f"\n{repeated} of {len(te.keys)} test queries repeat a remembered query's text")
     if args.memory_sweep:
         memory_sweep(args, engine, schema, fits, tr, va, ho, qrels, holdout)
 
@@ -197,17 +213,12 @@ def memory_sweep(args, engine, schema, fits, tr, va, ho, qrels, holdout) -> None
     """Validation and holdout nDCG@10 of the ranker per query-memory setting (seed 0)."""
     from ranker.evaluate import score_run
     from ranker.memory import DEFAULT_K, DEFAULT_TEMPERATURE
-    from ranker.tfr_model import ListwiseRanker, RankerParams
-    from ranker.train import _set_judged_features, rank_lists
+    from ranker.train import _set_judged_features
 
     fit_name, fit = list(fits.items())[-1]
     also = fit if fit is not tr else None
     val_qrels = {q: qrels[q] for q in va.keys}
     ho_qrels = {q: qrels[q] for q in holdout}
-
-    def ndcg(lists, scores, judgments):
-        run = rank_lists(np.where(lists.y >= 0, scores, -np.inf), lists)
-        return score_run(judgments, run)["nDCG@10"]
 
     rows = []
     for k in (10, 20, 50):
@@ -222,17 +233,17 @@ def memory_sweep(args, engine, schema, fits, tr, va, ho, qrels, holdout) -> None
                 memory_k=k,
                 memory_temperature=temperature,
             )
-            params = RankerParams(residual_feature=schema.index("fused"), seed=0, max_epochs=100)
-            ranker = ListwiseRanker.create(len(schema.names), params)
-            history = ranker.fit(fit.x, fit.y, va.x, va.y)
+            epoch, (val_scores, ho_scores) = fit_and_score(
+                schema, (fit.x, fit.y), (va.x, va.y), 0, va.x, ho.x
+            )
             default = " (default)" if (k, temperature) == (DEFAULT_K, DEFAULT_TEMPERATURE) else ""
             rows.append(
                 [
                     f"{k}{default}",
                     temperature,
-                    ndcg(va, np.asarray(ranker.score(va.x), dtype=np.float64), val_qrels),
-                    ndcg(ho, np.asarray(ranker.score(ho.x), dtype=np.float64), ho_qrels),
-                    history["best_epoch"],
+                    score_run(val_qrels, ranked(va, val_scores))["nDCG@10"],
+                    score_run(ho_qrels, ranked(ho, ho_scores))["nDCG@10"],
+                    epoch,
                 ]
             )
     print_table(
