@@ -6,7 +6,7 @@
 Runs on a workspace that ``bench_learned.py`` trained (bench/.work/<collection>). The judged
 train queries are split exactly as ``brainrank train`` splits them (holdout, validation, train)
 and their candidate lists built with the same features and out-of-fold judged features
-(``ranker.train``); then a ranker is fitted per variant and scored on the collection's test
+(``ranker.learning.train``); then a ranker is fitted per variant and scored on the collection's test
 judgments (nDCG@10, the ranker alone: no domain gates), mean over ``--seeds``:
 
 - the min-max fusion the ranker corrects (no learning beyond the encoder);
@@ -51,14 +51,14 @@ def honest_generation(ws, serving: int) -> int | None:
 
 def ranked(lists, scores) -> dict[str, list[str]]:
     """The run of per-slot scores over a list set (padding never ranked)."""
-    from ranker.train import rank_lists
+    from brainrank.ranker.learning.train import rank_lists
 
     return rank_lists(np.where(lists.y >= 0, scores, -np.inf), lists)
 
 
 def fit_and_score(schema, fit, va, seed: int, *score_sets):
     """Fit a ranker (as ``train`` does, without gates) and score each of ``score_sets``."""
-    from ranker.tfr_model import ListwiseRanker, RankerParams
+    from brainrank.ranker.learning.tfr_model import ListwiseRanker, RankerParams
 
     params = RankerParams(residual_feature=schema.index("fused"), seed=seed, max_epochs=100)
     ranker = ListwiseRanker.create(len(schema.names), params)
@@ -77,14 +77,12 @@ def main() -> None:
     ap.add_argument("--memory-sweep", action="store_true")
     args = ap.parse_args()
 
-    from index.workspace import Workspace
-    from ranker.clicks import normalise_query
-    from ranker.config import load_config
-    from ranker.evaluate import per_query, read_qrels, read_queries, score_run
-    from ranker.features import FeatureExtractor, FeatureSchema
-    from ranker.progress import Progress
-    from ranker.search import SearchEngine
-    from ranker.train import (
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.config import load_config
+    from brainrank.ranker.evaluation import per_query, read_qrels, read_queries, score_run
+    from brainrank.ranker.feedback.clicks import normalise_query
+    from brainrank.ranker.learning.features import FeatureExtractor, FeatureSchema
+    from brainrank.ranker.learning.train import (
         TrainOptions,
         _fine_tuned_here,
         _label_items,
@@ -94,6 +92,8 @@ def main() -> None:
         fill_judgment_prior,
         stable_split,
     )
+    from brainrank.ranker.progress import Progress
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     print(f"machine: {machine()}; date: {date.today()}")
     data = dataset_dir(args.datasets, args.collection)
@@ -211,9 +211,9 @@ def main() -> None:
 
 def memory_sweep(args, engine, schema, fits, tr, va, ho, qrels, holdout) -> None:
     """Validation and holdout nDCG@10 of the ranker per query-memory setting (seed 0)."""
-    from ranker.evaluate import score_run
-    from ranker.memory import DEFAULT_K, DEFAULT_TEMPERATURE
-    from ranker.train import _set_judged_features
+    from brainrank.ranker.evaluation import score_run
+    from brainrank.ranker.learning.memory import DEFAULT_K, DEFAULT_TEMPERATURE
+    from brainrank.ranker.learning.train import _set_judged_features
 
     fit_name, fit = list(fits.items())[-1]
     also = fit if fit is not tr else None

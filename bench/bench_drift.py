@@ -49,28 +49,20 @@ class Replay:
     def __init__(self, engine):
         self.engine, self.cache = engine, {}
 
-    def record(self, result, features, names, **_):
-        self.cache[result.query] = (result, features, names)
-
     def warm(self, queries):
-        saved, self.engine.query_log = self.engine.query_log, self
-        try:
-            for q in dict.fromkeys(queries):
-                if q not in self.cache:
-                    self.engine.search(q, k=10)
-        finally:
-            self.engine.query_log = saved
+        for q in dict.fromkeys(queries):
+            if q not in self.cache:
+                self.cache[q] = self.engine.search(q, k=10)
 
     def serve(self, qlog, queries, t0, step, shift=None) -> list[int]:
         self.warm(queries)
         ids = []
         for i, q in enumerate(queries):
-            res, x, names = self.cache[q]
+            res = dataclasses.replace(self.cache[q])
             if shift is not None:
-                x = x.copy()
-                x[:, names.index(shift[0])] += shift[1]
-            res = dataclasses.replace(res, info=dict(res.info))
-            ids.append(qlog.record(res, x, names, time=t0 + i * step))
+                res.features = res.features.copy()
+                res.features[:, res.feature_names.index(shift[0])] += shift[1]
+            ids.append(qlog.record(res, time=t0 + i * step))
         return ids
 
 
@@ -89,13 +81,13 @@ def simulate_clicks(replay, queries, ids, qrels_by_text, times, rng, relevant_p=
 
 
 def setup(args):
-    from index.workspace import Workspace
-    from ranker.config import load_config
-    from ranker.drift import build_reference, training_texts
-    from ranker.evaluate import read_qrels, read_queries
-    from ranker.registry import Registry
-    from ranker.search import SearchEngine
-    from ranker.train import TrainOptions, train
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.config import load_config
+    from brainrank.ranker.evaluation import read_qrels, read_queries
+    from brainrank.ranker.learning.train import TrainOptions, train
+    from brainrank.ranker.monitoring.drift import build_reference, training_texts
+    from brainrank.ranker.registry.registry import Registry
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     src = WORK / "scifact"
     if not (src / "indexes" / "CURRENT").exists():
@@ -111,7 +103,7 @@ def setup(args):
     t = time.perf_counter()
     result = train(cfg, queries, train_qrels, options=TrainOptions(seed=args.seed))
     if not result.promoted:
-        from ranker.promotion import promote
+        from brainrank.ranker.registry.promotion import promote
 
         promote(cfg, result.version)
     train_seconds = time.perf_counter() - t
@@ -138,7 +130,7 @@ def qrels_by_text(queries, qrels):
 
 
 def ndcg(engine, queries, qrels, mode="learned"):
-    from ranker.evaluate import evaluate
+    from brainrank.ranker.evaluation import evaluate
 
     return evaluate(engine, queries, qrels, [mode])[mode]["nDCG@10"]
 
@@ -146,8 +138,8 @@ def ndcg(engine, queries, qrels, mode="learned"):
 def nfcorpus_subset(n_docs: int, seed: int):
     """NFCorpus documents relevant to a random set of test queries (about ``n_docs``), those
     test queries, and train judgments restricted to the chosen documents."""
-    from index.readers import read_documents
-    from ranker.evaluate import read_qrels, read_queries
+    from brainrank.index.readers import read_documents
+    from brainrank.ranker.evaluation import read_qrels, read_queries
 
     data = dataset("nfcorpus-preprocessed")
     queries = read_queries(data / "queries.jsonl")
@@ -183,10 +175,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from ranker.drift import MonitorConfig, monitor
-    from ranker.evaluate import read_qrels, read_queries
-    from ranker.querylog import QueryLog
-    from ranker.retrain import RetrainConfig, retrain
+    from brainrank.ranker.evaluation import read_qrels, read_queries
+    from brainrank.ranker.feedback.querylog import QueryLog
+    from brainrank.ranker.monitoring.drift import MonitorConfig, monitor
+    from brainrank.ranker.monitoring.retrain import RetrainConfig, retrain
 
     print(f"machine: {machine()}; date: {date.today()}")
     t_all = time.perf_counter()
@@ -282,9 +274,9 @@ def main() -> None:
 
     pre_sci = ndcg(engine, sci_queries, sci_test)
     nf_texts = {q: nf_queries[q] for q in nf_test}
-    from index.workspace import Workspace
-    from ranker.encoders import encoder_path_for, serving_manifest
-    from ranker.indexing import update_indexes
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.encoding.loading import encoder_path_for, serving_manifest
+    from brainrank.ranker.retrieval.indexing import update_indexes
 
     ws = Workspace(cfg.workspace)
     t = time.perf_counter()
@@ -297,7 +289,7 @@ def main() -> None:
     )
     ingest_seconds = time.perf_counter() - t
     log(f"{len(nf_docs)} fresh documents ingested in {ingest_seconds:.0f}s")
-    from ranker.search import SearchEngine
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     engine = SearchEngine(cfg, encoder=engine.encoder)
     replay = Replay(engine)
@@ -361,7 +353,7 @@ def main() -> None:
     ]
 
     # A feature-pipeline change: bm25_norm becomes a z-score (the same queries before/after).
-    from ranker import features as feats
+    from brainrank.ranker import features as feats
 
     original = feats.FeatureExtractor.extract
     pre_shift = post_sci

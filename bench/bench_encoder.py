@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ranker.encoder import TextEncoder  # noqa: E402
-from ranker.encoder_fetch import fetch_encoder  # noqa: E402
+from brainrank.ranker.encoding.encoder import TextEncoder  # noqa: E402
+from brainrank.ranker.encoding.fetch import fetch_encoder  # noqa: E402
 
 FILLER = (
     "Hybrid search engines retrieve candidates with a lexical index and a dense vector index, "
@@ -63,7 +63,7 @@ def precision_table(model_dir: Path, sample: list[str], repeats: int) -> None:
     """docs/s at natural lengths (max 256) in float32 and bfloat16, and their agreement."""
     import numpy as np
 
-    from ranker.encoder import bulk_precision
+    from brainrank.ranker.encoding.encoder import bulk_precision
 
     encoder = TextEncoder.load(model_dir, max_length=256)
     vectors, rates = {}, {}
@@ -101,7 +101,7 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from ranker.encoder import configure_tf_threads
+    from brainrank.ranker.encoding.encoder import configure_tf_threads
 
     if args.threads == "encoder":
         configure_tf_threads()

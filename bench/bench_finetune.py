@@ -86,7 +86,7 @@ def dense_run(encoder, docs, queries: dict, qids: list[str], max_passages: int, 
         log(f"  corpus embeddings from cache {cache.name}")
     else:
         if encoder.tokenizer is not None:
-            from ranker.passages import PassageSplitter
+            from brainrank.ranker.retrieval.passages import PassageSplitter
 
             splitter = PassageSplitter(
                 encoder.tokenizer, encoder.max_length, overlap=overlap, max_passages=max_passages
@@ -134,10 +134,10 @@ def main() -> None:
 
     import dataclasses
 
-    from index.bm25 import BM25Index
-    from index.readers import read_documents
-    from ranker.config import load_config
-    from ranker.evaluate import read_qrels, read_queries, score_run
+    from brainrank.index.bm25 import BM25Index
+    from brainrank.index.readers import read_documents
+    from brainrank.ranker.config import load_config
+    from brainrank.ranker.evaluation import read_qrels, read_queries, score_run
 
     cfg = load_config(env={})
     data = dataset_dir(args.datasets, args.collection)
@@ -161,7 +161,7 @@ def main() -> None:
     rows = []
     load_before = os.getloadavg()[0]
     if args.two_tower:
-        from ranker.two_tower import TwoTowerParams, train_two_tower
+        from brainrank.ranker.encoding.two_tower import TwoTowerParams, train_two_tower
 
         tt = TwoTowerParams()
         if args.tt_epochs:
@@ -172,8 +172,12 @@ def main() -> None:
         run, embed, n_vec = dense_run(enc, docs, queries, eval_qids, max_passages, overlap)
         rows.append(["two-tower (from scratch)", train_clock, embed, n_vec, score_run(held, run)])
     else:
-        from ranker.encoder import TextEncoder
-        from ranker.finetune import FinetuneParams, finetune_encoder, mine_bm25_negatives
+        from brainrank.ranker.encoding.encoder import TextEncoder
+        from brainrank.ranker.encoding.finetune import (
+            FinetuneParams,
+            finetune_encoder,
+            mine_bm25_negatives,
+        )
 
         encoder = TextEncoder.load(cfg.encoder.resolved_path(), max_length=cfg.encoder.max_length)
         if args.baseline:

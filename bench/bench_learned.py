@@ -32,11 +32,11 @@ def collection_files(name: str, datasets: Path | None, split: str):
 
 def workspace(name: str, datasets: Path | None):
     """Config for bench/.work/<name>, ingesting the collection when needed."""
-    from index.readers import read_documents
-    from index.workspace import Workspace
-    from ranker.config import load_config
-    from ranker.encoders import encoder_path_for, load_encoder, serving_manifest
-    from ranker.indexing import update_indexes
+    from brainrank.index.readers import read_documents
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.config import load_config
+    from brainrank.ranker.encoding.loading import encoder_path_for, load_encoder, serving_manifest
+    from brainrank.ranker.retrieval.indexing import update_indexes
 
     cfg = load_config(workspace=REPO / "bench" / ".work" / name, env={})
     corpus, _, _ = collection_files(name, datasets, "test")
@@ -55,11 +55,11 @@ def workspace(name: str, datasets: Path | None):
 def evaluate_modes(cfg, name, datasets, model=None, modes=FIXED):
     """Fixed modes on the serving index; the learned model (and, when it brings its own
     fine-tuned encoder, the dense and hybrid modes too) on the index embedded by its encoder."""
-    from index.workspace import Workspace
-    from ranker.evaluate import evaluate, read_qrels, read_queries
-    from ranker.promotion import ensure_generation
-    from ranker.registry import Registry
-    from ranker.search import SearchEngine
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.evaluation import evaluate, read_qrels, read_queries
+    from brainrank.ranker.registry.promotion import ensure_generation
+    from brainrank.ranker.registry.registry import Registry
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     _, queries, qrels = collection_files(name, datasets, "test")
     q, j = read_queries(queries), read_qrels(qrels)
@@ -112,9 +112,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
-    from ranker.evaluate import read_qrels, read_queries
-    from ranker.registry import Registry
-    from ranker.train import TrainOptions, train
+    from brainrank.ranker.evaluation import read_qrels, read_queries
+    from brainrank.ranker.learning.train import TrainOptions, train
+    from brainrank.ranker.registry.registry import Registry
 
     print(f"machine: {machine()}; date: {date.today()}")
     cfg, _ = workspace(args.collection, args.datasets)

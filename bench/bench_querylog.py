@@ -33,9 +33,9 @@ DAY = 86400.0
 
 
 def _writer(path: str, worker: int, n: int, names: tuple[str, ...]) -> None:
-    from index.records import Hit
-    from ranker.querylog import QueryLog
-    from ranker.search import SearchResult
+    from brainrank.index.records import Hit
+    from brainrank.ranker.feedback.querylog import QueryLog
+    from brainrank.ranker.retrieval.search import SearchResult
 
     rng = np.random.default_rng(worker)
     with QueryLog(path) as log:
@@ -47,8 +47,8 @@ def _writer(path: str, worker: int, n: int, names: tuple[str, ...]) -> None:
 
 
 def concurrent_writers(n: int) -> list:
-    from ranker.features import BASE_FEATURES
-    from ranker.querylog import QueryLog
+    from brainrank.ranker.feedback.querylog import QueryLog
+    from brainrank.ranker.learning.features import BASE_FEATURES
 
     folder = WORK / "querylog-writers"
     shutil.rmtree(folder, ignore_errors=True)
@@ -70,11 +70,11 @@ def concurrent_writers(n: int) -> list:
 
 def build_workspace(searches: int, seed: int = 0):
     """A copy of the SciFact workspace and its champion, with a log of ``searches`` rows."""
-    from index.workspace import Workspace
-    from ranker.config import load_config
-    from ranker.drift import Reference
-    from ranker.querylog import QueryLog, normalise_query
-    from ranker.registry import Registry
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.config import load_config
+    from brainrank.ranker.feedback.querylog import QueryLog, normalise_query
+    from brainrank.ranker.monitoring.drift import Reference
+    from brainrank.ranker.registry.registry import Registry
 
     src = WORK / "scifact"
     if not (src / "models" / "CHAMPION").exists():
@@ -196,7 +196,11 @@ def build_workspace(searches: int, seed: int = 0):
                 )
             print(f"  logged {lo + n:,} searches", file=sys.stderr)
         fill = time.perf_counter() - t_fill
-        from ranker.encoders import encoder_path_for, load_encoder, serving_manifest
+        from brainrank.ranker.encoding.loading import (
+            encoder_path_for,
+            load_encoder,
+            serving_manifest,
+        )
 
         encoder = load_encoder(encoder_path_for(cfg, serving_manifest(ws)), cfg.encoder.max_length)
         norm = [normalise_query(t) for t in texts]
@@ -214,12 +218,8 @@ def dataset(name: str) -> Path:
 
 
 MONITOR_CLI = """
-import sys, typer
-sys.path.insert(0, {repo!r})
-from ranker.cli import _Commands
-from ranker.cli_ops import register
-app = typer.Typer(cls=_Commands)
-register(app)
+import sys
+from brainrank.ranker.cli.app import app
 app(sys.argv[1:])
 """
 
@@ -227,7 +227,7 @@ app(sys.argv[1:])
 def time_monitor(cfg, runs: int = 3) -> list[list]:
     """Wall time of `brainrank monitor --json` in a fresh process (imports included)."""
     rows = []
-    script = MONITOR_CLI.format(repo=str(REPO))
+    script = MONITOR_CLI
     for window in ("1d", "7d", "30d"):
         times, payload = [], None
         for _ in range(runs):

@@ -30,12 +30,12 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write results here")
     args = ap.parse_args()
 
-    from index.readers import read_documents
-    from index.workspace import Workspace
-    from ranker.config import load_config
-    from ranker.evaluate import evaluate, read_qrels, read_queries
-    from ranker.indexing import update_indexes
-    from ranker.search import SearchEngine
+    from brainrank.index.readers import read_documents
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.config import load_config
+    from brainrank.ranker.evaluation import evaluate, read_qrels, read_queries
+    from brainrank.ranker.retrieval.indexing import update_indexes
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     data = dataset_dir(args.datasets, args.collection)
     ws_dir = args.workspace or REPO / "bench" / ".work" / args.collection
@@ -49,7 +49,7 @@ def main() -> None:
     read_s = time.perf_counter() - t
 
     def encoder():
-        from ranker.encoder import TextEncoder
+        from brainrank.ranker.encoding.encoder import TextEncoder
 
         return TextEncoder.load(cfg.encoder.resolved_path(), max_length=cfg.encoder.max_length)
 

@@ -52,9 +52,9 @@ def log(message: str) -> None:
 
 def prepare(work: Path, data: Path, args) -> tuple[object, str, str]:
     """(config of the copy, champion version, GAM version)."""
-    from index.workspace import Workspace
-    from ranker.config import load_config
-    from ranker.registry import Registry
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.config import load_config
+    from brainrank.ranker.registry.registry import Registry
 
     if not (work / "models").exists():
         log(f"copying {args.source} to {work}")
@@ -76,8 +76,8 @@ def prepare(work: Path, data: Path, args) -> tuple[object, str, str]:
 
 def _train(work: Path, data: Path, scorer: str) -> str:
     """``brainrank train --scorer SCORER --no-promote`` on SciFact train; the new version."""
-    from index.workspace import Workspace
-    from ranker.registry import Registry
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.registry.registry import Registry
 
     log(f"training a {scorer.upper()} (brainrank train --scorer {scorer} --no-promote)")
     t0 = time.perf_counter()
@@ -91,7 +91,7 @@ def _train(work: Path, data: Path, scorer: str) -> str:
 
 
 def _brainrank(*args: str) -> None:
-    run = [sys.executable, "-c", "from ranker.cli import main; main()", *args]
+    run = [sys.executable, "-c", "from brainrank.ranker.cli.app import main; main()", *args]
     subprocess.run(run, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -101,11 +101,11 @@ def _scorer(version) -> str:
 
 def _traffic(cfg, champion: str, data: Path, args) -> None:
     """The champion's monitoring reference and a day of logged test queries (once per copy)."""
-    from ranker.drift import Reference, build_reference, training_texts
-    from ranker.evaluate import read_qrels, read_queries
-    from ranker.querylog import QueryLog
-    from ranker.registry import Registry
-    from ranker.search import SearchEngine
+    from brainrank.ranker.evaluation import read_qrels, read_queries
+    from brainrank.ranker.feedback.querylog import QueryLog
+    from brainrank.ranker.monitoring.drift import Reference, build_reference, training_texts
+    from brainrank.ranker.registry.registry import Registry
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     models = Path(cfg.workspace) / "models"
     queries = read_queries(data / "queries.jsonl")
@@ -125,30 +125,19 @@ def _traffic(cfg, champion: str, data: Path, args) -> None:
     texts = test[: args.traffic]
     log(f"logging {len(texts)} test queries over the last day")
     now = time.time()
+    step = 86400 / (len(texts) + 1)  # evenly spaced over the past day
     with QueryLog.open(cfg.workspace) as qlog:
-        engine.query_log = _AtTimes(qlog, now - 86400, 86400 / (len(texts) + 1))
-        for text in texts:
-            engine.search(text, k=10)
+        for i, text in enumerate(texts, start=1):
+            qlog.record(engine.search(text, k=10), time=now - 86400 + i * step)
     engine.close()
-
-
-class _AtTimes:
-    """Logs each search through the real hook, at evenly spaced times of a past day."""
-
-    def __init__(self, qlog, t0: float, step: float):
-        self.qlog, self.t, self.step = qlog, t0, step
-
-    def record(self, result, features, names, **_):
-        self.t += self.step
-        return self.qlog.record(result, features, names, time=self.t)
 
 
 # ----- (a) page loads ---------------------------------------------------------------------------
 
 
 def page_views(cfg, champion: str, gam: str, data: Path) -> list[tuple[str, dict]]:
-    from ranker.evaluate import read_qrels, read_queries
-    from ranker.search import SearchEngine
+    from brainrank.ranker.evaluation import read_qrels, read_queries
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     queries = read_queries(data / "queries.jsonl")
     qid = next(iter(read_qrels(data / "qrels/test.tsv")))
@@ -208,9 +197,9 @@ def bench_explain(cfg, champion: str, gam: str, data: Path, n_queries: int) -> l
     permutation SHAP for the DNN, the closed form for the GAM), and the GAM sampled too."""
     import numpy as np
 
-    from ranker.evaluate import read_qrels, read_queries
-    from ranker.explain import candidate_features, explain, gam_subscores
-    from ranker.search import SearchEngine
+    from brainrank.ranker.evaluation import read_qrels, read_queries
+    from brainrank.ranker.learning.explain import candidate_features, explain, gam_subscores
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     queries = read_queries(data / "queries.jsonl")
     texts = [queries[q] for q in read_qrels(data / "qrels/test.tsv") if q in queries]

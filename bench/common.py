@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 def dataset_dir(datasets: Path | None, name: str) -> Path:
     """The named collection under the datasets setting; exits with a clear reason if absent."""
-    from ranker.config import load_config
+    from brainrank.ranker.config import load_config
 
     root = datasets or load_config().datasets
     path = Path(root) / name

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
-# `streamlit run debugger_ui/app.py` puts debugger_ui/ on sys.path, not the repository root.
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import streamlit as st  # noqa: E402
 
-from debugger_ui import state  # noqa: E402
-from debugger_ui.loaders import Context  # noqa: E402
-from debugger_ui.settings import parse_args  # noqa: E402
-from debugger_ui.views import compare, health, models, search, why_not  # noqa: E402
-from index.errors import BrainrankError  # noqa: E402
+from brainrank.debugger_ui import state  # noqa: E402
+from brainrank.debugger_ui.loaders import Context  # noqa: E402
+from brainrank.debugger_ui.views import compare, health, models, search, why_not  # noqa: E402
+from brainrank.index.errors import BrainrankError  # noqa: E402
+from brainrank.ranker.cli.ui_settings import parse_args  # noqa: E402
 
 VIEWS = {
     "search": search.render,

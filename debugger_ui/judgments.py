@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ranker.evaluate import Qrels, per_query
+from brainrank.ranker.evaluation import Qrels, per_query
 
 METRIC = "nDCG@10"
 RUN_DEPTH = 100
@@ -42,7 +42,7 @@ class JudgedSet:
         )
 
     def ndcg10(self, qid: str, ranked: list[str]) -> float:
-        """nDCG@10 of one ranked list of doc ids, by ``ranker.evaluate.per_query``."""
+        """nDCG@10 of one ranked list of doc ids, by ``ranker.evaluation.per_query``."""
         return per_query({qid: self.qrels[qid]}, {qid: ranked}, METRIC)[qid]
 
     def __len__(self) -> int:

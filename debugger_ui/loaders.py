@@ -4,32 +4,29 @@ The search engine (index, encoder, loaded models) is a ``st.cache_resource`` key
 workspace and the index generation serving now, so a promotion that switches the index or a new
 ingest gets a fresh engine on the next run. Rankings and explanations are ``st.cache_data``
 keyed by query, mode and an explicit model version (never "the champion", which moves), so a
-cached entry can never go stale. A ranking keeps the feature rows the search path hands its
-query-log hook, so the Search page can log what it shows without ranking again. Monitor
+cached entry can never go stale. A ranking carries the feature rows and query vector the search
+computed, so the Search page can log what it shows without ranking again. Monitor
 reports depend on the clock and on traffic, so they live ``MONITOR_TTL`` seconds. All
 computation is ``ranker``'s; this module only calls it.
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import streamlit as st
 
-from debugger_ui.judgments import JudgedSet, ndcg10_per_query
-from debugger_ui.settings import Settings
-from index.errors import BrainrankError
-from index.workspace import Workspace
-from ranker.config import Config, load_config
+from brainrank.debugger_ui.judgments import JudgedSet, ndcg10_per_query
+from brainrank.index.errors import BrainrankError
+from brainrank.index.workspace import Workspace
+from brainrank.ranker.cli.ui_settings import Settings
+from brainrank.ranker.config import Config, load_config
 
 # Rank every candidate, so any candidate's final rank is known (the UI shows the top k).
 FULL_DEPTH = 1000
 FIXED_MODES = ("hybrid", "bm25", "dense", "hybrid-rrf", "hybrid-minmax")
-# One engine serves every browser session; TensorFlow and SQLite calls take turns.
-_LOCK = threading.RLock()
 # Seconds a monitor report is reused (the Health page says when it was computed).
 MONITOR_TTL = 60
 
@@ -88,7 +85,7 @@ class Context:
 
     @cached_property
     def registry(self):
-        from ranker.registry import Registry
+        from brainrank.ranker.registry.registry import Registry
 
         return Registry(self.workspace.models_dir)
 
@@ -127,14 +124,14 @@ class Context:
 
     @property
     def has_query_log(self) -> bool:
-        from ranker.querylog import QueryLog
+        from brainrank.ranker.feedback.querylog import QueryLog
 
         return QueryLog.exists(self.workspace.root)
 
     # ----- cached computations ------------------------------------------------------------
 
     def monitor(self, window: str, refresh: int = 0):
-        """``ranker.drift.monitor`` over ``window`` ending now (a ``MonitorReport``).
+        """``ranker.monitoring.drift.monitor`` over ``window`` ending now (a ``MonitorReport``).
 
         Cached for ``MONITOR_TTL`` seconds: new traffic shows up within that time (keying on
         the log's size would recompute on every load of a busy deployment). A new champion,
@@ -155,7 +152,7 @@ class Context:
 
     def retrain_history(self) -> list[dict]:
         """The retrain reports in the registry (``models/retrain/``), oldest first."""
-        from ranker.retrain import REPORTS_DIR
+        from brainrank.ranker.monitoring.retrain import REPORTS_DIR
 
         folder = self.workspace.models_dir / REPORTS_DIR
         files = sorted(folder.glob("*.json")) if folder.is_dir() else []
@@ -163,11 +160,7 @@ class Context:
         return _retrain_history(str(self.workspace.models_dir), signature)
 
     def ranking(self, query: str, ranking: Ranking):
-        """SearchResult of every candidate for ``query`` (top first)."""
-        return self.served(query, ranking).result
-
-    def served(self, query: str, ranking: Ranking) -> Served:
-        """The ranking of ``query`` with the feature rows the search path handed its log hook."""
+        """SearchResult of every candidate for ``query`` (top first), with its features."""
         return _ranking(self.engine, self.key, self.generation, query, ranking.mode, ranking.model)
 
     def log_search(self, query: str, ranking: Ranking, k: int) -> str:
@@ -177,13 +170,8 @@ class Context:
         (once per distinct query, ranking and k of a browser session); the Compare and
         "why not" pages never log, so their replays do not reach the monitors.
         """
-        served = self.served(query, ranking)
-        result = served.result
-        top = replace(result, hits=result.hits[:k], info=dict(result.info))
-        rows = served.features[: len(top.hits)] if served.features is not None else None
-        with _LOCK:
-            log = _query_log(str(self.workspace.root))
-            return str(log.record(top, rows, served.names, **(served.vector or {})))
+        top = self.ranking(query, ranking).top(k)
+        return str(_query_log(str(self.workspace.root)).record(top))
 
     def explained(self, query: str, model: str, doc_ids: tuple[str, ...]):
         """(CandidateFeatures, Explanation of ``doc_ids``, GAM sub-scores or None)."""
@@ -191,8 +179,7 @@ class Context:
 
     def documents(self, doc_ids: list[str]) -> dict:
         """Documents by id from the store (ids not in it are left out)."""
-        with _LOCK:
-            return self.engine.store.get(doc_ids)
+        return self.engine.store.get(doc_ids)
 
     def why_not(self, query: str, model: str, target: str, above: str):
         """(feature rows of target and above [2, F], WhyNot)."""
@@ -226,7 +213,7 @@ def _mtime(path) -> float:
 
 @st.cache_resource(show_spinner="Opening the index…", max_entries=4)
 def _engine(workspace: str, config: Path | None, generation: int):
-    from ranker.search import SearchEngine
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     # The encoder loads on the first dense, hybrid or learned search (BM25 never needs it).
     return SearchEngine(load_config(config, workspace=Path(workspace)), generation=generation)
@@ -234,96 +221,68 @@ def _engine(workspace: str, config: Path | None, generation: int):
 
 @st.cache_data(show_spinner="Reading judgments…", max_entries=8)
 def _judged(queries: str, qrels: str, _m1: float, _m2: float) -> JudgedSet:
-    from ranker.evaluate import read_qrels, read_queries
+    from brainrank.ranker.evaluation import read_qrels, read_queries
 
     return JudgedSet(read_queries(queries), read_qrels(qrels))
 
 
-@dataclass
-class Served:
-    """A ranking and the feature rows of its hits, as ``SearchEngine`` hands its query log."""
-
-    result: object  # ranker.search.SearchResult
-    features: object = None  # float32 [hits, features] in the learned mode, else None
-    names: tuple[str, ...] | None = None
-    vector: dict | None = None  # query_vector and encoder fingerprint, for the query monitors
-
-    def record(self, result, features, feature_names, *, query_vector=None, encoder=None, **_):
-        # The engine's query-log hook: keep what a log would be given, log nothing yet.
-        self.result, self.features = result, features
-        self.vector = {"query_vector": query_vector, "encoder": encoder}
-        self.names = tuple(feature_names) if feature_names is not None else None
-
-
 @st.cache_data(show_spinner="Ranking…", max_entries=256)
 def _ranking(_engine, key: str, generation: int, query: str, mode: str, model: str | None):
-    served = Served(None)
-    with _LOCK:
-        saved, _engine.query_log = _engine.query_log, served
-        try:
-            result = _engine.search(query, k=FULL_DEPTH, mode=mode, model=model)
-        finally:
-            _engine.query_log = saved
-    served.result = result
-    return served
+    return _engine.search(query, k=FULL_DEPTH, mode=mode, model=model)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _query_log(root: str):
     """The workspace's query log, opened once for the UI's searches (SQLite, WAL)."""
-    from ranker.querylog import QueryLog
+    from brainrank.ranker.feedback.querylog import QueryLog
 
     return QueryLog.open(root, source="ui")
 
 
 @st.cache_data(show_spinner="Explaining (SHAP)…", max_entries=128)
 def _explained(_engine, key: str, generation: int, query: str, model: str, doc_ids: tuple):
-    from ranker.explain import candidate_features, explain, gam_subscores
+    from brainrank.ranker.learning.explain import candidate_features, explain, gam_subscores
 
-    with _LOCK:
-        features = candidate_features(_engine, query, model)
-        learned, _ = _engine.model(model)
-        x = features.rows(list(doc_ids))
-        # auto: a GAM's SHAP values in closed form (exact, and far cheaper than sampling).
-        explanation = explain(learned, x, background=features.features, method="auto")
-        sub = gam_subscores(learned, x) if learned.ranker.params.scorer == "gam" else None
+    features = candidate_features(_engine, query, model)
+    learned, _ = _engine.model(model)
+    x = features.rows(list(doc_ids))
+    # auto: a GAM's SHAP values in closed form (exact, and far cheaper than sampling).
+    explanation = explain(learned, x, background=features.features, method="auto")
+    sub = gam_subscores(learned, x) if learned.ranker.params.scorer == "gam" else None
     return features, explanation, sub
 
 
 @st.cache_data(show_spinner="Explaining (SHAP)…", max_entries=128)
 def _why_not(_engine, key: str, generation: int, query: str, model: str, target: str, above: str):
-    from ranker.explain import candidate_features, why_not
+    from brainrank.ranker.learning.explain import candidate_features, why_not
 
-    with _LOCK:
-        features = candidate_features(_engine, query, model)
-        learned, _ = _engine.model(model)
-        rows = features.rows([target, above])
-        return rows, why_not(learned, rows[0], rows[1], features.features)
+    features = candidate_features(_engine, query, model)
+    learned, _ = _engine.model(model)
+    rows = features.rows([target, above])
+    return rows, why_not(learned, rows[0], rows[1], features.features)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def _standing(_engine, key, generation, query, doc_id, spec: str, _result):
-    from ranker.explain import standing
+    from brainrank.ranker.learning.explain import standing
 
-    with _LOCK:
-        return standing(_engine, query, doc_id, _result)
+    return standing(_engine, query, doc_id, _result)
 
 
 @st.cache_data(show_spinner="Ranking every judged query…", max_entries=32)
 def _per_query(_engine, key, generation, _judged, judged_key: str, mode: str, model: str | None):
-    with _LOCK:
-        return ndcg10_per_query(_engine, _judged, mode, model)
+    return ndcg10_per_query(_engine, _judged, mode, model)
 
 
 @st.cache_data(show_spinner="Running the monitors…", ttl=MONITOR_TTL, max_entries=16)
 def _monitor(_cfg, _mcfg, key, window, mcfg_key, champion, generation, has_log, refresh):
-    from ranker.drift import monitor
+    from brainrank.ranker.monitoring.drift import monitor
 
     return monitor(_cfg, _mcfg, window=window)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _retrain_history(models_dir: str, signature: tuple) -> list[dict]:
-    from ranker.retrain import history
+    from brainrank.ranker.monitoring.retrain import history
 
     return history(Path(models_dir))

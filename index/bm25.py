@@ -8,23 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import bm25s
 import numpy as np
 import Stemmer
 
-from index.errors import BrainrankError
-
-
-@dataclass(frozen=True)
-class BM25Params:
-    k1: float = 1.5
-    b: float = 0.75
-    method: str = "lucene"
-    stemmer: str = "english"
-    stopwords: str = "en"
+from brainrank.index.errors import BrainrankError
+from brainrank.index.params import BM25Params
 
 
 class BM25Index:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from index.errors import InputError
-from index.records import Document
+from brainrank.index.errors import InputError
+from brainrank.index.records import Document
 
 ID_KEYS = ("_id", "id", "doc_id")
 TEXT_KEYS = ("text", "body", "contents")
@@ -81,37 +81,83 @@ def read_documents(
     # CSV cells are all strings, so there numbers and epoch times are parsed from text.
     typed = fmt != "csv"
     report = ReadReport(files=[file])
-    first_seen: dict[str, int] = {}
-    pending = 0
     try:
-        for unit, number, item in reader(file):
-            pending += 1
-            if progress is not None and pending >= _PROGRESS_EVERY:
-                progress(pending)
-                pending = 0
-            try:
-                if isinstance(item, _BadRecord):
-                    raise item
-                doc = _to_document(item, numeric_fields, typed=typed)
-                if doc.doc_id in first_seen:
-                    seen = first_seen[doc.doc_id]
-                    raise _BadRecord(f'duplicate id "{doc.doc_id}" (first seen on {unit} {seen})')
-            except _BadRecord as err:
-                message = f"{file.name} {unit} {number}: {err}"
-                if not skip_bad:
-                    raise InputError(message) from None
-                report.skipped.append(message)
-                continue
-            first_seen[doc.doc_id] = number
-            report.documents.append(doc)
+        _collect(reader(file), file.name, report, skip_bad, numeric_fields, typed, progress)
     except OSError as err:
         raise InputError(f"cannot read {file}: {err.strerror or err}") from None
-    if progress is not None and pending:
-        progress(pending)
     if not report.documents:
         note = f" ({len(report.skipped)} bad records skipped)" if report.skipped else ""
         raise InputError(f"no documents in {file}{note}")
     return report
+
+
+def read_records(
+    records: Iterable[Mapping[str, Any] | Document],
+    *,
+    skip_bad: bool = False,
+    numeric_fields: Sequence[str] | None = None,
+) -> ReadReport:
+    """Validate in-memory records (dicts as in a JSONL file, or ``Document``) like a file.
+
+    Errors name the record's position ("record 3"); an empty input is an error.
+    """
+    items = (
+        (
+            "record",
+            n,
+            r
+            if isinstance(r, Mapping | Document)
+            else _BadRecord(f"expected a dict or Document, found {_describe(r)}"),
+        )
+        for n, r in enumerate(records, start=1)
+    )
+    report = ReadReport(files=[])
+    _collect(items, "input", report, skip_bad, numeric_fields, True, None)
+    if not report.documents:
+        note = f" ({len(report.skipped)} bad records skipped)" if report.skipped else ""
+        raise InputError(f"no documents given{note}")
+    return report
+
+
+def _collect(items, where, report, skip_bad, numeric_fields, typed, progress) -> None:
+    """Validate ``(unit, number, item)`` items into ``report``; duplicates are bad records."""
+    first_seen: dict[str, int] = {}
+    pending = 0
+    for unit, number, item in items:
+        pending += 1
+        if progress is not None and pending >= _PROGRESS_EVERY:
+            progress(pending)
+            pending = 0
+        try:
+            if isinstance(item, _BadRecord):
+                raise item
+            if isinstance(item, Document):
+                doc = _to_document(_as_record(item), numeric_fields, typed=True)
+            else:
+                doc = _to_document(dict(item), numeric_fields, typed=typed)
+            if doc.doc_id in first_seen:
+                seen = first_seen[doc.doc_id]
+                raise _BadRecord(f'duplicate id "{doc.doc_id}" (first seen on {unit} {seen})')
+        except _BadRecord as err:
+            message = f"{where} {unit} {number}: {err}"
+            if not skip_bad:
+                raise InputError(message) from None
+            report.skipped.append(message)
+            continue
+        first_seen[doc.doc_id] = number
+        report.documents.append(doc)
+    if progress is not None and pending:
+        progress(pending)
+
+
+def _as_record(doc: Document) -> dict[str, Any]:
+    return {
+        "id": doc.doc_id,
+        "title": doc.title,
+        "text": doc.text,
+        "timestamp": doc.timestamp,
+        **doc.fields,
+    }
 
 
 def _decoded_lines(file: Path) -> Iterator[tuple[int, str, str | None]]:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from index.errors import BrainrankError, InputError
-from index.records import Document
+from brainrank.index.errors import BrainrankError, InputError
+from brainrank.index.records import Document
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (

@@ -11,47 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from index.errors import BrainrankError, IndexMismatchError
-
-KINDS = ("auto", "flat", "hnsw", "ivf")
-
-
-@dataclass(frozen=True)
-class VectorParams:
-    kind: str = "auto"  # auto: exact below ``exact_below`` vectors, ``approximate`` above
-    exact_below: int = 50_000
-    approximate: str = "hnsw"
-    hnsw_m: int = 32
-    hnsw_ef_construction: int = 100
-    hnsw_ef_search: int = 64
-    ivf_nprobe: int = 16
-    use_gpu: bool = True  # only when faiss-gpu is installed and a GPU is visible
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"vector index kind {self.kind!r} is not one of {', '.join(KINDS)}")
-        if self.approximate not in ("hnsw", "ivf"):
-            raise ValueError(f"approximate index {self.approximate!r} must be 'hnsw' or 'ivf'")
-
-    def resolve_kind(self, n: int) -> str:
-        if self.kind != "auto":
-            return self.kind
-        return "flat" if n < self.exact_below else self.approximate
-
-
-@dataclass(frozen=True)
-class EncoderInfo:
-    """What produced the vectors: the encoder's name, weight fingerprint and dimension."""
-
-    name: str
-    fingerprint: str
-    dim: int
+from brainrank.index.errors import BrainrankError, IndexMismatchError
+from brainrank.index.params import EncoderInfo, VectorParams
 
 
 class VectorIndex:

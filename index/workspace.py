@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from index.atomic import write_text_atomic
-from index.errors import BrainrankError
-from index.store import DocumentStore
+from brainrank.index.atomic import write_text_atomic
+from brainrank.index.errors import BrainrankError
+from brainrank.index.store import DocumentStore
 
 _GEN = re.compile(r"^gen-(\d{6})$")
 

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from index.bm25 import BM25Params
-from index.errors import BrainrankError
-from index.vectors import VectorParams
+from brainrank.index.errors import BrainrankError
+from brainrank.index.params import BM25Params, VectorParams
 
-# [encoder] bulk_precision values (ranker.encoder.bulk_precision).
+# [encoder] bulk_precision values (ranker.encoding.encoder.bulk_precision).
 PRECISIONS = ("auto", "float32", "bfloat16")
 DEFAULT_WORKSPACE = Path("brainrank-data")
 _REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +57,7 @@ class EncoderConfig:
     bulk_precision: str = "auto"
 
     def resolved_path(self) -> Path:
-        from ranker.encoder_fetch import DEFAULT_ENCODER_NAME
+        from brainrank.ranker.encoding.fetch import DEFAULT_ENCODER_NAME
 
         return self.path if self.path is not None else self.cache_dir / DEFAULT_ENCODER_NAME
 
@@ -107,7 +106,7 @@ def parse_schedule(expr: str, timezone: str = "UTC", where: str = "schedule"):
 
 @dataclass(frozen=True)
 class MonitorConfig:
-    """The [monitor] table: the live window and each drift monitor's alarm (``ranker.drift``)."""
+    """The [monitor] table: the live window and each drift alarm (``monitoring.drift``)."""
 
     window: str = "7d"  # live window ending now
     k: int = 10  # hits per search in the reference; CTR@k
@@ -139,7 +138,7 @@ class MonitorConfig:
 
 @dataclass(frozen=True)
 class RetrainConfig:
-    """The [retrain] table: judgments, clicks and promotion margins (``ranker.retrain``)."""
+    """The [retrain] table: judgments, clicks and promotion margins (``monitoring.retrain``)."""
 
     queries: Path | None = None  # judged queries (JSONL or TSV)
     qrels: Path | None = None  # their judgments (TREC or BEIR TSV)

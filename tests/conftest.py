@@ -15,7 +15,7 @@ DATA = REPO / "data"
 
 def datasets_dir() -> Path:
     """The shared collections (BRAINRANK_DATASETS or ../shared/datasets)."""
-    from ranker.config import load_config
+    from brainrank.ranker.config import load_config
 
     return load_config().datasets
 
@@ -29,9 +29,9 @@ def require_collection(name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def encoder():
-    from ranker.config import load_config
-    from ranker.encoder import TextEncoder
-    from ranker.encoder_fetch import fetch_encoder
+    from brainrank.ranker.config import load_config
+    from brainrank.ranker.encoding.encoder import TextEncoder
+    from brainrank.ranker.encoding.fetch import fetch_encoder
 
     cfg = load_config(env={})
     path = fetch_encoder(cfg.encoder.cache_dir)
@@ -40,7 +40,7 @@ def encoder():
 
 @pytest.fixture(scope="session")
 def sample_docs():
-    from index.readers import read_documents
+    from brainrank.index.readers import read_documents
 
     return read_documents(DATA / "docs.jsonl").documents
 
@@ -48,7 +48,7 @@ def sample_docs():
 def make_config(workspace: Path, **retrieval):
     import dataclasses
 
-    from ranker.config import load_config
+    from brainrank.ranker.config import load_config
 
     cfg = load_config(workspace=workspace, env={})
     if retrieval:
@@ -57,8 +57,8 @@ def make_config(workspace: Path, **retrieval):
 
 
 def ingest(cfg, encoder, docs=(), delete=(), rebuild=False):
-    from index.workspace import Workspace
-    from ranker.indexing import update_indexes
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.retrieval.indexing import update_indexes
 
     return update_indexes(
         Workspace(cfg.workspace),
@@ -80,7 +80,7 @@ def sample_config(tmp_path_factory, encoder, sample_docs):
 
 @pytest.fixture(scope="session")
 def engine(sample_config, encoder):
-    from ranker.search import SearchEngine
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     return SearchEngine(sample_config, encoder=encoder)
 
@@ -88,8 +88,8 @@ def engine(sample_config, encoder):
 @pytest.fixture(scope="session")
 def trained_config(tmp_path_factory, encoder, sample_docs):
     """A sample workspace with a champion trained on the train judgments and the click log."""
-    from ranker.evaluate import read_qrels, read_queries
-    from ranker.train import TrainOptions, train
+    from brainrank.ranker.evaluation import read_qrels, read_queries
+    from brainrank.ranker.learning.train import TrainOptions, train
 
     cfg = make_config(tmp_path_factory.mktemp("trained") / "ws")
     ingest(cfg, encoder, sample_docs)
@@ -101,7 +101,7 @@ def trained_config(tmp_path_factory, encoder, sample_docs):
         options=TrainOptions(max_epochs=15),
     )
     if not result.promoted:
-        from ranker.promotion import promote
+        from brainrank.ranker.registry.promotion import promote
 
         promote(cfg, result.version)
     return cfg

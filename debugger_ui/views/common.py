@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from debugger_ui import state
-from debugger_ui.loaders import Context, Ranking
-from index.errors import BrainrankError
+from brainrank.debugger_ui import state
+from brainrank.debugger_ui.loaders import Context, Ranking
+from brainrank.index.errors import BrainrankError
 
 NO_MODEL_HINT = (
     "No learned model yet, so only the fixed modes are offered. Train one with "

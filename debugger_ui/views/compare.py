@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from debugger_ui import state
-from debugger_ui.loaders import Context, Ranking
-from debugger_ui.overlap import deltas, jaccard, rank_moves, rbo
-from debugger_ui.views.common import NO_MODEL_HINT, hint_on_error, pick_ranking, title_of
+from brainrank.debugger_ui import state
+from brainrank.debugger_ui.loaders import Context, Ranking
+from brainrank.debugger_ui.overlap import deltas, jaccard, rank_moves, rbo
+from brainrank.debugger_ui.views.common import NO_MODEL_HINT, hint_on_error, pick_ranking, title_of
 
 RBO_P = 0.9
 

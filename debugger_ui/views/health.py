@@ -1,4 +1,5 @@
-"""Health: is the champion still fit for its traffic and corpus? ``ranker.drift``'s monitors.
+"""Health: is the champion still fit for its traffic and corpus? The drift monitors'
+verdict.
 
 Everything shown comes from one ``MonitorReport`` (the numbers of ``brainrank monitor --json``)
 and the retrain reports in the registry; this page only lays them out.
@@ -11,10 +12,10 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from debugger_ui import state
-from debugger_ui.loaders import MONITOR_TTL, Context
-from debugger_ui.views.common import hint_on_error
-from debugger_ui.views.health_tables import (
+from brainrank.debugger_ui import state
+from brainrank.debugger_ui.loaders import MONITOR_TTL, Context
+from brainrank.debugger_ui.views.common import hint_on_error
+from brainrank.debugger_ui.views.health_tables import (
     bars,
     baseline_frame,
     duration,
@@ -24,7 +25,7 @@ from debugger_ui.views.health_tables import (
     queries_frame,
     summary_frame,
 )
-from debugger_ui.views.models import age
+from brainrank.debugger_ui.views.models import age
 
 WINDOWS = ("1d", "7d", "30d")
 _REFRESH = "health_refresh"

@@ -1,6 +1,6 @@
 """Tables and charts of the Health page, from a ``MonitorReport``'s numbers and retrain reports.
 
-Display only: every number is ``ranker.drift``'s or ``ranker.retrain``'s; these functions
+Display only: every number comes from ``ranker.monitoring``; these functions
 label, order and reshape them.
 """
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from debugger_ui import state
-from debugger_ui.loaders import Context
-from index.errors import BrainrankError
+from brainrank.debugger_ui import state
+from brainrank.debugger_ui.loaders import Context
+from brainrank.index.errors import BrainrankError
 
 _PENDING = "models_pending_action"
 _FLASH = "models_flash"
@@ -161,7 +161,7 @@ def _cancel() -> None:
 
 
 def _run(ctx: Context, action: str, version: str) -> str:
-    from ranker.promotion import promote, rollback
+    from brainrank.ranker.registry.promotion import promote, rollback
 
     if action == "promote":
         mv = promote(ctx.cfg, version)

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from debugger_ui import state
-from debugger_ui.loaders import Context, Ranking
-from debugger_ui.views.common import (
+from brainrank.debugger_ui import state
+from brainrank.debugger_ui.loaders import Context, Ranking
+from brainrank.debugger_ui.views.common import (
     NO_MODEL_HINT,
     contribution_chart,
     features_frame,
@@ -19,7 +19,7 @@ from debugger_ui.views.common import (
     snippet,
     title_of,
 )
-from index.errors import BrainrankError
+from brainrank.index.errors import BrainrankError
 
 MAX_K = 50
 # The last view this browser session logged: (workspace, query, ranking, k, impression id).
@@ -52,7 +52,7 @@ def _results(ctx: Context, query: str, ranking: Ranking, k: int) -> None:
         f"candidates · ranked in {result.latency_ms:.0f} ms"
         + (f" · logged as impression {impression}" if impression else "")
     )
-    if ranking.mode == "learned" and not result.info.get("in_domain", 1.0):
+    if ranking.mode == "learned" and result.in_domain is False:
         st.warning(
             "This query is outside the model's training domain, so it was ranked by the "
             "min-max fusion (the model's attributions below explain a score that was not served)."

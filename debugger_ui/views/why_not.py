@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from debugger_ui import state
-from debugger_ui.loaders import Context, Ranking
-from debugger_ui.views.common import (
+from brainrank.debugger_ui import state
+from brainrank.debugger_ui.loaders import Context, Ranking
+from brainrank.debugger_ui.views.common import (
     NO_MODEL_HINT,
     contribution_chart,
     hint_on_error,

@@ -29,10 +29,10 @@ def add_gam_version(cfg) -> str:
     Its sub-scores are arbitrary but exact, which is all the pages need; training one for
     real would cost the suite half a minute.
     """
-    from index.workspace import Workspace
-    from ranker.learned import RANKER_DIR
-    from ranker.registry import Registry
-    from ranker.tfr_model import ListwiseRanker, RankerParams
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.learning.learned import RANKER_DIR
+    from brainrank.ranker.learning.tfr_model import ListwiseRanker, RankerParams
+    from brainrank.ranker.registry.registry import Registry
 
     registry = Registry(Workspace(cfg.workspace).models_dir)
     champion = registry.champion()
@@ -67,26 +67,20 @@ def log_traffic(cfg, encoder, texts, t0: float, step: float, shift=None) -> None
     """
     import dataclasses
 
-    from ranker.querylog import QueryLog
-    from ranker.search import SearchEngine
+    from brainrank.ranker.feedback.querylog import QueryLog
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     served = {}
-
-    class Keep:
-        def record(self, result, features, names, **_):
-            served[result.query] = (result, features, names)
-
-    engine = SearchEngine(cfg, encoder=encoder, query_log=Keep())
+    engine = SearchEngine(cfg, encoder=encoder)
     with QueryLog.open(cfg.workspace) as log:
         for i, text in enumerate(texts):
             if text not in served:
-                engine.search(text, k=10)
-            result, x, names = served[text]
+                served[text] = engine.search(text, k=10)
+            result = dataclasses.replace(served[text])
             if shift is not None:
-                x = x.copy()
-                x[:, names.index(shift[0])] += shift[1]
-            result = dataclasses.replace(result, info=dict(result.info))
-            log.record(result, x, names, time=t0 + i * step)
+                result.features = result.features.copy()
+                result.features[:, result.feature_names.index(shift[0])] += shift[1]
+            log.record(result, time=t0 + i * step)
     engine.close()
 
 
@@ -99,11 +93,11 @@ def health_config(trained_config, encoder, tmp_path_factory):
 
     import numpy as np
 
-    from index.workspace import Workspace
-    from ranker.drift import training_texts
-    from ranker.evaluate import read_qrels, read_queries
-    from ranker.registry import Registry
-    from ranker.retrain import RetrainConfig, retrain
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.evaluation import read_qrels, read_queries
+    from brainrank.ranker.monitoring.drift import training_texts
+    from brainrank.ranker.monitoring.retrain import RetrainConfig, retrain
+    from brainrank.ranker.registry.registry import Registry
 
     cfg = copy_workspace(trained_config, tmp_path_factory.mktemp("health") / "ws")
     shutil.rmtree(cfg.workspace / "logs", ignore_errors=True)
@@ -122,7 +116,7 @@ def health_config(trained_config, encoder, tmp_path_factory):
 @pytest.fixture(scope="session")
 def ui_engine(ui_config, encoder):
     """The oracle: the same workspace served by ranker's own SearchEngine."""
-    from ranker.search import SearchEngine
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     return SearchEngine(ui_config, encoder=encoder)
 

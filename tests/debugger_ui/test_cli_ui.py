@@ -7,20 +7,17 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from debugger_ui.settings import Settings, parse_args
-from ranker.cli_ui import APP, streamlit_command
+from brainrank.ranker.cli.ui import APP, streamlit_command
+from brainrank.ranker.cli.ui_settings import Settings, parse_args
 from tests.debugger_ui.conftest import QRELS, QUERIES
 
 runner = CliRunner()
 
 
 def cli():
-    """ranker.cli's app with the ui command (registered here until cli.py does it)."""
-    from ranker.cli import app
-    from ranker.cli_ui import register
+    """The ``brainrank`` app."""
+    from brainrank.ranker.cli.app import app
 
-    if not any((c.name or c.callback.__name__) == "ui" for c in app.registered_commands):
-        register(app)
     return app
 
 

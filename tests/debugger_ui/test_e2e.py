@@ -16,12 +16,9 @@ from tests.debugger_ui.conftest import QRELS, QUERIES
 # Share of dark pixels: a blank Streamlit page has ~0, one showing only the form ~0.007,
 # the results table 0.02-0.03.
 INK = 0.012
-# `brainrank ui`, whether or not ranker/cli.py registers the command yet.
+# `brainrank ui` through the console script's entry point.
 LAUNCHER = """
-from ranker.cli import app
-from ranker.cli_ui import register
-if not any((c.name or c.callback.__name__) == "ui" for c in app.registered_commands):
-    register(app)
+from brainrank.ranker.cli.app import app
 app(prog_name="brainrank")
 """
 

@@ -1,4 +1,4 @@
-"""Recognising judged queries and their nDCG@10 (through ranker.evaluate)."""
+"""Recognising judged queries and their nDCG@10 (through ranker.evaluation)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from debugger_ui.judgments import JudgedSet, normalise
+from brainrank.debugger_ui.judgments import JudgedSet, normalise
 
 
 def test_a_typed_query_is_found_whatever_its_case_and_spacing():

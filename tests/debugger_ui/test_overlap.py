@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from debugger_ui.overlap import deltas, jaccard, rank_moves, rbo
+from brainrank.debugger_ui.overlap import deltas, jaccard, rank_moves, rbo
 
 
 def test_jaccard():

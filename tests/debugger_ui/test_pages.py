@@ -9,7 +9,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from ranker.evaluate import per_query, read_qrels
+from brainrank.ranker.evaluation import per_query, read_qrels
 from tests.debugger_ui.conftest import QRELS, copy_workspace, frame_with, metric, url
 
 QUERY = "money back"  # judged as q02 in the train judgments
@@ -131,8 +131,8 @@ def test_why_not_a_document_that_was_no_candidate(launch, ui_config, ui_engine):
 
 
 def test_compare_one_query_and_the_judged_set(launch, ui_config, ui_engine):
-    from debugger_ui.overlap import jaccard, rbo
-    from ranker.evaluate import read_queries
+    from brainrank.debugger_ui.overlap import jaccard, rbo
+    from brainrank.ranker.evaluation import read_queries
     from tests.debugger_ui.conftest import QUERIES
 
     at = launch(ui_config, page="compare", q=QUERY, a="hybrid", b="learned:v0001")
@@ -184,8 +184,8 @@ def test_compare_one_query_and_the_judged_set(launch, ui_config, ui_engine):
 
 
 def test_models_promote_and_roll_back_need_confirmation(launch, ui_config, tmp_path):
-    from index.workspace import Workspace
-    from ranker.registry import Registry
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.registry.registry import Registry
 
     cfg = copy_workspace(ui_config, tmp_path / "ws")
     registry = Registry(Workspace(cfg.workspace).models_dir)
@@ -219,8 +219,8 @@ def test_models_promote_and_roll_back_need_confirmation(launch, ui_config, tmp_p
 
 
 def test_health_shows_model_age_and_training_date(launch, ui_config):
-    from index.workspace import Workspace
-    from ranker.registry import Registry
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.registry.registry import Registry
 
     at = launch(ui_config, page="health")
     champion = Registry(Workspace(ui_config.workspace).models_dir).champion()
@@ -232,8 +232,8 @@ def test_health_shows_model_age_and_training_date(launch, ui_config):
 
 
 def test_health_shows_the_verdict_feature_drift_and_retrain_history(launch, health_config):
-    from ranker.drift import MonitorConfig, monitor
-    from ranker.retrain import history
+    from brainrank.ranker.monitoring.drift import MonitorConfig, monitor
+    from brainrank.ranker.monitoring.retrain import history
 
     at = launch(health_config, page="health", window="1d")
     expected = monitor(health_config, MonitorConfig(), window="1d")  # the CLI's numbers

@@ -4,7 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from index.bm25 import BM25Index, BM25Params
+from brainrank.index.bm25 import BM25Index
+from brainrank.index.params import BM25Params
 
 TEXTS = [
     "Automotive components store: brake pads and spark plugs",
@@ -71,7 +72,7 @@ def test_save_load_identical(tmp_path):
 def test_corrupt_index_names_the_fix(tmp_path):
     import pytest
 
-    from index.errors import BrainrankError
+    from brainrank.index.errors import BrainrankError
 
     index = BM25Index.build(TEXTS)
     index.save(tmp_path / "bm25")

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from index.errors import InputError
-from index.readers import RESERVED, ReadReport, detect_format, read_documents
-from index.records import Document
+from brainrank.index.errors import InputError
+from brainrank.index.readers import RESERVED, ReadReport, detect_format, read_documents
+from brainrank.index.records import Document
 
 DATASETS = Path(
     os.environ.get(

@@ -2,9 +2,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from index.errors import InputError
-from index.records import Document
-from index.store import DocumentStore
+from brainrank.index.errors import InputError
+from brainrank.index.records import Document
+from brainrank.index.store import DocumentStore
 
 
 def doc(i, text="some text", **kw):
@@ -77,7 +77,7 @@ def test_iter_documents_keeps_requested_order(tmp_path):
 
 
 def test_corrupt_store_is_reported(tmp_path):
-    from index.errors import BrainrankError
+    from brainrank.index.errors import BrainrankError
 
     path = tmp_path / "docs.sqlite"
     path.write_bytes(b"this is not a database" * 100)

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from index.errors import IndexMismatchError
-from index.vectors import EncoderInfo, VectorIndex, VectorParams
+from brainrank.index.errors import IndexMismatchError
+from brainrank.index.params import EncoderInfo, VectorParams
+from brainrank.index.vectors import VectorIndex
 
 ENC = EncoderInfo("test-encoder", "sha256:0123456789abcdef", 32)
 
@@ -77,7 +78,7 @@ def test_refuses_wrong_dimension():
 
 
 def test_corrupt_file_is_reported(tmp_path):
-    from index.errors import BrainrankError
+    from brainrank.index.errors import BrainrankError
 
     VectorIndex.build(embedding_like(50), ENC).save(tmp_path / "v")
     (tmp_path / "v" / "vectors.faiss").write_bytes(b"garbage")

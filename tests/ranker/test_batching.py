@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ranker.batching import encode_batched, pad
+from brainrank.ranker.encoding.batching import encode_batched, pad
 
 
 def tokenize(texts):

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from ranker.cli import app
+from brainrank.ranker.cli.app import app
 from tests.conftest import DATA
 
 runner = CliRunner()
@@ -28,8 +28,10 @@ def test_search_json(sample_config):
     res = run("search", "car parts for sale", "-k", 3, "--json", "-w", sample_config.workspace)
     assert res.exit_code == 0, res.output
     payload = json.loads(res.stdout.strip().splitlines()[-1])
-    assert payload["mode"] == "hybrid" and len(payload["results"]) == 3
-    assert {"rank", "doc_id", "title", "score", "signals"} <= set(payload["results"][0])
+    assert set(payload) == {"query", "mode", "model", "took_ms", "impression_id", "hits"}
+    assert payload["mode"] == "hybrid" and len(payload["hits"]) == 3
+    assert set(payload["hits"][0]) == {"rank", "id", "title", "score", "signals"}
+    assert payload["impression_id"].isdigit()  # the CLI logs what it serves
 
 
 def test_search_table(sample_config):
@@ -98,11 +100,11 @@ def test_ingest_search_delete_cycle(tmp_path, encoder):
     assert res.exit_code == 0, res.output
     assert "3 added" in res.output
     res = run("search", "refund", "--json", "-w", ws, "--mode", "bm25")
-    assert json.loads(res.stdout.splitlines()[-1])["results"][0]["doc_id"] == "x2"
+    assert json.loads(res.stdout.splitlines()[-1])["hits"][0]["id"] == "x2"
     res = run("ingest", "--delete", "x2", "-w", ws)
     assert res.exit_code == 0 and "1 deleted" in res.output
     res = run("search", "refund", "--json", "-w", ws, "--mode", "bm25")
-    assert json.loads(res.stdout.splitlines()[-1])["results"] == []
+    assert json.loads(res.stdout.splitlines()[-1])["hits"] == []
 
 
 def test_ingest_bad_file_names_line_and_keeps_store(tmp_path, encoder):
@@ -117,7 +119,7 @@ def test_ingest_bad_file_names_line_and_keeps_store(tmp_path, encoder):
     res = run("ingest", bad, "--skip-bad", "-w", ws)
     assert res.exit_code == 0 and "1 skipped" in res.output
     res = run("search", "first document", "--json", "--mode", "bm25", "-w", ws)
-    assert json.loads(res.stdout.splitlines()[-1])["results"][0]["doc_id"] == "a"
+    assert json.loads(res.stdout.splitlines()[-1])["hits"][0]["id"] == "a"
 
 
 def test_ingest_needs_path_or_delete(tmp_path):
@@ -136,7 +138,7 @@ def test_models_list_show_and_learned_search(trained_config):
     res = run("search", "gift card", "--json", "-k", 3, "-w", ws)
     payload = json.loads(res.stdout.strip().splitlines()[-1])
     assert payload["mode"] == "learned" and payload["model"] == "v0001"
-    assert payload["in_domain"] in (0.0, 1.0) and len(payload["results"]) == 3
+    assert len(payload["hits"]) == 3
 
 
 def test_models_errors_are_one_line(trained_config, tmp_path):

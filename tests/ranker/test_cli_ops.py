@@ -6,17 +6,13 @@ import json
 import shutil
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from ranker.cli import _Commands
-from ranker.cli_ops import register
-from ranker.querylog import QueryLog
+from brainrank.ranker.cli.app import app
+from brainrank.ranker.feedback.querylog import QueryLog
 from tests.conftest import DATA
 
 runner = CliRunner()
-app = typer.Typer(cls=_Commands, no_args_is_help=True, pretty_exceptions_enable=False)
-register(app)
 
 
 def run(*args):
@@ -83,7 +79,7 @@ def test_bad_input_is_one_line_and_exit_1(ws, args, message):
 def test_bad_ops_config_is_exit_1(ws):
     (ws / "brainrank.toml").write_text('[schedule]\nretrain = "nightly"\n')
     res = run("schedule", "-w", ws)
-    # (ranker.cli prints errors as Rich markup, which swallows "[schedule]" for now)
+    # (ranker.cli.app prints errors as Rich markup, which swallows "[schedule]" for now)
     assert res.exit_code == 1 and "retrain 'nightly' is not a crontab" in res.output
 
 

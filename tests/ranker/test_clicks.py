@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
-from index.errors import InputError
-from ranker.clicks import (
+from brainrank.index.errors import InputError
+from brainrank.ranker.feedback.clicks import (
     DEFAULT_PRIOR_STRENGTH,
     Impression,
     click_stats,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from index.errors import BrainrankError
-from ranker.config import (
+from brainrank.index.errors import BrainrankError
+from brainrank.ranker.config import (
     Config,
     MonitorConfig,
     OpsConfig,

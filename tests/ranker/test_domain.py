@@ -1,6 +1,6 @@
 import numpy as np
 
-from ranker.domain import SUMMARY, DomainGate
+from brainrank.ranker.learning.gates import SUMMARY, DomainGate
 
 
 def test_gate_accepts_training_like_lists_and_names_what_is_out_of_range():
@@ -26,7 +26,7 @@ def unit(x):
 
 
 def test_query_gate_calibrated_on_validation_queries(tmp_path):
-    from ranker.domain import QueryGate
+    from brainrank.ranker.learning.gates import QueryGate
 
     rng = np.random.default_rng(2)
     topic = rng.normal(size=32)

@@ -15,10 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from index.records import Document
-from ranker.config import MonitorConfig, parse_duration
-from ranker.drift import Reference, build_reference, monitor, training_texts
-from ranker.drift_stats import (
+from brainrank.index.records import Document
+from brainrank.ranker.config import MonitorConfig, parse_duration
+from brainrank.ranker.feedback.querylog import QueryLog
+from brainrank.ranker.learning.features import BASE_FEATURES
+from brainrank.ranker.monitoring.drift import Reference, build_reference, monitor, training_texts
+from brainrank.ranker.monitoring.stats import (
     baseline_histogram,
     feature_drift,
     js_divergence,
@@ -26,8 +28,6 @@ from ranker.drift_stats import (
     psi,
     query_term_drift,
 )
-from ranker.features import BASE_FEATURES
-from ranker.querylog import QueryLog
 from tests.conftest import DATA, ingest, make_config
 
 DAY = 86400.0
@@ -142,23 +142,15 @@ class Replay:
     def __init__(self, engine):
         self.engine, self.cache = engine, {}
 
-    def record(self, result, features, names, **_):
-        self.cache[result.query] = (result, features, names)
-
     def serve(self, log, queries, t0, step=60.0, shift=None):
-        saved, self.engine.query_log = self.engine.query_log, self
-        try:
-            for i, q in enumerate(queries):
-                if q not in self.cache:
-                    self.engine.search(q, k=10)
-                res, x, names = self.cache[q]
-                if shift is not None and x is not None:
-                    x = x.copy()
-                    x[:, names.index(shift[0])] += shift[1]
-                res = dataclasses.replace(res, info=dict(res.info))
-                log.record(res, x, names, time=t0 + i * step)
-        finally:
-            self.engine.query_log = saved
+        for i, q in enumerate(queries):
+            if q not in self.cache:
+                self.cache[q] = self.engine.search(q, k=10)
+            res = dataclasses.replace(self.cache[q])
+            if shift is not None and res.features is not None:
+                res.features = res.features.copy()
+                res.features[:, res.feature_names.index(shift[0])] += shift[1]
+            log.record(res, time=t0 + i * step)
 
 
 def copy_workspace(trained_config, target):
@@ -169,9 +161,9 @@ def copy_workspace(trained_config, target):
 @pytest.fixture(scope="module")
 def sim(trained_config, encoder, tmp_path_factory):
     """A copy of the trained sample workspace with its monitoring reference and a replayer."""
-    from ranker.evaluate import read_qrels, read_queries
-    from ranker.registry import Registry
-    from ranker.search import SearchEngine
+    from brainrank.ranker.evaluation import read_qrels, read_queries
+    from brainrank.ranker.registry.registry import Registry
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     cfg = copy_workspace(trained_config, tmp_path_factory.mktemp("drift") / "ws")
     engine = SearchEngine(cfg, encoder=encoder)

@@ -11,9 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.errors import BrainrankError
-from ranker.encoder import TextEncoder, bulk_precision, cpu_has_bf16_units, resolve_precision
-from ranker.encoder_fetch import ENCODER_SHA256, fetch_encoder
+from brainrank.index.errors import BrainrankError
+from brainrank.ranker.encoding.encoder import (
+    TextEncoder,
+    bulk_precision,
+    cpu_has_bf16_units,
+    resolve_precision,
+)
+from brainrank.ranker.encoding.fetch import ENCODER_SHA256, fetch_encoder
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
 CACHE_DIR = Path.home() / ".cache" / "brainrank" / "encoders"

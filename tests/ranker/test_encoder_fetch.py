@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from index.errors import BrainrankError
-from ranker import encoder_fetch
-from ranker.encoder_fetch import DEFAULT_ENCODER_NAME, fetch_encoder, verify_encoder_dir
+from brainrank.index.errors import BrainrankError
+from brainrank.ranker import encoder_fetch
+from brainrank.ranker.encoding.fetch import DEFAULT_ENCODER_NAME, fetch_encoder, verify_encoder_dir
 
 CACHE_DIR = Path.home() / ".cache" / "brainrank" / "encoders"
 

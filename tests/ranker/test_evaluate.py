@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from index.errors import InputError
-from ranker.evaluate import evaluate, per_query, read_qrels, read_queries, score_run
+from brainrank.index.errors import InputError
+from brainrank.ranker.evaluation import evaluate, per_query, read_qrels, read_queries, score_run
 from tests.conftest import DATA
 
 

@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("shap", reason="explanations need the ui extra: pip install -e .[ui]")
 
-from index.errors import InputError
-from ranker.explain import (
+from brainrank.index.errors import InputError
+from brainrank.ranker.learning.explain import (
     candidate_features,
     explain,
     gam_shap,
@@ -19,13 +19,13 @@ from ranker.explain import (
     subsample,
     why_not,
 )
-from ranker.features import FeatureSchema
-from ranker.learned import LearnedModel
+from brainrank.ranker.learning.features import FeatureSchema
+from brainrank.ranker.learning.learned import LearnedModel
 
 
 def tiny_model(n_features: int, scorer: str, seed: int = 0) -> LearnedModel:
     """An untrained ranker over synthetic features: random but fixed weights are enough here."""
-    from ranker.tfr_model import ListwiseRanker, RankerParams
+    from brainrank.ranker.learning.tfr_model import ListwiseRanker, RankerParams
 
     params = RankerParams(scorer=scorer, hidden=(16, 8), dropout=0.0, max_epochs=0, seed=seed)
     ranker = ListwiseRanker.create(n_features, params)
@@ -145,13 +145,13 @@ def test_bad_inputs_name_the_problem(dnn, gam, data):
 
 
 def test_twenty_results_explain_quickly_and_match_the_served_scores(trained_config, encoder):
-    from ranker.search import SearchEngine
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     engine = SearchEngine(trained_config, encoder=encoder)
     query = "money back if I change my mind"
     result = engine.search(query, k=20, mode="learned")
     features = candidate_features(engine, query)
-    assert features.in_domain and features.model_version == result.info["model"]
+    assert features.in_domain and features.model_version == result.model
     model, _ = engine.model()
     x = features.rows([h.doc_id for h in result.hits])
     explain(model, x[:2], features.features)  # trace the scorer once
@@ -168,7 +168,7 @@ def test_twenty_results_explain_quickly_and_match_the_served_scores(trained_conf
 
 
 def test_standing_agrees_with_the_search_engine(trained_config, encoder):
-    from ranker.search import SearchEngine
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     engine = SearchEngine(trained_config, encoder=encoder)
     query = "money back"

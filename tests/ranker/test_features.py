@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from index.errors import IndexMismatchError
-from index.records import Document
-from ranker.features import BASE_FEATURES, FeatureExtractor, FeatureSchema
-from ranker.search import SearchEngine
+from brainrank.index.errors import IndexMismatchError
+from brainrank.index.records import Document
+from brainrank.ranker.learning.features import BASE_FEATURES, FeatureExtractor, FeatureSchema
+from brainrank.ranker.retrieval.search import SearchEngine
 from tests.conftest import ingest, make_config
 
 DOCS = [
@@ -135,7 +135,7 @@ def test_judged_doc_feature_follows_the_prior_and_ignores_foreign_content(tiny):
 
 
 def test_judged_similar_feature_follows_the_nearest_remembered_query(tiny):
-    from ranker.memory import QueryMemory
+    from brainrank.ranker.learning.memory import QueryMemory
 
     engine, fx = tiny
     gen = engine.generation

@@ -8,18 +8,23 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from index.bm25 import BM25Index
-from index.errors import BrainrankError
-from index.records import Document
-from ranker.encoder import TextEncoder
-from ranker.finetune import (
+from brainrank.index.bm25 import BM25Index
+from brainrank.index.errors import BrainrankError
+from brainrank.index.records import Document
+from brainrank.ranker.encoding.encoder import TextEncoder
+from brainrank.ranker.encoding.finetune import (
     FinetuneParams,
     contrastive_loss,
     finetune_encoder,
     mine_bm25_negatives,
     plan_batches,
 )
-from ranker.two_tower import TwoTowerEncoder, TwoTowerParams, load_encoder, train_two_tower
+from brainrank.ranker.encoding.two_tower import (
+    TwoTowerEncoder,
+    TwoTowerParams,
+    load_encoder,
+    train_two_tower,
+)
 
 # Arbitrary associations the pretrained encoder cannot know: a code name and the document it
 # stands for. Separate distractors serve as the hard negatives.
@@ -69,8 +74,8 @@ def margins(encoder) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def minilm_dir():
-    from ranker.config import load_config
-    from ranker.encoder_fetch import fetch_encoder
+    from brainrank.ranker.config import load_config
+    from brainrank.ranker.encoding.fetch import fetch_encoder
 
     return fetch_encoder(load_config(env={}).encoder.cache_dir)
 

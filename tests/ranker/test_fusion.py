@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ranker.fusion import minmax, minmax_normalise, order, rrf
+from brainrank.ranker.retrieval.fusion import minmax, minmax_normalise, order, rrf
 
 
 def test_rrf_arithmetic():

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from index.errors import InputError
-from index.records import Document
-from index.workspace import Workspace
-from ranker.search import SearchEngine
+from brainrank.index.errors import InputError
+from brainrank.index.records import Document
+from brainrank.index.workspace import Workspace
+from brainrank.ranker.retrieval.search import SearchEngine
 from tests.conftest import REPO, ingest, make_config
 
 
@@ -109,11 +109,11 @@ def test_reindex_builds_a_new_generation_with_same_results(tmp_path, encoder, sm
 KILL_SCRIPT = """
 import json, os, sys, time
 sys.path.insert(0, {repo!r})
-from index.readers import read_documents
-from index.workspace import Workspace
-from ranker.config import load_config
-from ranker.encoder import TextEncoder
-from ranker.indexing import update_indexes
+from brainrank.index.readers import read_documents
+from brainrank.index.workspace import Workspace
+from brainrank.ranker.config import load_config
+from brainrank.ranker.encoding.encoder import TextEncoder
+from brainrank.ranker.retrieval.indexing import update_indexes
 
 cfg = load_config(workspace={ws!r}, env={{}})
 real = TextEncoder.load(cfg.encoder.resolved_path())
@@ -181,7 +181,7 @@ def test_crash_between_commit_and_pointer_swap_is_recovered(tmp_path, encoder, s
 
 
 def test_second_writer_is_refused(tmp_path, encoder, small):
-    from index.errors import BrainrankError
+    from brainrank.index.errors import BrainrankError
 
     cfg = make_config(tmp_path / "ws")
     ws = Workspace(cfg.workspace)
@@ -190,7 +190,7 @@ def test_second_writer_is_refused(tmp_path, encoder, small):
 
 
 def test_deleting_everything_leaves_an_empty_searchable_error(tmp_path, encoder, small):
-    from index.errors import BrainrankError
+    from brainrank.index.errors import BrainrankError
 
     cfg = make_config(tmp_path / "ws")
     ingest(cfg, encoder, small[:2])

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ranker.logfields import normalise_query, parse_epoch_seconds, parse_time
+from brainrank.ranker.feedback.fields import normalise_query, parse_epoch_seconds, parse_time
 
 T0 = datetime(2026, 10, 3, 14, 22, 5, tzinfo=UTC)
 

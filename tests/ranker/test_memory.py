@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from index.errors import BrainrankError, IndexMismatchError
-from ranker.memory import QueryMemory
+from brainrank.index.errors import BrainrankError, IndexMismatchError
+from brainrank.ranker.learning.memory import QueryMemory
 
 
 def unit(*v):

@@ -1,5 +1,5 @@
-from index.records import Document
-from ranker.passages import PassageSplitter
+from brainrank.index.records import Document
+from brainrank.ranker.retrieval.passages import PassageSplitter
 from tests.conftest import ingest, make_config
 
 FILLER = " ".join(
@@ -36,7 +36,7 @@ def test_dense_search_finds_text_beyond_the_first_window(tmp_path, encoder, samp
     long_doc = Document("long", "Warehouse notes", body)
     cfg = make_config(tmp_path / "ws")
     ingest(cfg, encoder, [long_doc, *sample_docs[:30]])
-    from ranker.search import SearchEngine
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     engine = SearchEngine(cfg, encoder=encoder)
     assert (

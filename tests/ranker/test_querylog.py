@@ -8,21 +8,25 @@ import multiprocessing as mp
 import numpy as np
 import pytest
 
-from index.errors import InputError
-from index.records import Hit
-from ranker.clicks import read_click_log
-from ranker.querylog import QueryLog
-from ranker.search import SearchResult
+from brainrank.index.errors import InputError
+from brainrank.index.records import Hit
+from brainrank.ranker.feedback.clicks import read_click_log
+from brainrank.ranker.feedback.querylog import QueryLog
+from brainrank.ranker.retrieval.result import SearchResult
 
 NAMES = ("fused", "dense", "coverage")
 
 
-def result(query: str, ids: list[str], mode: str = "learned", model: str | None = "v0001"):
+def result(query: str, ids: list[str], mode: str = "learned", model: str | None = "v0001", **more):
+    """A SearchResult as the search path makes it (``features``, ``query_vector``... in more)."""
     hits = [Hit(d, r, 1.0 / r) for r, d in enumerate(ids, start=1)]
-    info = {"model": model, "in_domain": 1.0} if mode == "learned" else {}
-    res = SearchResult(query, mode, hits, latency_ms=12.5)
-    res.info = info
-    return res
+    learned = mode == "learned"
+    if more.get("features") is not None:
+        more.setdefault("feature_names", NAMES)
+    return SearchResult(
+        query, mode, hits, latency_ms=12.5, model=model if learned else None,
+        in_domain=True if learned else None, **more,
+    )
 
 
 def features(n: int, seed: int = 0) -> np.ndarray:
@@ -33,9 +37,10 @@ def test_record_round_trip(tmp_path):
     with QueryLog(tmp_path / "q.sqlite") as log:
         x = features(3)
         res = result("Brake  Pads", ["d1", "d2", "d3"])
-        sid = log.record(res, x, NAMES, time=1000.0)
+        res.features, res.feature_names = x, NAMES
+        sid = log.record(res, time=1000.0)
         log.record(result("refund", ["d9"], mode="bm25", model=None), time=1001.0)
-        assert res.info["impression_id"] == str(sid)
+        assert res.impression_id == str(sid)
         sample = log.sample(0, 2000)
     assert sample.total == 2 and len(sample) == 2
     assert sample.queries.tolist() == ["brake pads", "refund"]
@@ -49,13 +54,13 @@ def test_record_round_trip(tmp_path):
 def test_record_checks_feature_shape(tmp_path):
     with QueryLog(tmp_path / "q.sqlite") as log:
         with pytest.raises(ValueError, match="expected \\(2, 3\\)"):
-            log.record(result("q", ["a", "b"]), features(3), NAMES)
+            log.record(result("q", ["a", "b"], features=features(3)))
 
 
 def test_sample_window_and_cap(tmp_path):
     with QueryLog(tmp_path / "q.sqlite") as log:
         for i in range(300):
-            log.record(result(f"q{i % 7}", ["a", "b"]), features(2, i), NAMES, time=float(i))
+            log.record(result(f"q{i % 7}", ["a", "b"], features=features(2, i)), time=float(i))
         log.record(result("eval query", ["a"]), source="eval", time=150.5)
         assert log.count(100, 200) == 100  # traffic only
         assert log.count(100, 200, sources=("cli", "eval")) == 101
@@ -75,7 +80,7 @@ def _writer(path: str, worker: int, n: int) -> None:
     with QueryLog(path) as log:
         x = features(10, worker)
         for i in range(n):
-            log.record(result(f"w{worker} q{i}", [f"d{j}" for j in range(10)]), x, NAMES)
+            log.record(result(f"w{worker} q{i}", [f"d{j}" for j in range(10)], features=x))
 
 
 def test_two_concurrent_writer_processes_lose_nothing(tmp_path):
@@ -172,7 +177,7 @@ def test_impressions_export_is_a_click_log(tmp_path):
 def test_query_vectors_cache(tmp_path):
     with QueryLog(tmp_path / "q.sqlite") as log:
         v = np.arange(4, dtype=np.float32)
-        log.record(result("Brake pads", ["d1"]), query_vector=v, encoder="enc1")
+        log.record(result("Brake pads", ["d1"], query_vector=v, encoder="enc1"))
         log.store_vectors(["refund"], np.ones((1, 4), np.float32), "enc1")
         got = log.vectors(["brake pads", "refund", "unknown"], "enc1")
         assert log.vectors(["brake pads"], "enc2") == {}
@@ -181,18 +186,14 @@ def test_query_vectors_cache(tmp_path):
 
 
 def test_unknown_source_is_rejected(tmp_path):
-    with pytest.raises(InputError, match="unknown query-log source 'api'"):
-        QueryLog(tmp_path / "q.sqlite", source="api")
+    with pytest.raises(InputError, match="unknown query-log source 'batch'"):
+        QueryLog(tmp_path / "q.sqlite", source="batch")
 
 
 def test_served_searches_cache_their_query_vector_for_the_query_monitor(tmp_path, engine):
     log = QueryLog(tmp_path / "q.sqlite")
-    engine.query_log = log
-    try:
-        engine.search("  Laptop won't  turn on ", k=3, mode="hybrid")
-        engine.search("car parts", k=3, mode="bm25")
-    finally:
-        engine.query_log = None
+    log.record(engine.search("  Laptop won't  turn on ", k=3, mode="hybrid"))
+    log.record(engine.search("car parts", k=3, mode="bm25"))
     fingerprint = engine.generation.vectors.encoder.fingerprint
     with log:
         cached = log.vectors(["laptop won't turn on", "car parts"], fingerprint)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from index.errors import BrainrankError, InputError
-from ranker.registry import Registry
+from brainrank.index.errors import BrainrankError, InputError
+from brainrank.ranker.registry.registry import Registry
 from tests.conftest import REPO
 
 FEATURES = ["bm25", "dense_cosine", "title_match"]
@@ -293,7 +293,7 @@ def test_a_live_draft_is_not_cleaned_by_another_writer(reg):
 def _script(models: Path, body: str) -> str:
     return (
         f"import sys, time\nsys.path.insert(0, {str(REPO)!r})\nfrom pathlib import Path\n"
-        f"from ranker.registry import Registry\n"
+        f"from brainrank.ranker.registry.registry import Registry\n"
         f"from tests.ranker.test_registry import write_model\n"
         f"reg = Registry(Path({str(models)!r}))\n{body}"
     )

@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from index.errors import BrainrankError
-from index.records import Document
-from index.workspace import Workspace
-from ranker.config import MonitorConfig, RetrainConfig
-from ranker.drift import Reference, monitor
-from ranker.querylog import QueryLog
-from ranker.registry import Registry
-from ranker.retrain import history, retrain
+from brainrank.index.errors import BrainrankError
+from brainrank.index.records import Document
+from brainrank.index.workspace import Workspace
+from brainrank.ranker.config import MonitorConfig, RetrainConfig
+from brainrank.ranker.feedback.querylog import QueryLog
+from brainrank.ranker.monitoring.drift import Reference, monitor
+from brainrank.ranker.monitoring.retrain import history, retrain
+from brainrank.ranker.registry.registry import Registry
 from tests.conftest import DATA, ingest, make_config
 
 # The sample holds out only 4 judged queries, where one swapped document moves nDCG@10 by
@@ -43,17 +43,16 @@ def champion(cfg):
 
 def log_clicked_traffic(cfg, encoder):
     """Twenty searches of training queries, each clicked at its first hit."""
-    from ranker.search import SearchEngine
+    from brainrank.ranker.retrieval.search import SearchEngine
 
     queries = [json.loads(line)["text"] for line in (DATA / "queries.jsonl").open()][:20]
     with QueryLog.open(cfg.workspace) as log:
-        engine = SearchEngine(cfg, encoder=encoder, query_log=log)
+        engine = SearchEngine(cfg, encoder=encoder)
         clicks = []
         for q in queries:
             res = engine.search(q, k=10)
-            clicks.append(
-                {"impression_id": res.info["impression_id"], "doc_id": res.hits[0].doc_id}
-            )
+            log.record(res)
+            clicks.append({"impression_id": res.impression_id, "doc_id": res.hits[0].doc_id})
         path = cfg.workspace / "feedback.jsonl"
         now = datetime.now(UTC).isoformat()
         path.write_text("".join(json.dumps({**c, "time": now}) + "\n" for c in clicks))
@@ -113,7 +112,7 @@ def test_two_retrains_are_kept_apart(workspace):
 
 
 def test_a_crash_leaves_the_champion_serving(workspace, monkeypatch):
-    from ranker.tfr_model import ListwiseRanker
+    from brainrank.ranker.learning.tfr_model import ListwiseRanker
 
     def killed(*args, **kwargs):
         raise RuntimeError("killed mid-training")

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from index.errors import BrainrankError
-from ranker.schedule import build_scheduler, guarded
+from brainrank.index.errors import BrainrankError
+from brainrank.ranker.monitoring.schedule import build_scheduler, guarded
 
 
 def test_scheduler_runs_jobs_and_survives_a_failing_one(tmp_path):
@@ -78,8 +78,8 @@ def test_interval_jobs_do_not_overlap(tmp_path):
 def test_default_jobs_run_monitor_and_retrain(trained_config, tmp_path):
     import shutil
 
-    from ranker.config import RetrainConfig
-    from ranker.schedule import default_jobs
+    from brainrank.ranker.config import RetrainConfig
+    from brainrank.ranker.monitoring.schedule import default_jobs
     from tests.conftest import DATA, make_config
 
     shutil.copytree(trained_config.workspace, tmp_path / "ws")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from index.errors import BrainrankError, IndexMismatchError, InputError
-from ranker.fusion import minmax
-from ranker.search import MODES, SearchEngine
+from brainrank.index.errors import BrainrankError, IndexMismatchError, InputError
+from brainrank.ranker.retrieval.fusion import minmax
+from brainrank.ranker.retrieval.search import MODES, SearchEngine
 from tests.conftest import make_config
 
 FIXED_MODES = [m for m in MODES if m != "learned"]
@@ -102,7 +102,7 @@ def test_empty_workspace_is_a_clear_error(tmp_path):
 def test_encoder_that_does_not_match_the_index_is_refused(sample_config, encoder, tmp_path):
     import tensorflow as tf
 
-    from ranker.encoder import TextEncoder
+    from brainrank.ranker.encoding.encoder import TextEncoder
 
     other = TextEncoder.load(encoder.save(tmp_path / "tuned"))
     var = other.keras_model.trainable_variables[0]

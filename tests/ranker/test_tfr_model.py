@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from index.errors import BrainrankError
+from brainrank.index.errors import BrainrankError
 
-tfr_model = pytest.importorskip("ranker.tfr_model")
+tfr_model = pytest.importorskip("ranker.learning.tfr_model")
 ListwiseRanker = tfr_model.ListwiseRanker
 RankerParams = tfr_model.RankerParams
 
@@ -133,7 +133,7 @@ def test_padding_slots_change_neither_scores_nor_loss(name, request, data):
     x_pad = np.concatenate([x, 5 * rng.normal(size=(1, 9, N_FEATURES))], axis=1)
     y_pad = np.concatenate([y, np.full((1, 9), -1.0)], axis=1)
     np.testing.assert_allclose(ranker.score(x_pad)[:, :16], ranker.score(x), atol=1e-6)
-    plain, padded = ranker.evaluate(x, y), ranker.evaluate(x_pad, y_pad)
+    plain, padded = ranker.evaluation(x, y), ranker.evaluation(x_pad, y_pad)
     assert padded["loss"] == pytest.approx(plain["loss"], rel=1e-6)
     assert padded["ndcg10"] == pytest.approx(plain["ndcg10"], abs=1e-6)
 

@@ -1,0 +1,81 @@
+"""``brainrank ingest`` and ``reindex``: documents in, indexes up to date."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from brainrank.index.errors import BrainrankError
+from brainrank.ranker.cli.console import err, progress
+from brainrank.ranker.cli.options import (
+    ConfigOpt,
+    EncoderOpt,
+    WorkspaceOpt,
+    resolve_config,
+)
+
+app = typer.Typer()
+
+
+@app.command()
+def ingest(
+    path: Annotated[
+        Path | None, typer.Argument(help="BEIR directory, JSONL, CSV or Parquet file")
+    ] = None,
+    delete: Annotated[
+        list[str] | None, typer.Option("--delete", help="Document id to remove (repeatable)")
+    ] = None,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad", help="Skip and count malformed records instead of stopping at the first"
+        ),
+    ] = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    encoder: EncoderOpt = None,
+) -> None:
+    """Add or update documents (and delete some) and bring the indexes up to date."""
+    from brainrank.index.readers import read_documents
+    from brainrank.ranker.engine import update_collection
+
+    if path is None and not delete:
+        raise BrainrankError("give a PATH to ingest and/or --delete ID")
+    cfg = resolve_config(workspace, config, encoder)
+    docs, skipped = [], []
+    if path is not None:
+        report = read_documents(path, skip_bad=skip_bad)
+        docs, skipped = report.documents, report.skipped
+        for message in skipped[:20]:
+            err.print(f"[yellow]skipped[/] {escape(str(message))}", highlight=False)
+        if len(skipped) > 20:
+            err.print(f"[yellow]... and {len(skipped) - 20} more skipped records[/]")
+    rep = update_collection(cfg, documents=docs, delete=delete or [], progress=progress())
+    err.print(
+        f"ingested {len(docs)} records into {cfg.workspace}: {rep.added} added, {rep.updated} "
+        f"updated, {rep.unchanged} unchanged, {rep.deleted} deleted, {len(skipped)} skipped; "
+        f"{rep.documents} documents searchable ({rep.embedded} embedded, "
+        f"{rep.reused_embeddings} embeddings reused) in {rep.seconds.get('total', 0):.1f}s",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command()
+def reindex(
+    workspace: WorkspaceOpt = None, config: ConfigOpt = None, encoder: EncoderOpt = None
+) -> None:
+    """Rebuild every index from the document store, re-embedding all documents."""
+    from brainrank.ranker.engine import update_collection
+
+    cfg = resolve_config(workspace, config, encoder)
+    rep = update_collection(cfg, rebuild=True, progress=progress())
+    err.print(
+        f"rebuilt generation {rep.generation}: {rep.documents} documents in "
+        f"{rep.seconds.get('total', 0):.1f}s",
+        highlight=False,
+        markup=False,
+    )

@@ -1,0 +1,112 @@
+"""``brainrank models ...``: the model registry from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from brainrank.ranker.cli.console import err, out, progress
+from brainrank.ranker.cli.options import (
+    ConfigOpt,
+    WorkspaceOpt,
+    existing_workspace,
+    resolve_config,
+)
+
+app = typer.Typer(
+    help="The model registry: list, inspect, promote, roll back, move.", no_args_is_help=True
+)
+
+
+VersionArg = Annotated[str, typer.Argument(help="Version: v7, 7, v0007 or champion")]
+
+
+@app.command("list")
+def models_list(workspace: WorkspaceOpt = None, config: ConfigOpt = None) -> None:
+    """All model versions with their held-out metrics and age."""
+    from brainrank.ranker.cli.render import models_table
+    from brainrank.ranker.registry.registry import Registry
+
+    cfg = resolve_config(workspace, config)
+    registry = Registry(existing_workspace(cfg).models_dir)
+    champion = registry.champion()
+    out.print(models_table(registry.versions(), champion.version if champion else None))
+    for problem in registry.problems:
+        err.print(f"[yellow]warning:[/] {escape(str(problem))}", highlight=False)
+
+
+@app.command("show")
+def models_show(
+    version: VersionArg = "champion", workspace: WorkspaceOpt = None, config: ConfigOpt = None
+) -> None:
+    """Everything recorded about one version (JSON)."""
+    from brainrank.ranker.registry.registry import Registry
+
+    cfg = resolve_config(workspace, config)
+    mv = Registry(existing_workspace(cfg).models_dir).get(version)
+    print(json.dumps(mv.meta, indent=2, default=str))
+
+
+@app.command("promote")
+def models_promote(
+    version: VersionArg, workspace: WorkspaceOpt = None, config: ConfigOpt = None
+) -> None:
+    """Make a version the champion (re-embedding the collection if its encoder differs)."""
+    from brainrank.ranker.registry.promotion import promote
+
+    cfg = resolve_config(workspace, config)
+    mv = promote(cfg, version, progress=progress())
+    err.print(f"{mv.version} is now the champion", highlight=False, markup=False)
+
+
+@app.command("rollback")
+def models_rollback(workspace: WorkspaceOpt = None, config: ConfigOpt = None) -> None:
+    """Return to the previous champion."""
+    from brainrank.ranker.registry.promotion import rollback
+
+    cfg = resolve_config(workspace, config)
+    mv = rollback(cfg, progress=progress())
+    err.print(f"rolled back: {mv.version} is the champion again", highlight=False, markup=False)
+
+
+@app.command("export")
+def models_export(
+    version: VersionArg,
+    archive: Annotated[Path, typer.Argument(help="Archive file (.tar.gz) or folder")],
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write a version (ranker, schema, encoder if fine-tuned) to a .tar.gz archive."""
+    from brainrank.ranker.registry.registry import Registry
+
+    cfg = resolve_config(workspace, config)
+    path = Registry(existing_workspace(cfg).models_dir).export(version, archive)
+    err.print(f"exported to {path}", highlight=False, markup=False)
+
+
+@app.command("import")
+def models_import(
+    archive: Annotated[Path, typer.Argument(help="Archive from `models export`")],
+    promote: Annotated[
+        bool, typer.Option("--promote/--no-promote", help="Make it the champion")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Add an exported model; its encoder's index is built now so it can serve at once."""
+    from brainrank.ranker.registry.promotion import ensure_generation
+    from brainrank.ranker.registry.promotion import promote as promote_version
+    from brainrank.ranker.registry.registry import Registry
+
+    cfg = resolve_config(workspace, config)
+    ws = existing_workspace(cfg)
+    mv = Registry(ws.models_dir).import_archive(archive)
+    ensure_generation(cfg, mv, progress=progress())
+    err.print(f"imported {archive} as {mv.version}", highlight=False, markup=False)
+    if promote:
+        promote_version(cfg, mv.version, progress=progress())
+        err.print(f"{mv.version} is now the champion", highlight=False, markup=False)

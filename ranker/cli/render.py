@@ -1,0 +1,98 @@
+"""Rich tables for people; scripts use ``--json`` instead."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from rich.table import Table
+
+from brainrank.ranker.retrieval.result import SearchResult
+
+
+def results_table(result: SearchResult) -> Table:
+    table = Table(
+        title=f"{result.mode} results for {escape(repr(result.query))} "
+        f"({result.latency_ms:.1f} ms, {result.candidates} candidates)"
+    )
+    table.add_column("rank", justify="right")
+    table.add_column("id")
+    table.add_column("title", max_width=60)
+    table.add_column("score", justify="right")
+    table.add_column("bm25 (rank)", justify="right")
+    table.add_column("dense (rank)", justify="right")
+    for h in result.hits:
+        doc = result.documents[h.doc_id]
+        table.add_row(
+            str(h.rank),
+            escape(h.doc_id),
+            escape(doc.title or doc.text[:60]),
+            f"{h.score:.4f}",
+            _signal(h.signals, "bm25"),
+            _signal(h.signals, "dense"),
+        )
+    if not result.hits:
+        table.caption = "no documents matched"
+    return table
+
+
+def _signal(signals: dict, name: str) -> str:
+    rank = signals.get(f"{name}_rank")
+    return f"{signals.get(name, 0.0):.3f} ({rank if rank else '-'})"
+
+
+def metrics_table(results: dict[str, dict]) -> Table:
+    table = Table(title="Evaluation")
+    table.add_column("mode")
+    for m in ("nDCG@10", "RR@10", "R@100", "AP"):
+        table.add_column(m, justify="right")
+    table.add_column("p50 ms", justify="right")
+    table.add_column("p99 ms", justify="right")
+    table.add_column("queries", justify="right")
+    for mode, r in results.items():
+        table.add_row(
+            mode,
+            *(f"{r[m]:.4f}" for m in ("nDCG@10", "RR@10", "R@100", "AP")),
+            f"{r['latency_ms']['p50']:.1f}",
+            f"{r['latency_ms']['p99']:.1f}",
+            str(r.get("queries", "")),
+        )
+    return table
+
+
+def comparison_table(result) -> Table:
+    """Held-out metrics of the challenger next to the champion and the fixed modes."""
+    table = Table(title=f"Model {result.version} on held-out queries")
+    table.add_column("ranking")
+    for m in ("nDCG@10", "RR@10", "R@100", "AP"):
+        table.add_column(m, justify="right")
+    for name, ms in result.metrics.items():
+        label = f"{name} ({result.version})" if name == "challenger" else name
+        table.add_row(label, *(f"{ms[m]:.4f}" for m in ("nDCG@10", "RR@10", "R@100", "AP")))
+    return table
+
+
+def models_table(versions, champion: str | None) -> Table:
+    from datetime import UTC, datetime
+
+    table = Table(title="Models")
+    for col in ("version", "", "created", "age", "nDCG@10", "vs", "encoder", "train queries"):
+        table.add_column(col)
+    now = datetime.now(UTC)
+    for mv in versions:
+        metrics = mv.metrics or {}
+        mine = metrics.get("challenger", {}).get("nDCG@10")
+        other = metrics.get("champion") or metrics.get("hybrid") or {}
+        age = now - mv.created
+        table.add_row(
+            mv.version,
+            "champion" if mv.version == champion else "",
+            mv.created.strftime("%Y-%m-%d %H:%M"),
+            f"{age.days}d {age.seconds // 3600}h",
+            f"{mine:.4f}" if mine is not None else "-",
+            f"{other.get('nDCG@10', float('nan')):.4f}" if other else "-",
+            ("fine-tuned " if (mv.meta.get("encoder") or {}).get("bundled") else "")
+            + str((mv.meta.get("encoder") or {}).get("name", "?")),
+            str((mv.meta.get("training") or {}).get("train_queries", "-")),
+        )
+    if not versions:
+        table.caption = "no models yet: brainrank train --queries FILE --qrels FILE"
+    return table

@@ -1,0 +1,136 @@
+"""``brainrank ui``: serve the Streamlit ranking debugger (loopback only unless told otherwise)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from brainrank.index.errors import BrainrankError
+from brainrank.ranker.cli.options import ConfigOpt, WorkspaceOpt
+
+# brainrank/ranker/cli/ui.py -> brainrank/debugger_ui/app.py (installed or editable alike)
+APP = Path(__file__).resolve().parents[2] / "debugger_ui" / "app.py"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def streamlit_command(
+    python: str,
+    *,
+    host: str,
+    port: int,
+    workspace: Path | None = None,
+    config: Path | None = None,
+    queries: Path | None = None,
+    qrels: Path | None = None,
+) -> list[str]:
+    """The ``python -m streamlit run`` command line that serves the debugger."""
+    from brainrank.ranker.cli.ui_settings import Settings
+
+    settings = Settings(workspace, config, queries, qrels)
+    return [
+        python,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.headless",
+        "true",
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--",
+        *settings.to_args(),
+    ]
+
+
+app = typer.Typer()
+
+
+@app.command()
+def ui(
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    queries: Annotated[
+        Path | None,
+        typer.Option("--queries", help="Judged queries (JSONL or TSV) for nDCG and Compare"),
+    ] = None,
+    qrels: Annotated[
+        Path | None,
+        typer.Option("--qrels", help="Judgments for --queries (TREC qrels or BEIR TSV)"),
+    ] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to listen on; keep loopback and use SSH port forwarding to reach "
+            "it from another machine",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8501,
+) -> None:
+    """Open the ranking debugger in Streamlit (http://HOST:PORT)."""
+    import importlib.util
+    import sys
+
+    from rich.console import Console
+
+    err = Console(stderr=True, soft_wrap=True)
+    if importlib.util.find_spec("streamlit") is None:
+        raise BrainrankError(
+            "the debugger needs Streamlit, part of the ui extra: pip install -e '.[ui]'"
+        )
+    if (queries is None) != (qrels is None):
+        raise BrainrankError("give --queries and --qrels together (or neither)")
+    for name, path in (("--queries", queries), ("--qrels", qrels), ("--config", config)):
+        if path is not None and not path.is_file():
+            raise BrainrankError(f"{name} {path} does not exist or is not a file")
+    if not 1 <= port <= 65535:
+        raise BrainrankError(f"--port {port} is not a port number (1-65535)")
+    if host not in LOOPBACK:
+        err.print(
+            f"[yellow]warning:[/] listening on {escape(host)}: anyone who can reach this "
+            "address "
+            "can promote and roll back models. Prefer the default 127.0.0.1 with "
+            f"`ssh -L {port}:127.0.0.1:{port} HOST`.",
+            highlight=False,
+        )
+    cmd = streamlit_command(
+        sys.executable,
+        host=host,
+        port=port,
+        workspace=workspace,
+        config=config,
+        queries=queries,
+        qrels=qrels,
+    )
+    shown = "localhost" if host in LOOPBACK else host
+    err.print(
+        f"brainrank debugger on http://{shown}:{port} (Ctrl+C to stop)",
+        highlight=False,
+        markup=False,
+    )
+    code = run_until_stopped(cmd)
+    raise typer.Exit(0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code)
+
+
+def run_until_stopped(cmd: list[str]) -> int:
+    """Run the server; SIGTERM or Ctrl+C stop it too (so stopping `brainrank ui` stops it)."""
+    import subprocess
+
+    proc = subprocess.Popen(cmd)
+    previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+    try:
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:  # the terminal sent SIGINT to the server as well
+                proc.send_signal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

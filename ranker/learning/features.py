@@ -1,0 +1,256 @@
+"""Features of (query, candidate) pairs for the learned ranker, and their schema.
+
+Every feature is per-query normalised or scale-free (cosines, fractions, log ratios), never a
+raw BM25 score whose scale depends on the collection and query length: a model trained on one
+collection has to make sense on another. ``fused`` is the min-max fusion the ranker learns a
+correction on top of.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from brainrank.index.errors import IndexMismatchError
+from brainrank.ranker.learning.memory import QueryMemory
+from brainrank.ranker.retrieval.candidates import Candidates, Generation
+from brainrank.ranker.retrieval.fusion import minmax, minmax_normalise, rrf
+
+SCHEMA_VERSION = 3  # 2: judged_doc; 3: judged_similar
+_BIGRAM_BASE = 1 << 31  # term ids are int32
+BASE_FEATURES = (
+    "fused",  # min-max fusion of BM25 and dense, the base ranking
+    "rrf",  # reciprocal rank fusion, scaled so rank 1 in both lists = 1
+    "bm25_norm",
+    "bm25_z",
+    "bm25_rrank",  # 1 / rank in the keyword list, 0 when absent
+    "bm25_title_norm",
+    "bm25_body_norm",
+    "dense",  # best-passage cosine
+    "dense_norm",
+    "dense_z",
+    "dense_rrank",
+    "dense_gap",  # cosine minus the list's best cosine
+    "coverage",  # share of query terms in the document
+    "coverage_idf",  # the same, idf-weighted
+    "title_coverage",
+    "phrase",  # share of adjacent query term pairs found adjacent in the document
+    "doc_length",  # log1p of indexed terms
+    "age",  # log1p of days older than the list's newest document
+    "has_timestamp",
+    "query_terms",  # log1p of query terms (the same for a whole list)
+    "click_doc",  # log of the document's debiased click-through ratio
+    "click_query_doc",  # log of the (query, document) debiased click-through ratio
+    "click_evidence",  # log1p of the pair's effective examinations
+    "judged_doc",  # log1p of the labels the document earned in training lists (prior)
+    "judged_similar",  # log1p of the labels the most similar judged queries gave it (memory)
+)
+
+# Computed from the model's own training labels (ranker.learning.train): out of fold in training.
+JUDGED_FEATURES = ("judged_doc", "judged_similar")
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """Names and order of the features; saved with every model and checked on load."""
+
+    names: tuple[str, ...]
+    version: int = SCHEMA_VERSION
+    dense_weight: float = 0.6
+    rrf_k: int = 60
+    doc_fields: tuple[str, ...] = ()
+
+    @classmethod
+    def create(cls, *, dense_weight: float, rrf_k: int, doc_fields=()) -> FeatureSchema:
+        extra = []
+        for name in doc_fields:
+            extra += [f"field:{name}", f"field:{name}:missing"]
+        return cls(
+            tuple(BASE_FEATURES) + tuple(extra),
+            SCHEMA_VERSION,
+            dense_weight,
+            rrf_k,
+            tuple(doc_fields),
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureSchema:
+        return cls(
+            names=tuple(data["names"]),
+            version=int(data["version"]),
+            dense_weight=float(data["dense_weight"]),
+            rrf_k=int(data["rrf_k"]),
+            doc_fields=tuple(data.get("doc_fields", ())),
+        )
+
+    def check(self, other: FeatureSchema) -> None:
+        """Raise unless ``other`` produces exactly the features this schema expects."""
+        if other.names != self.names or other.version != self.version:
+            missing = [n for n in self.names if n not in other.names]
+            extra = [n for n in other.names if n not in self.names]
+            raise IndexMismatchError(
+                f"feature schema mismatch: the model expects schema v{self.version} with "
+                f"{len(self.names)} features, the extractor produces v{other.version} with "
+                f"{len(other.names)} (missing: {missing or 'none'}; unexpected: {extra or 'none'})"
+            )
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+
+@dataclass
+class FeatureExtractor:
+    """Computes the feature matrix of one query's candidates from a loaded generation."""
+
+    generation: Generation
+    schema: FeatureSchema
+    clicks: object | None = None  # ranker.feedback.clicks.ClickStats
+    # Judgment prior: document content hash -> summed labels the document earned in training
+    # queries' candidate lists (ranker.learning.train). Keyed by content, so a model imported into
+    # another collection, or a document rewritten since, gets no prior rather than a wrong one.
+    doc_prior: Mapping[str, float] | None = None
+    # Query memory (ranker.learning.memory): judged training queries' vectors and list labels.
+    memory: QueryMemory | None = None
+    _idf_cache: dict = field(default_factory=dict)
+
+    def extract(self, query: str, cand: Candidates) -> np.ndarray:
+        """float32 [n_candidates, n_features] in schema order."""
+        g, s = self.generation, self.schema
+        n = len(cand.positions)
+        cols: dict[str, np.ndarray] = {}
+        w = s.dense_weight
+        cols["fused"] = minmax([cand.bm25, cand.dense], [1 - w, w])
+        cols["rrf"] = rrf(cand.bm25_rank, cand.dense_rank, k=s.rrf_k) * (s.rrf_k + 1) / 2
+        cols["bm25_norm"] = minmax_normalise(cand.bm25)
+        cols["bm25_z"] = _z(cand.bm25)
+        cols["bm25_rrank"] = _recip(cand.bm25_rank)
+        title_terms = g.bm25_title.term_ids(query)
+        body_terms = g.bm25_body.term_ids(query)
+        cols["bm25_title_norm"] = minmax_normalise(
+            g.bm25_title.scores_for_terms(title_terms)[cand.positions]
+        )
+        cols["bm25_body_norm"] = minmax_normalise(
+            g.bm25_body.scores_for_terms(body_terms)[cand.positions]
+        )
+        dense = cand.dense.astype(np.float64)
+        cols["dense"] = dense
+        cols["dense_norm"] = minmax_normalise(dense)
+        cols["dense_z"] = _z(dense)
+        cols["dense_rrank"] = _recip(cand.dense_rank)
+        cols["dense_gap"] = dense - dense.max() if n else dense
+        terms = g.bm25.term_ids(query)
+        unique_terms = list(dict.fromkeys(terms))
+        seqs = g.bm25.sequences(cand.positions)
+        cols["coverage"], cols["coverage_idf"], cols["phrase"] = self._term_features(
+            unique_terms, terms, seqs, n
+        )
+        cols["title_coverage"] = self._title_coverage(g.bm25.tokenize(query), cand.positions, n)
+        cols["doc_length"] = np.log1p(np.array([len(x) for x in seqs], dtype=np.float64))
+        ts = g.doc_meta.get("timestamp", np.full(len(g), np.nan))[cand.positions]
+        has_ts = ~np.isnan(ts)
+        newest = np.nanmax(ts) if has_ts.any() else 0.0
+        cols["age"] = np.where(has_ts, np.log1p(np.maximum(newest - ts, 0) / 86400.0), 0.0)
+        cols["has_timestamp"] = has_ts.astype(np.float64)
+        cols["query_terms"] = np.full(n, np.log1p(len(unique_terms)))
+        cols.update(self._click_features(query, cand.positions, n))
+        cols["judged_doc"] = self._judged(cand.positions, n)
+        cols["judged_similar"] = (
+            self.memory.feature(cand.query_vector, [g.content_hashes[p] for p in cand.positions])
+            if self.memory is not None
+            else np.zeros(n)
+        )
+        for name in s.doc_fields:
+            values = g.doc_meta.get(f"field:{name}", np.full(len(g), np.nan))[cand.positions]
+            missing = np.isnan(values)
+            present = np.where(missing, np.nanmin(values) if (~missing).any() else 0.0, values)
+            cols[f"field:{name}"] = minmax_normalise(present)
+            cols[f"field:{name}:missing"] = missing.astype(np.float64)
+        out = (
+            np.stack([cols[name] for name in s.names], axis=1) if n else np.zeros((0, len(s.names)))
+        )
+        return np.nan_to_num(out.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+    def _term_features(self, unique_terms, terms, seqs, n):
+        if not unique_terms:
+            zeros = np.zeros(n)
+            return zeros, zeros, zeros
+        idf = self.generation.bm25.idf(unique_terms)
+        q = np.array(unique_terms)
+        # One pass over all candidates' terms: present[doc, j] = query term j occurs in doc.
+        present = np.zeros((n, len(q)), dtype=bool)
+        if n:
+            flat = np.concatenate(seqs)
+            owner = np.repeat(np.arange(n), [len(x) for x in seqs])
+            order = np.argsort(q)
+            slot = np.searchsorted(q[order], flat).clip(0, len(q) - 1)
+            hit = q[order][slot] == flat
+            present[owner[hit], order[slot[hit]]] = True
+        coverage = present.mean(axis=1) if n else np.zeros(0)
+        coverage_idf = present @ idf / idf.sum() if idf.sum() > 0 else coverage
+        pairs = [(a, b) for a, b in zip(terms, terms[1:], strict=False) if a != b]
+        if not pairs:
+            return coverage, coverage_idf, np.zeros(n)
+        # Bigrams as single int64 codes, so membership is one vectorised isin per document.
+        wanted = np.array([a * _BIGRAM_BASE + b for a, b in pairs], dtype=np.int64)
+        phrase = np.zeros(n)
+        for i, seq in enumerate(seqs):
+            if len(seq) >= 2:
+                codes = seq[:-1].astype(np.int64) * _BIGRAM_BASE + seq[1:]
+                phrase[i] = np.isin(wanted, codes).mean()
+        return coverage, coverage_idf, phrase
+
+    def _title_coverage(self, query_terms: list[str], positions, n):
+        unique = list(dict.fromkeys(query_terms))
+        if not unique or n == 0:
+            return np.zeros(n)
+        hits = np.zeros(n)
+        for term in unique:
+            tid = self.generation.bm25_title.vocab_id(term)
+            if tid is not None:
+                hits += self.generation.bm25_title.scores_for_terms([tid])[positions] > 0
+        return hits / len(unique)
+
+    def _judged(self, positions, n):
+        if not self.doc_prior or n == 0:
+            return np.zeros(n)
+        hashes = self.generation.content_hashes
+        return np.log1p([self.doc_prior.get(hashes[p], 0.0) for p in positions])
+
+    def _click_features(self, query, positions, n):
+        zeros = np.zeros(n)
+        if self.clicks is None or n == 0:
+            return {"click_doc": zeros, "click_query_doc": zeros, "click_evidence": zeros}
+        ids = [self.generation.doc_ids[p] for p in positions]
+        doc = np.array([self.clicks.doc_ctr(d) for d in ids])
+        pair = np.array([self.clicks.query_doc_ctr(query, d) for d in ids])
+        weight = np.array([self.clicks.query_doc_relevance(query, d)[1] for d in ids])
+        return {
+            "click_doc": np.log(np.maximum(doc, 1e-3)),
+            "click_query_doc": np.log(np.maximum(pair, 1e-3)),
+            "click_evidence": np.log1p(weight),
+        }
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    sd = x.std() if len(x) else 0.0
+    return (x - x.mean()) / sd if sd > 1e-12 else np.zeros_like(x)
+
+
+def _recip(ranks: np.ndarray) -> np.ndarray:
+    r = np.asarray(ranks, dtype=np.float64)
+    return np.where(r > 0, 1.0 / np.maximum(r, 1), 0.0)
+
+
+def check_extractor(generation: Generation, schema: FeatureSchema) -> None:
+    """Fail early when a generation cannot produce a schema's features (e.g. an old index)."""
+    if generation.bm25_title is None or not generation.doc_meta:
+        raise IndexMismatchError(
+            "this index generation lacks the field indexes the learned ranker needs; "
+            "run `brainrank reindex`"
+        )

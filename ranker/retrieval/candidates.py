@@ -1,0 +1,111 @@
+"""Candidate generation: keyword and dense lists, their union, and the signals of each candidate."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from brainrank.index.bm25 import BM25Index
+from brainrank.index.errors import BrainrankError
+from brainrank.index.vectors import VectorIndex
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Columnar signals for one query's candidates (positions into the generation's doc ids).
+
+    A rank of 0 means the document was not in that retriever's list; its score is still the
+    exact one (BM25 over the whole index, cosine against the stored embedding), so fusion and
+    learned features never have to impute a missing value.
+    """
+
+    positions: np.ndarray
+    bm25: np.ndarray
+    bm25_rank: np.ndarray
+    dense: np.ndarray
+    dense_rank: np.ndarray
+    query_vector: np.ndarray | None = None
+
+
+class Generation:
+    """One index generation loaded for serving: doc ids, keyword index and vector index."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        try:
+            self.manifest = json.loads((directory / "manifest.json").read_text())
+            docs = json.loads((directory / "docs.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise BrainrankError(
+                f"index generation {directory} is unreadable ({exc}); run `brainrank reindex`"
+            ) from exc
+        self.doc_ids: list[str] = docs["ids"]
+        self.content_hashes: list[str] = docs["hashes"]
+        self.bm25 = BM25Index.load(directory / "bm25") if self.doc_ids else None
+        self.vectors = VectorIndex.load(directory / "vectors") if self.doc_ids else None
+        self.bm25_title = self.bm25_body = None
+        self.doc_meta: dict[str, np.ndarray] = {}
+        if self.doc_ids:
+            self.bm25_title = BM25Index.load(directory / "bm25_title")
+            self.bm25_body = BM25Index.load(directory / "bm25_body")
+            try:
+                with np.load(directory / "doc_meta.npz", allow_pickle=False) as meta:
+                    self.doc_meta = {name: meta[name] for name in meta.files}
+            except (OSError, ValueError) as exc:
+                raise BrainrankError(
+                    f"document metadata in {directory} is unreadable ({exc}); "
+                    "run `brainrank reindex`"
+                ) from exc
+        for name, part in (("keyword", self.bm25), ("vector", self.vectors)):
+            size = None if part is None else (part.n_docs if name == "keyword" else part.size)
+            if part is not None and size != len(self.doc_ids):
+                raise BrainrankError(
+                    f"{name} index in {directory} holds {size} documents but the generation "
+                    f"lists {len(self.doc_ids)}; run `brainrank reindex`"
+                )
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def keyword_top(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """All BM25 scores and the positions of the top ``n`` documents with a positive score."""
+        scores = self.bm25.scores(query)
+        n = min(n, len(scores))
+        top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+        top = top[scores[top] > 0]
+        top = top[np.lexsort((top, -scores[top]))]
+        return scores, top
+
+    def candidates(
+        self, query: str, query_vector: np.ndarray | None, n: int, encoder_fingerprint: str | None
+    ) -> Candidates:
+        """Union of the top ``n`` keyword and top ``n`` dense documents with both signals."""
+        bm25_all, bm25_top = self.keyword_top(query, n)
+        if query_vector is None:
+            dense_top = np.zeros(0, dtype=np.int64)
+        else:
+            _, ids = self.vectors.search(query_vector, n, encoder_fingerprint=encoder_fingerprint)
+            dense_top = ids[0][ids[0] >= 0]
+        positions = np.unique(np.concatenate([bm25_top, dense_top]).astype(np.int64))
+        dense = (
+            self.vectors.similarity(query_vector, positions)
+            if query_vector is not None
+            else np.zeros(len(positions), np.float32)
+        )
+        return Candidates(
+            positions=positions,
+            bm25=bm25_all[positions],
+            bm25_rank=_ranks(positions, bm25_top),
+            dense=dense,
+            dense_rank=_ranks(positions, dense_top),
+            query_vector=query_vector,
+        )
+
+
+def _ranks(positions: np.ndarray, ranked: np.ndarray) -> np.ndarray:
+    """1-based rank of each position in ``ranked``, 0 where absent."""
+    lookup = {int(p): r for r, p in enumerate(ranked, start=1)}
+    return np.array([lookup.get(int(p), 0) for p in positions], dtype=np.int64)

@@ -1,0 +1,208 @@
+"""The search service: the one query path shared by the CLI, evaluation and the debugger."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from brainrank.index.errors import BrainrankError, InputError
+from brainrank.index.records import Hit
+from brainrank.index.workspace import Workspace
+from brainrank.ranker.config import Config
+from brainrank.ranker.encoding.loading import encoder_path_for, load_encoder
+from brainrank.ranker.retrieval.candidates import Candidates, Generation
+from brainrank.ranker.retrieval.fusion import minmax, order, rrf
+from brainrank.ranker.retrieval.result import SearchResult
+
+MODES = ("bm25", "dense", "hybrid", "hybrid-rrf", "hybrid-minmax", "learned")
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+    return mode
+
+
+class SearchEngine:
+    """Serves searches over a workspace's current index generation.
+
+    The encoder is loaded on the first dense or hybrid query (BM25-only use never pays for
+    TensorFlow), and checked against the encoder the vector index was built with. Searches may
+    run from several threads at once; each result carries its own features and query vector.
+    """
+
+    def __init__(self, cfg: Config, *, encoder=None, generation: int | None = None):
+        self.cfg = cfg
+        self.workspace = Workspace(cfg.workspace)
+        empty = BrainrankError(
+            f"workspace {self.workspace.root} has no documents yet; "
+            f"run `brainrank ingest PATH --workspace {self.workspace.root}` first"
+        )
+        if not self.workspace.exists():
+            raise empty
+        self.store = self.workspace.open_store()
+        number = generation or self.workspace.serving_generation(self.store.version)
+        if number is None:
+            raise empty
+        self.generation = Generation(self.workspace.generation_dir(number))
+        if len(self.generation) == 0:
+            raise empty
+        self._encoder = encoder
+        if encoder is not None:
+            self.generation.vectors.check_encoder(encoder.fingerprint)
+        self._models: dict[str, object] = {}
+        self._loading = threading.Lock()  # one thread loads the encoder or a model, once
+        _single_thread_faiss()
+
+    @property
+    def encoder(self):
+        with self._loading:
+            if self._encoder is None:
+                path = encoder_path_for(self.cfg, self.generation.manifest)
+                encoder = load_encoder(path, self.cfg.encoder.max_length)
+                self.generation.vectors.check_encoder(encoder.fingerprint)
+                self._encoder = encoder
+        return self._encoder
+
+    @property
+    def registry(self):
+        from brainrank.ranker.registry.registry import Registry
+
+        return Registry(self.workspace.models_dir)
+
+    def default_mode(self) -> str:
+        """The configured mode; ``auto`` means learned once a champion exists, else hybrid."""
+        mode = self.cfg.retrieval.default_mode
+        if mode != "auto":
+            return mode
+        return "learned" if self.registry.champion() is not None else "hybrid"
+
+    def model(self, version: str | None = None):
+        """A learned model for serving (the champion by default), checked against the index."""
+        from brainrank.ranker.learning.learned import LearnedModel
+
+        reg = self.registry
+        if version == "latest":
+            versions = reg.versions()
+            mv = versions[-1] if versions else None
+        else:
+            mv = reg.get(version) if version else reg.champion()
+        if mv is None:
+            raise BrainrankError(
+                "no learned model yet: train one with `brainrank train --queries FILE --qrels FILE`"
+            )
+        with self._loading:
+            if mv.version not in self._models:
+                model = LearnedModel.load(mv)
+                model.check_generation(self.generation)
+                self._models[mv.version] = (model, model.extractor(self.generation))
+        return self._models[mv.version]
+
+    def validate_query(self, query: str) -> str:
+        if not isinstance(query, str) or not query.strip():
+            raise InputError("the query is empty; type some words to search for")
+        limit = self.cfg.retrieval.max_query_chars
+        if len(query) > limit:
+            raise InputError(
+                f"the query is {len(query)} characters long; the limit is {limit} "
+                "(retrieval.max_query_chars in the config)"
+            )
+        return query.strip()
+
+    def candidates(self, query: str, mode: str = "hybrid") -> Candidates:
+        """The candidate set and raw signals behind a search (for features and the debugger)."""
+        query = self.validate_query(query)
+        vector = None
+        if check_mode(mode) != "bm25":  # learned mode ranks the hybrid candidates
+            vector = self.encoder.encode([query])[0]
+        fingerprint = self._encoder.fingerprint if self._encoder is not None else None
+        return self.generation.candidates(query, vector, self.cfg.retrieval.candidates, fingerprint)
+
+    def search(
+        self, query: str, *, k: int = 10, mode: str | None = None, model: str | None = None
+    ) -> SearchResult:
+        """Rank the collection for ``query`` and return the top ``k`` hits with their signals.
+
+        ``model`` picks a registry version for the learned mode (default: the champion;
+        ``latest`` is the newest version).
+        """
+        mode = check_mode(mode or self.default_mode())
+        if k < 1:
+            raise InputError(f"k must be at least 1, not {k}")
+        t0 = time.perf_counter()
+        cand = self.candidates(query, mode)
+        features = names = version = in_domain = None
+        if mode == "learned":
+            learned, extractor = self.model(model)
+            scored = learned.score(extractor, query.strip(), cand)
+            scores, keep = scored.scores, np.arange(len(cand.positions))
+            in_domain = bool(scored.in_domain)
+            features, names = scored.features, tuple(learned.schema.names)
+            version = learned.version.version if learned.version else None
+        else:
+            scores, keep = self._fuse(cand, mode)
+        idx = keep[order(scores[keep], cand.positions[keep])][:k]
+        ids = self.generation.doc_ids
+        hits = [
+            Hit(
+                doc_id=ids[cand.positions[i]],
+                rank=r,
+                score=float(scores[i]),
+                signals=_signals(cand, i),
+            )
+            for r, i in enumerate(idx, start=1)
+        ]
+        docs = self.store.get([h.doc_id for h in hits])
+        # A document deleted after the index was built is dropped (with its candidate slot).
+        kept = [(i, h) for i, h in zip(idx, hits, strict=True) if h.doc_id in docs]
+        idx = np.asarray([i for i, _ in kept], dtype=np.int64)
+        hits = [Hit(h.doc_id, r, h.score, h.signals) for r, (_, h) in enumerate(kept, start=1)]
+        vector = cand.query_vector if self.generation.vectors is not None else None
+        return SearchResult(
+            query,
+            mode,
+            hits,
+            docs,
+            latency_ms=(time.perf_counter() - t0) * 1000,
+            candidates=len(cand.positions),
+            model=version,
+            in_domain=in_domain,
+            features=np.asarray(features[idx], np.float32) if features is not None else None,
+            feature_names=names,
+            query_vector=vector,
+            encoder=self.generation.vectors.encoder.fingerprint if vector is not None else None,
+        )
+
+    def _fuse(self, cand: Candidates, mode: str) -> tuple[np.ndarray, np.ndarray]:
+        """Scores over all candidates and which candidates the mode may return."""
+        everyone = np.arange(len(cand.positions))
+        if mode == "bm25":
+            return cand.bm25.astype(np.float64), np.flatnonzero(cand.bm25_rank > 0)
+        if mode == "dense":
+            return cand.dense.astype(np.float64), np.flatnonzero(cand.dense_rank > 0)
+        r = self.cfg.retrieval
+        fusion = {"hybrid": r.fusion, "hybrid-rrf": "rrf", "hybrid-minmax": "minmax"}[mode]
+        if fusion == "rrf":
+            return rrf(cand.bm25_rank, cand.dense_rank, k=r.rrf_k), everyone
+        return minmax([cand.bm25, cand.dense], [1 - r.dense_weight, r.dense_weight]), everyone
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _signals(cand: Candidates, i: int) -> dict[str, float]:
+    out = {"bm25": float(cand.bm25[i]), "dense": float(cand.dense[i])}
+    if cand.bm25_rank[i]:
+        out["bm25_rank"] = int(cand.bm25_rank[i])
+    if cand.dense_rank[i]:
+        out["dense_rank"] = int(cand.dense_rank[i])
+    return out
+
+
+def _single_thread_faiss() -> None:
+    # One query at a time: OpenMP's fork/join costs more than it saves on small machines.
+    import faiss
+
+    faiss.omp_set_num_threads(1)
