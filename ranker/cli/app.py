@@ -41,9 +41,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from brainrank import __version__
+        from importlib.metadata import version
 
-        out.print(f"brainrank {__version__}", highlight=False, markup=False)
+        out.print(f"brainrank {version('brainrank')}", highlight=False, markup=False)
         raise typer.Exit()
 
 
