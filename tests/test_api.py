@@ -1,0 +1,143 @@
+"""The public Python API, driven only through the names in ``brainrank.__all__``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import brainrank
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = [
+    {"id": "refund", "title": "Refund policy", "text": "Money back within 60 days of purchase."},
+    brainrank.Document("brakes", "Brake pads", "Ceramic brake pads and rotors for cars."),
+    {"id": "hoses", "text": "Garden hoses for watering lawns and flower beds."},
+]
+
+
+def test_the_public_surface():
+    assert {"open", "Engine", "SearchResult", "Hit", "Document", "__version__"} <= set(
+        brainrank.__all__
+    )
+    for name in brainrank.__all__:
+        assert getattr(brainrank, name) is not None, name
+    assert brainrank.__version__ == version("brainrank")
+
+
+def test_import_costs_no_heavy_library():
+    """``import brainrank``, its records and its config load without numpy or TensorFlow."""
+    code = (
+        "import sys, brainrank; brainrank.load_config(env={}); "
+        "print([m for m in ('numpy', 'tensorflow', 'faiss', 'bm25s', 'streamlit') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_wheel_installs_one_top_level_package(tmp_path):
+    """``pip install .`` puts ``brainrank`` and its dist-info into site-packages, nothing else."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("brainrank-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        tops = {name.split("/")[0] for name in zf.namelist()}
+        names = set(zf.namelist())
+    assert tops == {"brainrank", f"brainrank-{brainrank.__version__}.dist-info"}
+    for module in (
+        "brainrank/index/records.py",
+        "brainrank/ranker/engine.py",
+        "brainrank/debugger_ui/app.py",
+        "brainrank/ranker/cli/app.py",
+    ):
+        assert module in names
+
+
+def test_ingest_search_and_close(tmp_path):
+    with brainrank.open(tmp_path / "ws") as engine:
+        report = engine.ingest(DOCS)
+        assert (report.added, report.documents) == (3, 3)
+
+        result = engine.search("refund money back", k=2, mode="bm25")
+        assert isinstance(result, brainrank.SearchResult)
+        assert [h.rank for h in result.hits] == [1]  # BM25 returns only matching documents
+        assert result.hits[0].doc_id == "refund"
+        assert result.documents["refund"].title == "Refund policy"
+        assert result.features is None and result.query_vector is None
+        assert result.impression_id is None  # the Python API logs only when asked
+
+        hybrid = engine.search("brakes for my car", k=3, mode="hybrid")
+        assert hybrid.hits[0].doc_id == "brakes"
+        assert hybrid.query_vector.shape == (384,) and hybrid.encoder
+        payload = hybrid.to_dict()
+        assert set(payload) == {"query", "mode", "model", "took_ms", "impression_id", "hits"}
+        assert payload["hits"][0]["id"] == "brakes" and payload["hits"][0]["title"] == "Brake pads"
+        json.dumps(payload)
+
+        logged = engine.search("garden hose", k=1, mode="bm25", log=True)
+        assert logged.impression_id is not None and logged.impression_id.isdigit()
+
+        many = engine.search_many(["refund", "garden hose"], k=1, mode="bm25")
+        assert [r.hits[0].doc_id for r in many] == ["refund", "hoses"]
+        by_id = engine.search_many({"q1": "brake pads", "q2": "refund"}, k=1, mode="bm25")
+        assert {q: r.hits[0].doc_id for q, r in by_id.items()} == {"q1": "brakes", "q2": "refund"}
+
+        assert engine.document("brakes").text.startswith("Ceramic")
+        with pytest.raises(brainrank.InputError, match="nowhere"):
+            engine.document("nowhere")
+        with pytest.raises(brainrank.InputError, match="empty"):
+            engine.search("   ")
+        with pytest.raises(brainrank.InputError, match="unknown mode"):
+            engine.search("refund", mode="psychic")
+
+        # A bad record stops the ingest, and nothing already stored changes.
+        with pytest.raises(brainrank.InputError, match="record 2: missing text"):
+            engine.ingest([{"id": "new", "text": "fine"}, {"id": "broken"}])
+        assert "new" not in [h.doc_id for h in engine.search("fine", mode="bm25").hits]
+        skipped = engine.ingest([{"id": "new", "text": "fine words"}, {"id": "x"}], skip_bad=True)
+        assert skipped.added == 1 and len(skipped.skipped) == 1
+
+        engine.ingest(delete=["refund"])  # the next search sees the new generation
+        assert "refund" not in [h.doc_id for h in engine.search("refund", mode="bm25").hits]
+    engine.close()  # closing twice is harmless
+
+
+def test_learned_search_and_explain(trained_config, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(trained_config.workspace, ws)
+    with brainrank.open(ws) as engine:
+        result = engine.search("gift card balance", k=5)
+        assert result.mode == "learned" and result.model == "v0001"
+        assert result.features.shape == (5, len(result.feature_names))
+        assert result.in_domain in (True, False)
+
+        explained = engine.explain("gift card balance", k=3)
+        assert explained.doc_ids == tuple(h.doc_id for h in result.hits[:3])
+        assert explained.feature_names == result.feature_names
+        np.testing.assert_allclose(
+            explained.values.sum(1) + explained.base_values, explained.scores, atol=1e-6
+        )
+        one = engine.explain("gift card balance", [result.hits[4].doc_id])
+        assert one.values.shape == (1, len(result.feature_names))
