@@ -6,7 +6,7 @@
 Runs on a workspace that ``bench_learned.py`` trained (bench/.work/<collection>). The judged
 train queries are split exactly as ``brainrank train`` splits them (holdout, validation, train)
 and their candidate lists built with the same features and out-of-fold judged features
-(``ranker.learning.train``); then a ranker is fitted per variant and scored on the collection's test
+(``ranker.learning.judged``); then a ranker is fit per variant and scored on the collection's test
 judgments (nDCG@10, the ranker alone: no domain gates), mean over ``--seeds``:
 
 - the min-max fusion the ranker corrects (no learning beyond the encoder);
@@ -51,14 +51,15 @@ def honest_generation(ws, serving: int) -> int | None:
 
 def ranked(lists, scores) -> dict[str, list[str]]:
     """The run of per-slot scores over a list set (padding never ranked)."""
-    from brainrank.ranker.learning.train import rank_lists
+    from brainrank.ranker.learning.lists import rank_lists
 
     return rank_lists(np.where(lists.y >= 0, scores, -np.inf), lists)
 
 
 def fit_and_score(schema, fit, va, seed: int, *score_sets):
     """Fit a ranker (as ``train`` does, without gates) and score each of ``score_sets``."""
-    from brainrank.ranker.learning.tfr_model import ListwiseRanker, RankerParams
+    from brainrank.ranker.learning.ranker_params import RankerParams
+    from brainrank.ranker.learning.tfr_model import ListwiseRanker
 
     params = RankerParams(residual_feature=schema.index("fused"), seed=seed, max_epochs=100)
     ranker = ListwiseRanker.create(len(schema.names), params)
@@ -80,18 +81,16 @@ def main() -> None:
     from brainrank.index.workspace import Workspace
     from brainrank.ranker.config import load_config
     from brainrank.ranker.evaluation import per_query, read_qrels, read_queries, score_run
-    from brainrank.ranker.feedback.clicks import normalise_query
+    from brainrank.ranker.feedback.fields import normalise_query
     from brainrank.ranker.learning.features import FeatureExtractor, FeatureSchema
-    from brainrank.ranker.learning.train import (
-        TrainOptions,
-        _fine_tuned_here,
-        _label_items,
-        _set_judged_features,
-        candidate_lists,
+    from brainrank.ranker.learning.judged import (
         fill_judged_similar,
         fill_judgment_prior,
-        stable_split,
+        set_judged_features,
     )
+    from brainrank.ranker.learning.lists import candidate_lists, label_items
+    from brainrank.ranker.learning.splits import query_split
+    from brainrank.ranker.learning.train import TrainOptions, fine_tuned_here
     from brainrank.ranker.progress import Progress
     from brainrank.ranker.retrieval.search import SearchEngine
 
@@ -102,22 +101,24 @@ def main() -> None:
     engine = SearchEngine(cfg)
     serving = engine.generation.manifest["generation"]
     fit_gen = args.fit_generation
-    if fit_gen is None and _fine_tuned_here(ws, engine.generation):
+    if fit_gen is None and fine_tuned_here(ws, engine.generation):
         fit_gen = honest_generation(ws, serving)
     queries = read_queries(data / "queries.jsonl")
     qrels = read_qrels(args.train_qrels or data / "qrels" / "train.tsv")
     test = read_qrels(data / "qrels" / "test.tsv")
     options = TrainOptions()
     judged = [q for q in qrels if q in queries]
-    rest, holdout = stable_split(judged, options.holdout_fraction, f"holdout{options.seed}")
-    train_ids, val_ids = stable_split(rest, options.val_fraction, f"val{options.seed}")
+    train_ids, val_ids, holdout = query_split(
+        judged, options.holdout_fraction, options.val_fraction, options.seed
+    )
     schema = FeatureSchema.create(
         dense_weight=cfg.retrieval.dense_weight, rrf_k=cfg.retrieval.rrf_k
     )
     progress = Progress()
 
     def lists(eng, ids, judgments):
-        items = _label_items([q for q in ids if q in queries], queries, judgments, {}, options)
+        ids = [q for q in ids if q in queries]
+        items = label_items(ids, queries, judgments, {}, options.click_weight)
         extractor = FeatureExtractor(eng.generation, schema)
         return candidate_lists(eng, extractor, items, progress, "lists")
 
@@ -130,7 +131,7 @@ def main() -> None:
             SearchEngine(cfg, generation=fit_gen), train_ids, qrels
         )
     also = list(fits.values())[1] if len(fits) > 1 else None
-    served, memory = _set_judged_features(engine.generation, schema, tr, va, ho, also)
+    served, memory = set_judged_features(engine.generation, schema, tr, va, ho, also)
     # The test lists get the prior and memory the model serves with (train and validation).
     fill_judgment_prior(engine.generation, schema, te, lambda i: served)
     fill_judged_similar(engine.generation, schema, te, lambda i: (memory, None))
@@ -212,8 +213,8 @@ def main() -> None:
 def memory_sweep(args, engine, schema, fits, tr, va, ho, qrels, holdout) -> None:
     """Validation and holdout nDCG@10 of the ranker per query-memory setting (seed 0)."""
     from brainrank.ranker.evaluation import score_run
+    from brainrank.ranker.learning.judged import set_judged_features
     from brainrank.ranker.learning.memory import DEFAULT_K, DEFAULT_TEMPERATURE
-    from brainrank.ranker.learning.train import _set_judged_features
 
     fit_name, fit = list(fits.items())[-1]
     also = fit if fit is not tr else None
@@ -223,7 +224,7 @@ def memory_sweep(args, engine, schema, fits, tr, va, ho, qrels, holdout) -> None
     rows = []
     for k in (10, 20, 50):
         for temperature in (0.02, 0.05, 0.1, 0.2):
-            _set_judged_features(
+            set_judged_features(
                 engine.generation,
                 schema,
                 tr,

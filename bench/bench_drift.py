@@ -85,7 +85,7 @@ def setup(args):
     from brainrank.ranker.config import load_config
     from brainrank.ranker.evaluation import read_qrels, read_queries
     from brainrank.ranker.learning.train import TrainOptions, train
-    from brainrank.ranker.monitoring.drift import build_reference, training_texts
+    from brainrank.ranker.monitoring.reference import build_reference, training_texts
     from brainrank.ranker.registry.registry import Registry
     from brainrank.ranker.retrieval.search import SearchEngine
 

@@ -63,7 +63,7 @@ def precision_table(model_dir: Path, sample: list[str], repeats: int) -> None:
     """docs/s at natural lengths (max 256) in float32 and bfloat16, and their agreement."""
     import numpy as np
 
-    from brainrank.ranker.encoding.encoder import bulk_precision
+    from brainrank.ranker.encoding.precision import bulk_precision
 
     encoder = TextEncoder.load(model_dir, max_length=256)
     vectors, rates = {}, {}
@@ -101,7 +101,7 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from brainrank.ranker.encoding.encoder import configure_tf_threads
+    from brainrank.ranker.encoding.precision import configure_tf_threads
 
     if args.threads == "encoder":
         configure_tf_threads()

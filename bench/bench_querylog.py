@@ -19,9 +19,11 @@ import argparse
 import json
 import multiprocessing as mp
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -35,15 +37,23 @@ DAY = 86400.0
 def _writer(path: str, worker: int, n: int, names: tuple[str, ...]) -> None:
     from brainrank.index.records import Hit
     from brainrank.ranker.feedback.querylog import QueryLog
-    from brainrank.ranker.retrieval.search import SearchResult
+    from brainrank.ranker.retrieval.result import SearchResult
 
     rng = np.random.default_rng(worker)
     with QueryLog(path) as log:
         for i in range(n):
             hits = [Hit(f"d{rng.integers(5000)}-{j}", j + 1, 1.0) for j in range(10)]
-            res = SearchResult(f"writer {worker} query {i}", "learned", hits, latency_ms=20.0)
-            res.info = {"model": "v0001", "in_domain": 1.0}
-            log.record(res, rng.random((10, len(names)), dtype=np.float32), names)
+            res = SearchResult(
+                f"writer {worker} query {i}",
+                "learned",
+                hits,
+                latency_ms=20.0,
+                model="v0001",
+                in_domain=True,
+                features=rng.random((10, len(names)), dtype=np.float32),
+                feature_names=names,
+            )
+            log.record(res)
 
 
 def concurrent_writers(n: int) -> list:
@@ -64,7 +74,8 @@ def concurrent_writers(n: int) -> list:
     seconds = time.perf_counter() - t
     with QueryLog(path) as log:
         rows = log.count()
-        distinct = log._db.execute("SELECT COUNT(DISTINCT query) FROM searches").fetchone()[0]
+    with closing(sqlite3.connect(path)) as db:
+        distinct = db.execute("SELECT COUNT(DISTINCT query) FROM searches").fetchone()[0]
     return [2, 2 * n, rows, 2 * n - distinct, seconds, 2 * n / seconds]
 
 
@@ -72,8 +83,9 @@ def build_workspace(searches: int, seed: int = 0):
     """A copy of the SciFact workspace and its champion, with a log of ``searches`` rows."""
     from brainrank.index.workspace import Workspace
     from brainrank.ranker.config import load_config
-    from brainrank.ranker.feedback.querylog import QueryLog, normalise_query
-    from brainrank.ranker.monitoring.drift import Reference
+    from brainrank.ranker.feedback.fields import normalise_query
+    from brainrank.ranker.feedback.querylog import QueryLog
+    from brainrank.ranker.monitoring.reference import Reference
     from brainrank.ranker.registry.registry import Registry
 
     src = WORK / "scifact"
@@ -133,8 +145,13 @@ def build_workspace(searches: int, seed: int = 0):
     meta = json.loads(meta_file.read_text())
     meta["created"] = datetime.fromtimestamp(start - 60, UTC).isoformat()
     meta_file.write_text(json.dumps(meta, indent=2))
-    with QueryLog.open(target) as log:
-        schema = log._schema_id(names)
+    # The synthetic rows go straight into the log's tables (ranker/feedback/store.py) in bulk,
+    # through a connection of the bench's own; QueryLog.record writes one search at a time.
+    with QueryLog.open(target) as log, closing(sqlite3.connect(log.path)) as db:
+        key = json.dumps(list(names))  # a feature schema as QueryLog.record stores it
+        with db:
+            db.execute("INSERT OR IGNORE INTO feature_schemas(names) VALUES (?)", (key,))
+        (schema,) = db.execute("SELECT id FROM feature_schemas WHERE names=?", (key,)).fetchone()
         chunk = 50_000
         for lo in range(0, searches, chunk):
             n = min(chunk, searches - lo)
@@ -157,15 +174,15 @@ def build_workspace(searches: int, seed: int = 0):
                 )
                 for i in range(n)
             ]
-            with log._write():
-                cur = log._db.execute("SELECT COALESCE(MAX(id), 0) FROM searches")
+            with db:  # one transaction per chunk
+                cur = db.execute("SELECT COALESCE(MAX(id), 0) FROM searches")
                 first = cur.fetchone()[0] + 1
-                log._db.executemany(
+                db.executemany(
                     "INSERT INTO searches(id, time, query, norm_query, mode, model, in_domain, "
                     "latency_ms, source) VALUES (?,?,?,?,?,?,?,?,?)",
                     [(first + i, *row) for i, row in enumerate(rows)],
                 )
-                log._db.executemany(
+                db.executemany(
                     "INSERT INTO results(search_id, doc_ids, features, schema_id) VALUES (?,?,?,?)",
                     [
                         (
@@ -179,7 +196,7 @@ def build_workspace(searches: int, seed: int = 0):
                 )
                 clicked = np.flatnonzero(rng.random(n) < 0.3)
                 pos = np.minimum(rng.geometric(0.5, len(clicked)), 10)
-                log._db.executemany(
+                db.executemany(
                     "INSERT INTO clicks(search_id, norm_query, doc_id, position, time, key) "
                     "VALUES (?,?,?,?,?,?)",
                     [

@@ -74,7 +74,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=300, help="latency samples")
     parser.add_argument("--configs", nargs="+", default=CONFIGS, help="scorer:loss pairs")
     args = parser.parse_args()
-    from brainrank.ranker.learning.tfr_model import ListwiseRanker, RankerParams
+    from brainrank.ranker.learning.ranker_params import RankerParams
+    from brainrank.ranker.learning.tfr_model import ListwiseRanker
 
     if args.features < 6:
         parser.error("--features must be at least 6 (the signal uses x0..x5)")

@@ -103,7 +103,7 @@ def _traffic(cfg, champion: str, data: Path, args) -> None:
     """The champion's monitoring reference and a day of logged test queries (once per copy)."""
     from brainrank.ranker.evaluation import read_qrels, read_queries
     from brainrank.ranker.feedback.querylog import QueryLog
-    from brainrank.ranker.monitoring.drift import Reference, build_reference, training_texts
+    from brainrank.ranker.monitoring.reference import Reference, build_reference, training_texts
     from brainrank.ranker.registry.registry import Registry
     from brainrank.ranker.retrieval.search import SearchEngine
 

@@ -5,14 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from brainrank.ranker.evaluation import Qrels, per_query
+from brainrank.ranker.feedback.fields import normalise_query
 
 METRIC = "nDCG@10"
 RUN_DEPTH = 100
-
-
-def normalise(text: str) -> str:
-    """Case- and whitespace-insensitive form used to recognise a judged query."""
-    return " ".join(text.casefold().split())
 
 
 @dataclass
@@ -28,11 +24,11 @@ class JudgedSet:
         self.qrels = {q: self.qrels[q] for q in self.queries}
         self._by_text = {}
         for qid, text in self.queries.items():
-            self._by_text.setdefault(normalise(text), qid)
+            self._by_text.setdefault(normalise_query(text), qid)
 
     def find(self, text: str) -> str | None:
         """The id of the judged query with this text, if any."""
-        return self._by_text.get(normalise(text))
+        return self._by_text.get(normalise_query(text))
 
     def relevant(self, qid: str) -> dict[str, int]:
         """Documents judged relevant (grade > 0) for ``qid``, best grade first."""

@@ -19,6 +19,22 @@ from brainrank.index.errors import BrainrankError
 from brainrank.index.params import BM25Params
 
 
+def tokenize(
+    texts: Sequence[str], params: BM25Params, *, stemmer: Stemmer.Stemmer | None = None
+) -> list[list[str]]:
+    """The terms of each text as a keyword index built with ``params`` sees them: lowercased,
+    stopwords removed, stemmed. ``stemmer`` reuses a ``Stemmer.Stemmer(params.stemmer)``."""
+    if len(texts) == 0:
+        return []
+    return bm25s.tokenize(
+        list(texts),
+        stopwords=params.stopwords,
+        stemmer=stemmer or Stemmer.Stemmer(params.stemmer),
+        return_ids=False,
+        show_progress=False,
+    )
+
+
 class BM25Index:
     """A bm25s index whose document positions match the generation's ``doc_ids`` list.
 
@@ -44,13 +60,7 @@ class BM25Index:
         cls, texts: Sequence[str], params: BM25Params = BM25Params(), *, keep_sequences=False
     ) -> BM25Index:
         """Index ``texts``; position i of the index is ``texts[i]``."""
-        tokens = bm25s.tokenize(
-            list(texts),
-            stopwords=params.stopwords,
-            stemmer=Stemmer.Stemmer(params.stemmer),
-            return_ids=False,
-            show_progress=False,
-        )
+        tokens = tokenize(texts, params)
         retriever = None
         if any(tokens):
             retriever = bm25s.BM25(k1=params.k1, b=params.b, method=params.method)
@@ -65,13 +75,7 @@ class BM25Index:
 
     def tokenize(self, query: str) -> list[str]:
         """The stemmed, stopword-free terms of ``query`` as the index sees them."""
-        return bm25s.tokenize(
-            [query],
-            stopwords=self.params.stopwords,
-            stemmer=self._stemmer,
-            return_ids=False,
-            show_progress=False,
-        )[0]
+        return tokenize([query], self.params, stemmer=self._stemmer)[0]
 
     def term_ids(self, query: str) -> list[int]:
         """Ids of the query's terms that occur in the index, in query order (repeats kept)."""

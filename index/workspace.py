@@ -9,7 +9,6 @@ if a process died between the two steps. Until then searches keep using the old 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import re
 import shutil
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from brainrank.index.atomic import write_text_atomic
 from brainrank.index.errors import BrainrankError
+from brainrank.index.locks import ProcessLock
 from brainrank.index.store import DocumentStore
 
 _GEN = re.compile(r"^gen-(\d{6})$")
@@ -135,19 +135,16 @@ class Workspace:
 
     # -- writers --------------------------------------------------------------------------
     @contextmanager
-    def writer_lock(self, name: str = "ingest") -> Iterator[None]:
-        """Exclusive lock so two writers never build generations at once (fails fast)."""
+    def writer_lock(self, name: str = "ingest", timeout: float = 0.0) -> Iterator[None]:
+        """Exclusive lock so two writers never build generations at once.
+
+        Fails fast by default (cron runs must not pile up); ``timeout`` seconds > 0 waits.
+        The BrainrankError raised names the lock file and the command holding it.
+        """
         self.create()
-        path = self.root / f".{name}.lock"
-        with open(path, "w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise BrainrankError(
-                    f"another brainrank {name} is running on workspace {self.root}; "
-                    "wait for it to finish"
-                ) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with ProcessLock(
+            self.root / f".{name}.lock",
+            timeout=timeout,
+            what=f"another brainrank {name} is running on workspace {self.root}",
+        ):
+            yield

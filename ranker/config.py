@@ -22,7 +22,7 @@ from typing import Any
 from brainrank.index.errors import BrainrankError
 from brainrank.index.params import BM25Params, VectorParams
 
-# [encoder] bulk_precision values (ranker.encoding.encoder.bulk_precision).
+# [encoder] bulk_precision values (ranker.encoding.precision.bulk_precision).
 PRECISIONS = ("auto", "float32", "bfloat16")
 DEFAULT_WORKSPACE = Path("brainrank-data")
 _REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -96,12 +96,36 @@ def parse_schedule(expr: str, timezone: str = "UTC", where: str = "schedule"):
             if seconds <= 0:
                 raise ValueError("the interval must be positive")
             return IntervalTrigger(seconds=seconds, timezone=timezone)
-        return CronTrigger.from_crontab(text, timezone=timezone)
+        fields = text.split()
+        if len(fields) == 5:
+            fields[4] = _crontab_weekdays(fields[4])
+        return CronTrigger.from_crontab(" ".join(fields), timezone=timezone)
     except (ValueError, LookupError) as exc:
         raise BrainrankError(
             f"config {where} {expr!r} is not a crontab expression (minute hour day month "
             f"weekday, e.g. '30 3 * * *') or an interval like 'every 10m': {exc}"
         ) from None
+
+
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _crontab_weekdays(field: str) -> str:
+    """Crontab weekday numbers (0 or 7 = Sunday) as names: APScheduler counts 0 = Monday."""
+    out = []
+    for part in field.split(","):
+        span, _, step = part.partition("/")
+        if span == "*" and step:
+            span = "0-6"
+        if not any(c.isdigit() for c in span):
+            out.append(part)  # "*" and names mean the same in both
+            continue
+        lo, _, hi = span.partition("-")
+        days = range(int(lo), int(hi or lo) + 1, int(step or 1))
+        if not days or min(days) < 0 or max(days) > 7:
+            raise ValueError(f"weekday {part!r} is outside 0-7")
+        out += [_DAYS[d % 7] for d in days]
+    return ",".join(dict.fromkeys(out))
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,12 @@ def test_import_costs_no_heavy_library():
 
 def test_the_wheel_installs_one_top_level_package(tmp_path):
     """``pip install .`` puts ``brainrank`` and its dist-info into site-packages, nothing else."""
+    src = tmp_path / "src"  # build from a copy: setuptools writes egg-info next to the sources
+    for name in ("pyproject.toml", "README.md"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, src / name)
+    for name in ("brainrank", "index", "ranker", "debugger_ui"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
         [
             sys.executable,
@@ -55,13 +61,13 @@ def test_the_wheel_installs_one_top_level_package(tmp_path):
             "--no-deps",
             "--no-build-isolation",
             "--wheel-dir",
-            str(tmp_path),
-            str(REPO),
+            str(tmp_path / "dist"),
+            str(src),
         ],
         check=True,
         capture_output=True,
     )
-    (wheel,) = tmp_path.glob("brainrank-*.whl")
+    (wheel,) = (tmp_path / "dist").glob("brainrank-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         tops = {name.split("/")[0] for name in zf.namelist()}
         names = set(zf.namelist())

@@ -106,10 +106,11 @@ def _verdict(ctx: Context, report, window: str) -> None:
     cols[0].metric("Verdict", report.verdict)
     cols[1].metric("Searches in window", report.window["searches"])
     cols[2].metric("Monitored model", report.model or "none")
+    # The headline `brainrank monitor` prints first, then each reason.
     if report.stale:
-        st.error("**Stale**, because:\n" + "\n".join(f"- {r}" for r in report.reasons))
+        st.error(f"**{report.headline()}**\n\n" + "\n".join(f"- {r}" for r in report.reasons))
     else:
-        st.success("**Fresh**: no monitor raised an alarm.")
+        st.success(f"**{report.headline()}**")
     if not ctx.has_query_log:
         st.info(
             "No query log yet, so the feature, query and click monitors have no traffic to "

@@ -12,29 +12,11 @@ _STATUS = {"alarm": "⚠ alarm", "ok": "ok", "no data": "no data"}
 
 
 def summary_frame(report) -> pd.DataFrame:
-    rows = []
-    for name, m in report.monitors.items():
-        details = "; ".join(m["reasons"]) or m.get("note") or headline(name, m)
-        rows.append(
-            {"monitor": name, "status": _STATUS.get(m["status"], m["status"]), "details": details}
-        )
-    return pd.DataFrame(rows)
-
-
-def headline(name: str, m: dict) -> str:
-    if name == "features":
-        worst = max(m["features"], key=lambda r: r["psi"], default=None)
-        return f"largest PSI {worst['psi']:.3f} ({worst['feature']})" if worst else ""
-    if name == "queries" and "terms" in m:
-        return f"{m['terms']['unseen_share']:.0%} unseen terms, JS {m['terms']['js']:.3f} bits"
-    if name == "corpus":
-        return f"{m['changed_share']:.1%} of documents added or changed since training"
-    if name == "outcomes":
-        w = m.get("window") or {}
-        return f"{w.get('clicks', 0)} clicks on {w.get('searches', 0)} sampled searches"
-    if name == "staleness":
-        return f"model age {m['age_seconds'] / 86400:.1f} of {m['max_age_seconds'] / 86400:g} days"
-    return ""
+    """``MonitorReport.summary()``, the rows ``brainrank monitor`` prints, with alarms marked."""
+    rows = report.summary()
+    for row in rows:
+        row["status"] = _STATUS.get(row["status"], row["status"])
+    return pd.DataFrame(rows, columns=["monitor", "status", "details"])
 
 
 def features_frame(rows: list[dict]) -> pd.DataFrame:

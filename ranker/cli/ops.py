@@ -85,6 +85,8 @@ def monitor(
     if as_json:
         print(json.dumps(report.to_dict(), default=str))
     else:
+        colour = "red" if report.stale else "green"
+        out.print(f"[{colour}]{escape(report.headline())}[/]", highlight=False)
         out.print(_monitor_table(report))
         for reason in report.reasons:
             err.print(f"[yellow]stale:[/] {escape(str(reason))}", highlight=False)
@@ -139,31 +141,13 @@ def schedule(workspace: WorkspaceOpt = None, config: ConfigOpt = None) -> None:
 
 
 def _monitor_table(report):
+    """The report's per-monitor summary, as the Health page shows it."""
     from rich.table import Table
 
-    colour = "red" if report.stale else "green"
-    table = Table(
-        title=f"[{colour}]{report.verdict}[/]: model {report.model or '-'}, "
-        f"{report.window['searches']} searches since {report.window['start']}",
-        title_justify="left",
-    )
+    table = Table()
     for column in ("monitor", "status", "details"):
         table.add_column(column)
-    for name, m in report.monitors.items():
-        details = "; ".join(m["reasons"]) or m.get("note") or _headline(name, m)
-        style = {"alarm": "red", "ok": "green"}.get(m["status"], "dim")
-        table.add_row(name, f"[{style}]{m['status']}[/]", details)
+    for row in report.summary():
+        style = {"alarm": "red", "ok": "green"}.get(row["status"], "dim")
+        table.add_row(row["monitor"], f"[{style}]{row['status']}[/]", escape(row["details"]))
     return table
-
-
-def _headline(name: str, m: dict) -> str:
-    if name == "corpus":
-        return f"{m['changed_share']:.0%} of documents changed since training"
-    if name == "staleness":
-        return f"model age {m['age_seconds'] / 86400:.1f} days"
-    if name == "features":
-        worst = max(m["features"], key=lambda r: r["psi"], default=None)
-        return f"largest PSI {worst['psi']:.3f} ({worst['feature']})" if worst else ""
-    if name == "queries" and "terms" in m:
-        return f"{m['terms']['unseen_share']:.0%} unseen terms, JS {m['terms']['js']:.2f}"
-    return ""

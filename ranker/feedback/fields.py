@@ -1,8 +1,10 @@
-"""Fields the click log (``feedback.clicks``) and the query log (``feedback.querylog``) read alike:
-the query key that joins them, and times.
+"""Fields the click log (``feedback.clicklog``) and the query log (``feedback.querylog``) read
+alike: the query key that joins them, and times.
 
-Both modules take these from here so a click and a logged search meet on the same key, and a
-bad time gets the same message whichever file it came from. Standard library only.
+Both logs take these from here so a click and a logged search meet on the same key, and a bad
+time gets the same message whichever file it came from. ``normalise_query`` is the one query
+normaliser: every module that keys, joins or recognises queries by text calls it.
+Standard library only.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class FeatureExtractor:
 
     generation: Generation
     schema: FeatureSchema
-    clicks: object | None = None  # ranker.feedback.clicks.ClickStats
+    clicks: object | None = None  # ranker.feedback.click_stats.ClickStats
     # Judgment prior: document content hash -> summed labels the document earned in training
     # queries' candidate lists (ranker.learning.train). Keyed by content, so a model imported into
     # another collection, or a document rewritten since, gets no prior rather than a wrong one.

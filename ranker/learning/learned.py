@@ -42,7 +42,7 @@ class LearnedModel:
         doc_prior: dict[str, float] | None = None,
         memory: QueryMemory | None = None,
     ):
-        self.version = version  # ranker.registry.registry.ModelVersion
+        self.version = version  # ranker.registry.version.ModelVersion
         self.ranker = ranker
         self.schema = schema
         self.gate = gate
@@ -66,7 +66,8 @@ class LearnedModel:
         gate = DomainGate.load(path / GATE_FILE) if (path / GATE_FILE).exists() else None
         clicks = None
         if (path / CLICKS_FILE).exists():
-            from brainrank.ranker.feedback.clicks import click_stats, read_click_log
+            from brainrank.ranker.feedback.click_stats import click_stats
+            from brainrank.ranker.feedback.clicklog import read_click_log
 
             clicks = click_stats(read_click_log(path / CLICKS_FILE))
         prior = None

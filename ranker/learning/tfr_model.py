@@ -9,125 +9,36 @@ The scorer sees one document at a time (no cross-document interaction, no batch 
 score of a document does not depend on the rest of its list and ``score_docs`` is exact.
 Inputs are standardised per feature inside the model, with statistics taken from the first
 ``fit``'s real training documents; the optional residual base term uses the raw feature.
+Hyperparameters are in ``ranker_params``, the plain-Keras layers in ``keras_layers``, the
+early stopping in ``early_stopping``; the GAM layer and the losses and metric, which are
+TF-Ranking's, stay here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_ranking as tfr
 
+from brainrank.index.atomic import atomic_directory
 from brainrank.index.errors import BrainrankError
+from brainrank.ranker.learning.early_stopping import BestWeights
+from brainrank.ranker.learning.keras_layers import ListScore, Standardize, feature_stats
+from brainrank.ranker.learning.ranker_params import RankerParams
 
 MODEL_FILE = "model.keras"
 PARAMS_FILE = "ranker.json"
 FORMAT_VERSION = 1
-SCORERS = ("dnn", "gam")
-LOSSES = ("softmax", "approx_ndcg")
 PAD_LABEL = -1.0
 # Documents per scoring call: bounds memory (a GAM holds one activation block per feature).
 _CHUNK_DOCS = 65536
 _EVAL_BATCH = 256
-
-
-@dataclass(frozen=True)
-class RankerParams:
-    """Hyperparameters of a ListwiseRanker; saved beside the model."""
-
-    scorer: str = "dnn"  # "dnn" | "gam"
-    loss: str = "softmax"  # "softmax" | "approx_ndcg"
-    hidden: tuple[int, ...] = (64, 32)
-    dropout: float = 0.1
-    learning_rate: float = 1e-3
-    batch_size: int = 32  # lists per batch
-    max_epochs: int = 60
-    # Early stopping on validation NDCG@10. On SciFact, 6 sometimes stopped before the ranker
-    # had learned to use judged_doc (validation and holdout both much lower); 15 did not.
-    patience: int = 15
-    l2: float = 1e-4
-    # Index of a "base score" feature; when set, score = base_weight * x[..., i] + a learned
-    # correction whose last layer starts at zero, so an untrained model ranks exactly by it.
-    residual_feature: int | None = None
-    base_weight: float = 1.0
-    seed: int = 0
-
-    def __post_init__(self):
-        if isinstance(self.hidden, list):
-            object.__setattr__(self, "hidden", tuple(self.hidden))  # as read back from JSON
-        for field, ok, allowed in _PARAM_CHECKS:
-            value = getattr(self, field)
-            try:
-                valid = ok(value)
-            except TypeError:
-                valid = False
-            if not valid:
-                raise ValueError(f"RankerParams.{field}={value!r}: must be {allowed}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and bool(np.isfinite(v))
-
-
-_PARAM_CHECKS = [
-    ("scorer", lambda v: v in SCORERS, f"one of {SCORERS}"),
-    ("loss", lambda v: v in LOSSES, f"one of {LOSSES}"),
-    (
-        "hidden",
-        lambda v: isinstance(v, tuple) and len(v) > 0 and all(_is_int(h) and h > 0 for h in v),
-        "a non-empty tuple of positive ints",
-    ),
-    ("dropout", lambda v: _is_number(v) and 0.0 <= v < 1.0, "a number in [0, 1)"),
-    ("learning_rate", lambda v: _is_number(v) and v > 0, "a number > 0"),
-    ("batch_size", lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-    ("max_epochs", lambda v: _is_int(v) and v >= 0, "an int >= 0"),
-    ("patience", lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-    ("l2", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    (
-        "residual_feature",
-        lambda v: v is None or (_is_int(v) and v >= 0),
-        "None or an int >= 0",
-    ),
-    ("base_weight", _is_number, "a finite number"),
-    ("seed", _is_int, "an int"),
-]
-
-
-@tf.keras.utils.register_keras_serializable(package="brainrank")
-class Standardize(tf.keras.layers.Layer):
-    """Per-feature (x - mean) / scale with stored, non-trainable statistics (identity at first)."""
-
-    def __init__(self, n_features: int, **kwargs):
-        super().__init__(**kwargs)
-        self.n_features = n_features
-
-    def build(self, input_shape):
-        self.mean = self.add_weight(
-            name="mean", shape=(self.n_features,), initializer="zeros", trainable=False
-        )
-        self.scale = self.add_weight(
-            name="scale", shape=(self.n_features,), initializer="ones", trainable=False
-        )
-        super().build(input_shape)
-
-    def call(self, x):
-        return (x - self.mean) / self.scale
-
-    def get_config(self):
-        return {**super().get_config(), "n_features": self.n_features}
 
 
 @tf.keras.utils.register_keras_serializable(package="brainrank")
@@ -190,30 +101,6 @@ class GAMSubscores(tf.keras.layers.Layer):
         }
 
 
-@tf.keras.utils.register_keras_serializable(package="brainrank")
-class ListScore(tf.keras.layers.Layer):
-    """Scores [B, L]: the sum of per-document parts [B, L, P] plus an optional base feature."""
-
-    def __init__(self, base_feature: int | None = None, base_weight: float = 1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.base_feature = base_feature
-        self.base_weight = base_weight
-
-    def call(self, inputs):
-        x, parts = inputs
-        scores = tf.reduce_sum(parts, axis=-1)
-        if self.base_feature is not None:
-            scores = scores + self.base_weight * x[..., self.base_feature]
-        return scores
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "base_feature": self.base_feature,
-            "base_weight": self.base_weight,
-        }
-
-
 def _build_model(n_features: int, p: RankerParams) -> tf.keras.Model:
     """The functional model features [B, L, F] -> scores [B, L]; parts live in layer 'parts'."""
     x = tf.keras.Input(shape=(None, n_features), dtype=tf.float32, name="features")
@@ -257,51 +144,6 @@ def _seed(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-class _BestWeights(tf.keras.callbacks.Callback):
-    """Early stopping on val NDCG@10 that also counts the weights before training (epoch 0)."""
-
-    def __init__(self, initial: float, patience: int, on_epoch, started: float):
-        super().__init__()
-        self.best = initial
-        self.best_epoch = 0
-        self.epochs = 0
-        self.patience = patience
-        self.on_epoch = on_epoch
-        self.started = started
-        self.best_weights = None
-        self.wait = 0
-
-    def on_train_begin(self, logs=None):
-        self.best_weights = self.model.get_weights()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        self.epochs = epoch + 1
-        value = float(logs["val_ndcg_10"])
-        if value > self.best:
-            self.best, self.best_epoch, self.wait = value, epoch + 1, 0
-            self.best_weights = self.model.get_weights()
-        else:
-            self.wait += 1
-            if self.wait >= self.patience:
-                self.model.stop_training = True
-        if self.on_epoch is not None:
-            self.on_epoch(
-                epoch + 1,
-                {
-                    "loss": float(logs["loss"]),
-                    "ndcg10": float(logs["ndcg_10"]),
-                    "val_loss": float(logs["val_loss"]),
-                    "val_ndcg10": value,
-                    "best_val_ndcg10": self.best,
-                    "seconds": time.perf_counter() - self.started,
-                },
-            )
-
-    def on_train_end(self, logs=None):
-        self.model.set_weights(self.best_weights)
-
-
 class ListwiseRanker:
     """A per-document scorer trained with a listwise TF-Ranking loss."""
 
@@ -335,7 +177,7 @@ class ListwiseRanker:
         turns on op determinism for the whole process. The model's first ``fit`` seeds again
         before tracing, so create + fit with the same seed give identical weights.
         """
-        if not _is_int(n_features) or n_features < 1:
+        if not isinstance(n_features, int) or isinstance(n_features, bool) or n_features < 1:
             raise ValueError(f"n_features={n_features!r}: must be an int >= 1")
         r = params.residual_feature
         if r is not None and r >= n_features:
@@ -378,7 +220,7 @@ class ListwiseRanker:
         std = self.model.get_layer("standardize")
         mean, scale = std.get_weights()
         if not mean.any() and (scale == 1).all():
-            std.set_weights(_feature_stats(x_train, y_train))
+            std.set_weights(feature_stats(x_train, y_train))
 
         if self.model.train_function is None:
             # Dropout ops take their seeds from the global seed when train_function is traced,
@@ -393,7 +235,7 @@ class ListwiseRanker:
         )
         val = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(_EVAL_BATCH)
         initial = self.model.evaluate(val, verbose=0, return_dict=True)["ndcg_10"]
-        tracker = _BestWeights(float(initial), p.patience, on_epoch, started)
+        tracker = BestWeights(float(initial), p.patience, on_epoch, started)
         if p.max_epochs > 0:
             self.model.fit(
                 train, validation_data=val, epochs=p.max_epochs, callbacks=[tracker], verbose=0
@@ -494,24 +336,14 @@ class ListwiseRanker:
 
         Optimizer state is not kept: a loaded ranker trains on with a fresh Adam.
         """
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
         meta = {
             "format": FORMAT_VERSION,
             "n_features": self.n_features,
             "params": dataclasses.asdict(self.params),
         }
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
-            staged = tmp / "ranker"
-            staged.mkdir()
+        with atomic_directory(Path(directory)) as staged:
             self.model.save(staged / MODEL_FILE)
             (staged / PARAMS_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-            if directory.exists():
-                os.replace(directory, tmp / "old")
-            os.replace(staged, directory)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def load(cls, directory: Path) -> ListwiseRanker:
@@ -543,12 +375,3 @@ class ListwiseRanker:
             )
         _compile(model, params)
         return cls(n_features, params, model)
-
-
-def _feature_stats(x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
-    """Mean and scale (std, or 1 for a constant feature) over the real documents."""
-    docs = x[y >= 0].astype(np.float64)
-    mean = docs.mean(axis=0)
-    std = docs.std(axis=0)
-    scale = np.where(std > 1e-6, std, 1.0)
-    return [mean.astype(np.float32), scale.astype(np.float32)]

@@ -7,13 +7,13 @@ fusions; of the rest, a validation share drives early stopping. With ``finetune_
 pretrained encoder is first adapted to the collection, and the challenger is evaluated on a
 staged index generation embedded by it while the champion keeps serving; the ranker itself fits
 on the train queries' lists from the index before fine-tuning (the encoder has seen those
-queries). The judgment prior and query memory features (``_set_judged_features``) are filled
-in after the lists are built, out of fold for the train lists.
+queries). The judgment prior and query memory features (``judged.set_judged_features``) are
+filled in after the lists are built, out of fold for the train lists. The split lives in
+``splits``, the candidate lists in ``lists``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -29,6 +29,7 @@ from brainrank.ranker.config import Config
 from brainrank.ranker.evaluation import METRICS, Qrels, score_run
 from brainrank.ranker.learning.features import FeatureExtractor, FeatureSchema
 from brainrank.ranker.learning.gates import DomainGate, QueryGate, list_summary
+from brainrank.ranker.learning.judged import set_judged_features
 from brainrank.ranker.learning.learned import (
     CLICKS_FILE,
     ENCODER_DIR,
@@ -37,12 +38,15 @@ from brainrank.ranker.learning.learned import (
     RANKER_DIR,
     LearnedModel,
 )
-from brainrank.ranker.learning.memory import (
-    DEFAULT_K,
-    DEFAULT_TEMPERATURE,
-    MEMORY_FILE,
-    QueryMemory,
+from brainrank.ranker.learning.lists import (
+    ListSet,
+    candidate_lists,
+    feature_baseline,
+    label_items,
+    rank_lists,
 )
+from brainrank.ranker.learning.memory import MEMORY_FILE
+from brainrank.ranker.learning.splits import query_split
 from brainrank.ranker.progress import Progress
 from brainrank.ranker.retrieval.search import SearchEngine
 
@@ -62,18 +66,6 @@ class TrainOptions:
 
 
 @dataclass
-class ListSet:
-    """Padded candidate lists: features [n, L, F], labels [n, L] (-1 = padding)."""
-
-    keys: list[str]
-    texts: list[str]
-    x: np.ndarray
-    y: np.ndarray
-    doc_ids: list[list[str]]
-    vectors: np.ndarray | None = None  # query vectors [n, dim] of the encoder that retrieved
-
-
-@dataclass
 class TrainResult:
     version: str
     promoted: bool
@@ -82,94 +74,11 @@ class TrainResult:
     summary: dict = field(default_factory=dict)
 
 
-PRIOR_FOLDS = 5
 # Encoder fine-tuning: at most this many (query, relevant document) pairs per query, and a time
 # budget (the schedule shrinks to the steps that fit). SciFact (at most 5 per query) takes
 # 281 s on 2 cores, well inside it.
 FINETUNE_PAIRS_PER_QUERY = 5
 FINETUNE_SECONDS = 900.0
-
-
-def _fold(key: str) -> int:
-    """The out-of-fold judgment-prior fold of a training list (stable across runs)."""
-    return int(hashlib.sha256(f"prior:{key}".encode()).hexdigest()[:8], 16) % PRIOR_FOLDS
-
-
-def stable_split(keys: list[str], fraction: float, salt: str) -> tuple[list[str], list[str]]:
-    """(kept, held out): a key's side depends only on its hash, so splits agree across runs."""
-    held = [
-        k
-        for k in keys
-        if int(hashlib.sha256(f"{salt}:{k}".encode()).hexdigest()[:8], 16) / 2**32 < fraction
-    ]
-    held_set = set(held)
-    return [k for k in keys if k not in held_set], held
-
-
-def candidate_lists(
-    engine: SearchEngine,
-    extractor: FeatureExtractor,
-    items: list[tuple[str, str, dict[str, float]]],
-    progress: Progress,
-    description: str,
-) -> ListSet:
-    """Features and labels of each query's hybrid candidates (unjudged candidates label 0)."""
-    xs, ys, ids, vectors = [], [], [], []
-    with progress.task(description, len(items)) as advance:
-        for _key, text, labels in items:
-            cand = engine.candidates(text, "hybrid")
-            xs.append(extractor.extract(text, cand))
-            docs = [engine.generation.doc_ids[p] for p in cand.positions]
-            ys.append(np.array([labels.get(d, 0.0) for d in docs], dtype=np.float32))
-            ids.append(docs)
-            vectors.append(cand.query_vector)
-            advance(1)
-    width = max((len(x) for x in xs), default=1)
-    n_features = len(extractor.schema.names)
-    x = np.zeros((len(xs), width, n_features), dtype=np.float32)
-    y = np.full((len(xs), width), -1.0, dtype=np.float32)
-    for i, (xi, yi) in enumerate(zip(xs, ys, strict=True)):
-        x[i, : len(xi)] = xi
-        y[i, : len(yi)] = yi
-    has_vectors = bool(vectors) and all(v is not None for v in vectors)
-    return ListSet(
-        [k for k, _, _ in items],
-        [t for _, t, _ in items],
-        x,
-        y,
-        ids,
-        np.stack(vectors).astype(np.float32) if has_vectors else None,
-    )
-
-
-def rank_lists(scores: np.ndarray, lists: ListSet, depth: int = 100) -> dict[str, list[str]]:
-    """Top ``depth`` doc ids per list from per-slot scores (padding ignored)."""
-    run = {}
-    for i, key in enumerate(lists.keys):
-        n = len(lists.doc_ids[i])
-        s = scores[i, :n]
-        order = np.lexsort((np.arange(n), -s))[:depth]
-        run[key] = [lists.doc_ids[i][j] for j in order]
-    return run
-
-
-def feature_baseline(x: np.ndarray, y: np.ndarray, names: tuple[str, ...]) -> dict:
-    """Per-feature quantiles and histograms of the training candidates, for drift monitoring."""
-    mask = y >= 0
-    flat = x[mask]
-    out = {"candidates": int(mask.sum()), "lists": int(len(x)), "features": {}}
-    for j, name in enumerate(names):
-        col = flat[:, j].astype(np.float64)
-        edges = np.unique(np.quantile(col, np.linspace(0, 1, 11)))
-        counts = np.histogram(col, bins=edges)[0] if len(edges) > 1 else np.array([len(col)])
-        out["features"][name] = {
-            "mean": float(col.mean()),
-            "std": float(col.std()),
-            "quantiles": [float(q) for q in np.quantile(col, [0.01, 0.25, 0.5, 0.75, 0.99])],
-            "edges": [float(e) for e in edges],
-            "counts": [int(c) for c in counts],
-        }
-    return out
 
 
 def train(
@@ -182,7 +91,8 @@ def train(
     progress: Progress | None = None,
 ) -> TrainResult:
     """Train, evaluate and register a challenger; promote it when it beats the incumbent."""
-    from brainrank.ranker.learning.tfr_model import ListwiseRanker, RankerParams
+    from brainrank.ranker.learning.ranker_params import RankerParams
+    from brainrank.ranker.learning.tfr_model import ListwiseRanker
     from brainrank.ranker.registry.registry import Registry
 
     progress = progress or Progress()
@@ -198,14 +108,17 @@ def train(
             f"only {len(judged)} judged queries have a text in the queries file; "
             "training needs at least 5"
         )
-    rest, holdout = stable_split(judged, options.holdout_fraction, f"holdout{options.seed}")
-    train_ids, val_ids = stable_split(rest, options.val_fraction, f"val{options.seed}")
+    train_ids, val_ids, holdout = query_split(
+        judged, options.holdout_fraction, options.val_fraction, options.seed
+    )
     if not holdout or not val_ids or not train_ids:
         raise InputError(f"{len(judged)} judged queries are too few to split for training")
 
     clicks = impressions = None
     if clicks_path is not None:
-        from brainrank.ranker.feedback.clicks import click_stats, normalise_query, read_click_log
+        from brainrank.ranker.feedback.click_stats import click_stats
+        from brainrank.ranker.feedback.clicklog import read_click_log
+        from brainrank.ranker.feedback.fields import normalise_query
 
         impressions = read_click_log(clicks_path)
         held_texts = {normalise_query(queries[q]) for q in holdout + val_ids}
@@ -216,11 +129,10 @@ def train(
     else:
         click_labels = {}
 
-    items_train = _label_items(
-        train_ids, queries, qrels, click_labels, options, with_click_only=True
-    )
-    items_val = _label_items(val_ids, queries, qrels, {}, options)
-    items_holdout = _label_items(holdout, queries, qrels, {}, options)
+    weight = options.click_weight
+    items_train = label_items(train_ids, queries, qrels, click_labels, weight, with_click_only=True)
+    items_val = label_items(val_ids, queries, qrels, {}, weight)
+    items_holdout = label_items(holdout, queries, qrels, {}, weight)
 
     summary: dict = {
         "judged_queries": len(judged),
@@ -269,7 +181,7 @@ def train(
         va = candidate_lists(challenger_engine, extractor, items_val, progress, "Validation lists")
         ho = candidate_lists(challenger_engine, extractor, items_holdout, progress, "Holdout lists")
         fit = tr
-        if staged_gen is not None and not _fine_tuned_here(ws, engine.generation):
+        if staged_gen is not None and not fine_tuned_here(ws, engine.generation):
             # The fine-tuned encoder has seen the train queries: on their lists its cosines
             # put the relevant document on top almost always, and a ranker fitted there learns
             # to trust dense retrieval and nothing else, which unseen queries do not bear out.
@@ -284,7 +196,7 @@ def train(
                 "Train lists (encoder before fine-tuning)",
             )
             summary["ranker_fit_lists"] = "index before fine-tuning"
-        prior, memory = _set_judged_features(
+        prior, memory = set_judged_features(
             challenger_engine.generation, schema, tr, va, ho, fit if fit is not tr else None
         )
         summary["judgment_prior_docs"] = len(prior)
@@ -359,135 +271,10 @@ def train(
     return TrainResult(version.version, promoted, reason, metrics, summary)
 
 
-def _fine_tuned_here(ws: Workspace, generation) -> bool:
+def fine_tuned_here(ws: Workspace, generation) -> bool:
     """Whether a generation was embedded by an encoder some model of this workspace fine-tuned."""
     path = generation.manifest.get("encoder_path")
     return bool(path) and Path(path).is_relative_to(ws.models_dir)
-
-
-def fill_judgment_prior(generation, schema, lists: ListSet, prior_of_row) -> None:
-    """Set the lists' ``judged_doc`` column from ``prior_of_row(i)`` (content hash -> labels)."""
-    hash_of = dict(zip(generation.doc_ids, generation.content_hashes, strict=True))
-    column = schema.index("judged_doc")
-    for i, docs in enumerate(lists.doc_ids):
-        prior = prior_of_row(i)
-        values = [prior.get(hash_of.get(d, ""), 0.0) for d in docs]
-        lists.x[i, : len(docs), column] = np.log1p(values)
-
-
-def fill_judged_similar(generation, schema, lists: ListSet, memory_of_row) -> None:
-    """Set the lists' ``judged_similar`` column: ``memory_of_row(i)`` is (QueryMemory, allowed
-    rows or None) for list i, queried with the list's own query vector."""
-    column = schema.index("judged_similar")
-    lists.x[..., column] = 0.0
-    if lists.vectors is None:
-        return
-    hash_of = dict(zip(generation.doc_ids, generation.content_hashes, strict=True))
-    for i, docs in enumerate(lists.doc_ids):
-        memory, allowed = memory_of_row(i)
-        hashes = [hash_of.get(d, "") for d in docs]
-        lists.x[i, : len(docs), column] = memory.feature(lists.vectors[i], hashes, allowed)
-
-
-def _earned(generation, lists: ListSet) -> list[dict[str, float]]:
-    """Per list, the labels its judged candidates earned, by document content hash."""
-    hash_of = dict(zip(generation.doc_ids, generation.content_hashes, strict=True))
-    return [
-        {hash_of[doc]: float(lists.y[i, j]) for j, doc in enumerate(docs) if lists.y[i, j] > 0}
-        for i, docs in enumerate(lists.doc_ids)
-    ]
-
-
-def _set_judged_features(
-    generation,
-    schema,
-    tr: ListSet,
-    va: ListSet,
-    ho: ListSet,
-    also: ListSet | None = None,
-    *,
-    memory_k: int = DEFAULT_K,
-    memory_temperature: float = DEFAULT_TEMPERATURE,
-) -> tuple[dict, QueryMemory | None]:
-    """Fill the ``judged_doc`` and ``judged_similar`` columns of the lists; return the judgment
-    prior and the query memory the model serves with.
-
-    A document's prior is the sum of the labels (judgments, merged click labels) it earned in
-    training queries' candidate lists, i.e. where users would have seen it: documents relevant
-    to query after query are likely relevant to the next. The query memory keeps each training
-    query's vector and list labels, so a new query gets the labels its most similar training
-    queries gave (learning.memory). Train lists get both out of fold (a query's own labels never
-    feed its features, so the ranker learns how far labels earned on *other* queries carry);
-    validation lists those of the train lists; the served prior and memory add the validation
-    lists but never the holdout's, so this model and the next challenger compare fairly on the
-    holdout. Keyed by document content hash. ``also`` (the same train queries' lists from
-    another index) gets the train lists' out-of-fold features too, its similarities measured
-    with its own query vectors (the encoder that retrieved it). ``memory_k`` and
-    ``memory_temperature`` set the memory's neighbours and softmax temperature.
-    """
-    folds = np.array([_fold(k) for k in tr.keys], dtype=np.int64)
-    tr_labels, va_labels = _earned(generation, tr), _earned(generation, va)
-
-    def summed(label_sets) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for labels in label_sets:
-            for doc, value in labels.items():
-                out[doc] = out.get(doc, 0.0) + value
-        return out
-
-    fold_priors = [
-        summed(tr_labels[i] for i in np.flatnonzero(folds != f)) for f in range(PRIOR_FOLDS)
-    ]
-    train_prior = summed(tr_labels)
-    served = summed(tr_labels + va_labels)
-    fill_judgment_prior(generation, schema, tr, lambda i: fold_priors[folds[i]])
-    fill_judgment_prior(generation, schema, va, lambda i: train_prior)
-    fill_judgment_prior(generation, schema, ho, lambda i: served)
-    if also is not None:
-        if list(also.keys) != list(tr.keys):
-            raise ValueError("the extra train lists must hold the same queries as the train lists")
-        fill_judgment_prior(generation, schema, also, lambda i: fold_priors[folds[i]])
-
-    if tr.vectors is None or va.vectors is None:  # an index without vectors: no memory
-        for lists in (tr, va, ho, also):
-            if lists is not None:
-                lists.x[..., schema.index("judged_similar")] = 0.0
-        return served, None
-
-    def remember(vectors, labels) -> QueryMemory:
-        return QueryMemory(vectors, labels, memory_k, memory_temperature)
-
-    train_memory = remember(tr.vectors, tr_labels)
-    fill_judged_similar(generation, schema, tr, lambda i: (train_memory, folds != folds[i]))
-    fill_judged_similar(generation, schema, va, lambda i: (train_memory, None))
-    memory = remember(np.concatenate([tr.vectors, va.vectors]), tr_labels + va_labels)
-    fill_judged_similar(generation, schema, ho, lambda i: (memory, None))
-    if also is not None and also.vectors is not None:
-        also_memory = remember(also.vectors, tr_labels)
-        fill_judged_similar(generation, schema, also, lambda i: (also_memory, folds != folds[i]))
-    return served, memory
-
-
-def _label_items(ids, queries, qrels, click_labels, options, *, with_click_only=False):
-    """(key, text, labels) per training query: judgments, merged with click labels."""
-    from_clicks = dict(click_labels)
-    items = []
-    if from_clicks:
-        from brainrank.ranker.feedback.clicks import merge_labels, normalise_query
-    for q in ids:
-        labels = {d: float(g) for d, g in qrels[q].items()}
-        if from_clicks:
-            key = normalise_query(queries[q])
-            merged = merge_labels(
-                {key: qrels[q]}, {key: from_clicks.pop(key, {})}, click_weight=options.click_weight
-            )
-            labels = merged.get(key, labels)
-        items.append((q, queries[q], labels))
-    if with_click_only and from_clicks:
-        for text, labels in sorted(from_clicks.items()):
-            scaled = {d: v * options.click_weight for d, v in labels.items()}
-            items.append((f"clicks:{text}", text, scaled))
-    return items
 
 
 def _compare(engine, challenger, lists, qrels, champion):

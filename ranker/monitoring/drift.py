@@ -20,17 +20,11 @@ saw when it was trained. Five monitors, each with its own alarm:
 - **outcomes**: CTR@k and click MRR of the window against the period just after training.
 - **staleness**: model age against ``max_model_age``.
 
-The reference is the champion's *served* profile: the top-k feature rows and the query texts
-of its training queries, saved by ``retrain`` (or built on demand from the configured
-judgments) under ``models/monitor/<version>/``. The model's ``baseline.json`` describes all
-~150 candidates per training list, while the log holds only the hits returned, a different
-population (the fusion score alone is near 1 for every hit), so a comparison of the two would
-always alarm; baseline.json is used for the out-of-range share (live values outside the
-training minimum and maximum, which a subset of candidates must respect). Without a saved
-profile the reference falls back to the searches the champion served in its first
-``reference_period``.
-
-The statistics themselves (arrays in, numbers out) are in ``ranker.monitoring.stats``.
+The reference is the champion's *served* profile (``ranker.monitoring.reference``); the
+model's ``baseline.json`` (all training candidates) serves only the out-of-range share (live
+values outside the training minimum and maximum, which a subset of candidates must respect).
+The report and its one-line headline are in ``ranker.monitoring.report``; the statistics
+themselves (arrays in, numbers out) are in ``ranker.monitoring.stats``.
 """
 
 from __future__ import annotations
@@ -38,170 +32,23 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from brainrank.index.atomic import atomic_directory
 from brainrank.index.errors import BrainrankError
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import MonitorConfig, parse_duration
 from brainrank.ranker.learning.features import JUDGED_FEATURES
+from brainrank.ranker.monitoring.reference import Reference, reference_from_log
+from brainrank.ranker.monitoring.report import MonitorReport, iso, no_data, section
 from brainrank.ranker.monitoring.stats import (
     baseline_histogram,
     centroid_shift,
     feature_drift,
     query_term_drift,
 )
-
-MONITOR_DIR = "monitor"
-
-
-# ---------------------------------------------------------------------------------------------
-# The reference profile
-
-
-@dataclass
-class Reference:
-    """What the champion served for its training queries: top-k feature rows and query texts."""
-
-    version: str
-    feature_names: tuple[str, ...]
-    features: np.ndarray  # float32 [rows, features]
-    row_search: np.ndarray  # which reference search each row belongs to
-    queries: list[str]  # normalised query texts, one per reference search
-    out_of_domain: float | None
-    source: str
-    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
-
-    @property
-    def searches(self) -> int:
-        return len(self.queries)
-
-    def save(self, models_dir: Path) -> Path:
-        target = Path(models_dir) / MONITOR_DIR / self.version
-        with atomic_directory(target) as tmp:
-            with open(tmp / "reference.npz", "wb") as fh:
-                np.savez(fh, features=self.features, row_search=self.row_search)
-            meta = {k: v for k, v in asdict(self).items() if k not in ("features", "row_search")}
-            (tmp / "reference.json").write_text(json.dumps(meta, indent=1))
-        return target
-
-    @classmethod
-    def load(cls, models_dir: Path, version: str) -> Reference | None:
-        folder = Path(models_dir) / MONITOR_DIR / version
-        if not (folder / "reference.json").is_file():
-            return None
-        meta = json.loads((folder / "reference.json").read_text())
-        with np.load(folder / "reference.npz", allow_pickle=False) as z:
-            arrays = {"features": z["features"], "row_search": z["row_search"]}
-        meta["feature_names"] = tuple(meta["feature_names"])
-        return cls(**meta, **arrays)
-
-
-def build_reference(engine, version: str, texts: list[str], k: int = 10) -> Reference:
-    """Serve each training query with model ``version`` and keep its hits' feature rows."""
-    from brainrank.ranker.feedback.fields import normalise_query
-
-    distinct = list(dict.fromkeys(normalise_query(t) for t in texts if t.strip()))
-    if not distinct:
-        raise BrainrankError("no training queries to build a monitoring reference from")
-    rows, kept, in_domain = [], [], []
-    names: tuple[str, ...] = ()
-    for text in distinct:
-        result = engine.search(text, k=k, mode="learned", model=version)
-        if result.in_domain is not None:
-            in_domain.append(float(result.in_domain))
-        if result.features is not None:
-            rows.append(np.asarray(result.features, np.float32))
-            names = tuple(result.feature_names)
-            kept.append(text)
-    return Reference(
-        version=version,
-        feature_names=names,
-        features=np.vstack(rows) if rows else np.zeros((0, len(names)), np.float32),
-        row_search=np.repeat(np.arange(len(rows)), [len(r) for r in rows]),
-        queries=kept,
-        out_of_domain=1.0 - float(np.mean(in_domain)) if in_domain else None,
-        source=f"{len(kept)} training queries served by {version}",
-    )
-
-
-def training_texts(version, queries: dict[str, str] | None, qrels: dict | None) -> list[str]:
-    """Texts a version trained on: judged queries outside its holdout, plus its click queries."""
-    texts = []
-    if queries and qrels:
-        held = set(version.meta.get("holdout_queries") or [])
-        texts += [queries[q] for q in qrels if q in queries and q not in held]
-    clicks = version.path / "clicks.jsonl"
-    if clicks.is_file():
-        from brainrank.ranker.feedback.clicks import read_click_log
-
-        texts += [imp.query for imp in read_click_log(clicks, skip_bad=True)]
-    return texts
-
-
-def reference_from_log(log, version: str, start: float, end: float, cfg: MonitorConfig):
-    """Fallback reference: the searches ``version`` served in [start, end)."""
-    sample = log.sample(start, end, max_searches=cfg.max_searches, seed=cfg.seed)
-    own = np.flatnonzero(sample.model == version)
-    if len(own) < cfg.min_searches:
-        return None
-    rows = np.isin(sample.row_search, own)
-    remap = np.full(len(sample), -1)
-    remap[own] = np.arange(len(own))
-    dom = sample.in_domain[own]
-    return Reference(
-        version=version,
-        feature_names=sample.feature_names,
-        features=sample.features[rows],
-        row_search=remap[sample.row_search[rows]],
-        queries=sample.queries[own].tolist(),
-        out_of_domain=float(1 - np.nanmean(dom)) if np.isfinite(dom).any() else None,
-        source=f"{len(own)} searches served by {version} in its first days",
-    )
-
-
-def tokenize_queries(texts: list[str], bm25_params) -> list[list[str]]:
-    """Terms of each query as the keyword index sees them (stemmed, stopwords removed)."""
-    import bm25s
-    import Stemmer
-
-    if not texts:
-        return []
-    return bm25s.tokenize(
-        list(texts),
-        stopwords=bm25_params.stopwords,
-        stemmer=Stemmer.Stemmer(bm25_params.stemmer),
-        return_ids=False,
-        show_progress=False,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# The monitor run
-
-
-@dataclass
-class MonitorReport:
-    """The verdict ("fresh" or "stale"), its reasons, and each monitor's numbers."""
-
-    verdict: str
-    reasons: list[str]
-    model: str | None
-    window: dict
-    monitors: dict[str, dict]
-    reference: str | None
-    seconds: float = 0.0
-
-    @property
-    def stale(self) -> bool:
-        return self.verdict == "stale"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def monitor(
@@ -255,7 +102,7 @@ def monitor(
         else:
             why = "no model promoted yet" if champion is None else "the query log is empty"
             for name in ("features", "queries", "outcomes"):
-                monitors[name] = _no_data(why)
+                monitors[name] = no_data(why)
         monitors["corpus"] = _corpus(ws, trained, now, mcfg)
         monitors["staleness"] = _staleness(champion, now, mcfg)
     finally:
@@ -267,8 +114,8 @@ def monitor(
         reasons=reasons,
         model=champion.version if champion else None,
         window={
-            "start": _iso(start),
-            "end": _iso(now),
+            "start": iso(start),
+            "end": iso(now),
             "seconds": span,
             "searches": searches,
         },
@@ -278,20 +125,12 @@ def monitor(
     )
 
 
-def _no_data(why: str) -> dict:
-    return {"status": "no data", "reasons": [], "note": why}
-
-
-def _section(reasons: list[str], **numbers) -> dict:
-    return {"status": "alarm" if reasons else "ok", "reasons": reasons, **numbers}
-
-
 def _features(champion, ref, sample, cfg) -> dict:
     if ref is None or not len(ref.features):
-        return _no_data("no reference profile for the champion yet (run `brainrank retrain`)")
+        return no_data("no reference profile for the champion yet (run `brainrank retrain`)")
     own = np.flatnonzero(sample.model == champion.version)
     if len(own) < cfg.min_searches or sample.feature_names != ref.feature_names:
-        return _no_data(f"{len(own)} learned searches by {champion.version} in the window")
+        return no_data(f"{len(own)} learned searches by {champion.version} in the window")
     rows = np.isin(sample.row_search, own)
     live = sample.features[rows]
     groups = len(set(sample.queries[own].tolist()))
@@ -326,7 +165,7 @@ def _features(champion, ref, sample, cfg) -> dict:
         )
         for r in drifted
     ]
-    return _section(reasons, searches=len(own), distinct_queries=groups, features=table)
+    return section(reasons, searches=len(own), distinct_queries=groups, features=table)
 
 
 def _baseline(path: Path) -> dict[str, dict]:
@@ -339,13 +178,15 @@ def _baseline(path: Path) -> dict[str, dict]:
 
 
 def _queries(cfg, champion, ref, sample, log, mcfg, embed, max_embed) -> dict:
+    from brainrank.index.bm25 import tokenize  # bm25s costs half a second of imports
+
     if len(sample) < mcfg.min_searches:
-        return _no_data(f"{len(sample)} searches in the window (min_searches {mcfg.min_searches})")
+        return no_data(f"{len(sample)} searches in the window (min_searches {mcfg.min_searches})")
     reasons: list[str] = []
     out: dict = {"searches": sample.total, "sampled": len(sample)}
     distinct, counts = np.unique(sample.queries.astype(str), return_counts=True)
     if ref is not None and ref.queries:
-        terms = tokenize_queries(sorted(set(ref.queries)) + distinct.tolist(), cfg.bm25)
+        terms = tokenize(sorted(set(ref.queries)) + distinct.tolist(), cfg.bm25)
         n_ref = len(set(ref.queries))
         drift = query_term_drift(terms[:n_ref], terms[n_ref:], mcfg.seed)
         out["terms"] = drift
@@ -374,7 +215,7 @@ def _queries(cfg, champion, ref, sample, log, mcfg, embed, max_embed) -> dict:
             f"query embedding centroid moved by {c['shift']:.3f} (cosine distance; sampling "
             f"alone stays below {c['null_q99']:.3f})"
         )
-    return _section(reasons, **out)
+    return section(reasons, **out)
 
 
 def _centroid(champion, log, distinct, counts, mcfg, embed, max_embed) -> dict:
@@ -410,13 +251,13 @@ def _outcomes(log, sample, trained, start, cfg) -> dict:
     numbers = {"window": live, "reference": ref}
     if ref is None or min(ref["clicked"], live["clicked"]) < cfg.min_clicked:
         note = "too few searches with clicks (import feedback with `brainrank feedback FILE`)"
-        return {**_no_data(note), **numbers}
+        return {**no_data(note), **numbers}
     reasons = []
     for metric in (f"CTR@{cfg.k}", "click_MRR"):
         a, b = ref[metric], live[metric]
         if a and b is not None and (a - b) / a > cfg.ctr_drop and _drop_significant(ref, live, cfg):
             reasons.append(f"{metric} fell from {a:.3f} after training to {b:.3f}")
-    return _section(reasons, **numbers)
+    return section(reasons, **numbers)
 
 
 def _drop_significant(ref: dict, live: dict, cfg) -> bool:
@@ -477,12 +318,12 @@ def _corpus(ws: Workspace, trained: float | None, now: float, cfg) -> dict:
         reasons.append("the serving index was built from an older document store version")
     if lag > parse_duration(cfg.max_index_lag):
         reasons.append(f"index lag {lag / 86400:.1f} days (newest indexed vs newest ingested)")
-    return _section(reasons, **out)
+    return section(reasons, **out)
 
 
 def _staleness(champion, now: float, cfg) -> dict:
     if champion is None:
-        return _no_data("no model promoted yet")
+        return no_data("no model promoted yet")
     age = now - champion.created.timestamp()
     limit = parse_duration(cfg.max_model_age)
     reasons = []
@@ -490,10 +331,6 @@ def _staleness(champion, now: float, cfg) -> dict:
         reasons.append(
             f"model {champion.version} is {age / 86400:.1f} days old (max {limit / 86400:g})"
         )
-    return _section(
-        reasons, age_seconds=age, max_age_seconds=limit, created=_iso(champion.created.timestamp())
+    return section(
+        reasons, age_seconds=age, max_age_seconds=limit, created=iso(champion.created.timestamp())
     )
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")

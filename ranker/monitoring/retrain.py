@@ -31,7 +31,7 @@ from brainrank.index.atomic import write_text_atomic
 from brainrank.index.errors import BrainrankError
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import MonitorConfig, RetrainConfig, parse_duration
-from brainrank.ranker.monitoring.drift import Reference, build_reference, training_texts
+from brainrank.ranker.monitoring.reference import Reference, build_reference, training_texts
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,8 @@ def _propensities(clicks_path: Path | None, k: int):
 
     if clicks_path is None:
         return 1.0 / np.arange(1, k + 1)
-    from brainrank.ranker.feedback.clicks import estimate_propensities, read_click_log
+    from brainrank.ranker.feedback.click_model import estimate_propensities
+    from brainrank.ranker.feedback.clicklog import read_click_log
 
     return np.maximum(estimate_propensities(read_click_log(clicks_path), k), 1e-3)
 
@@ -276,13 +277,15 @@ def _cold_queries(queries: dict[str, str], qrels: dict, rcfg: RetrainConfig) -> 
     then fails on new queries that have no clicks yet. Without them the held-out queries are
     judged cold, like new queries, and the held-out clicked queries cover the warm case.
     """
-    from brainrank.ranker.feedback.querylog import normalise_query
-    from brainrank.ranker.learning.train import TrainOptions, stable_split
+    from brainrank.ranker.feedback.fields import normalise_query
+    from brainrank.ranker.learning.splits import query_split
+    from brainrank.ranker.learning.train import TrainOptions
 
     options = TrainOptions(seed=rcfg.seed)
     judged = [q for q in qrels if q in queries]
-    rest, holdout = stable_split(judged, options.holdout_fraction, f"holdout{options.seed}")
-    _, val = stable_split(rest, options.val_fraction, f"val{options.seed}")
+    _, val, holdout = query_split(
+        judged, options.holdout_fraction, options.val_fraction, options.seed
+    )
     return {normalise_query(queries[q]) for q in holdout + val}
 
 
@@ -290,8 +293,9 @@ def _click_logs(
     ws: Workspace, champion, rcfg: RetrainConfig, now: float, tmp: Path, cold: set[str]
 ):
     """(training click log or None, held-out clicked impressions, logged impressions used)."""
-    from brainrank.ranker.feedback.querylog import QueryLog, normalise_query
-    from brainrank.ranker.learning.train import stable_split
+    from brainrank.ranker.feedback.fields import normalise_query
+    from brainrank.ranker.feedback.querylog import QueryLog
+    from brainrank.ranker.learning.splits import click_holdout
 
     merged: dict[str, dict] = {}
     if champion is not None and (champion.path / "clicks.jsonl").is_file():
@@ -308,7 +312,7 @@ def _click_logs(
                 qlog.impressions(start, now, limit=rcfg.max_impressions, clicked_queries=True)
             )
     texts = sorted({normalise_query(imp["query"]) for imp in logged})
-    _, held_texts = stable_split(texts, rcfg.click_holdout, f"clicks{rcfg.seed}")
+    held_texts = click_holdout(texts, rcfg.click_holdout, rcfg.seed)
     held_set = set(held_texts)
     held = []
     for imp in logged:

@@ -7,7 +7,8 @@ Layout under ``Workspace.models_dir``::
     CHAMPION                    one line naming the serving version, replaced atomically
     history.jsonl               one JSON line per promotion or rollback
     .staging/                   versions being written; each writer holds a lock file there
-    .registry.lock              serialises numbering, pointer moves and pruning
+    .registry.lock              serialises numbering, pointer moves and pruning (its holder
+                                writes .registry.lock.holder, named when a waiter gives up)
 
 Writing a version, two equivalent forms::
 
@@ -24,16 +25,17 @@ rewrites it, then renames the folder to its number in one ``os.replace``. A vers
 therefore appears complete or not at all, and numbers are handed out under a file lock, so two
 trainings never get the same one. Numbers are never reused, even after pruning. A writer killed
 mid-way leaves only a folder in ``.staging/``; its lock dies with it, and the next ``begin``,
-import or prune removes it. (``index.atomic.atomic_directory`` is not used because the final
-name is only known once the lock is held, and it would overwrite an existing folder.)
+import or prune removes it. The rename is ``index.atomic.replace_directory(overwrite=False)``
+(the name is known only under the lock, and a folder is never replaced); the locks are
+``index.locks.ProcessLock`` (a step waits ``lock_timeout`` s, then names the lock's holder).
 
 ``export`` and ``import_archive`` move versions between workspaces as .tar.gz files; the tar
-handling (atomic writing, refusing unsafe members) is ``ranker.registry.archive``'s.
+handling (atomic writing, refusing unsafe members) is ``ranker.registry.archive``'s; reading
+model.json into a ``ModelVersion`` is ``ranker.registry.version``'s.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -43,129 +45,31 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
-from brainrank.index.atomic import write_text_atomic
+from brainrank.index.atomic import replace_directory, write_text_atomic
 from brainrank.index.errors import BrainrankError, InputError
+from brainrank.index.locks import WAIT_SECONDS, ProcessLock
 from brainrank.ranker.registry.archive import unpack_archive, write_archive
+from brainrank.ranker.registry.version import (
+    VERSION_NAME,
+    ModelVersion,
+    is_timestamp,
+    load_version,
+    now_iso,
+    read_meta,
+    version_name,
+)
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^v(\d{4,})$")
 _ALIAS = re.compile(r"^v?(\d+)$", re.IGNORECASE)
 _FIX_POINTER = "run `brainrank models promote VERSION` or `brainrank models rollback`"
 
 
-def version_name(number: int) -> str:
-    """The folder name of version ``number``: 7 -> ``v0007``."""
-    return f"v{number:04d}"
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """One complete version folder and its parsed model.json."""
-
-    version: str
-    path: Path
-    meta: dict
-
-    @property
-    def number(self) -> int:
-        return int(self.version[1:])
-
-    @property
-    def created(self) -> datetime:
-        return datetime.fromisoformat(self.meta["created"])
-
-    @property
-    def parent(self) -> str | None:
-        return self.meta.get("parent")
-
-    @property
-    def metrics(self) -> dict:
-        return dict(self.meta.get("metrics") or {})
-
-    @property
-    def encoder_fingerprint(self) -> str | None:
-        return (self.meta.get("encoder") or {}).get("fingerprint")
-
-    @property
-    def bundled_encoder(self) -> Path | None:
-        """The fine-tuned encoder folder shipped in this version, or None for a shared one."""
-        if (self.meta.get("encoder") or {}).get("bundled"):
-            return self.path / "encoder"
-        return None
-
-    @property
-    def feature_names(self) -> list[str]:
-        return list(self.meta["feature_schema"]["names"])
-
-    @property
-    def ranker_dir(self) -> Path:
-        return self.path / "ranker"
-
-
-def _read_meta(path: Path, where: str | None = None) -> dict:
-    where = where or str(path)
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise InputError(f"{where} is not valid JSON: {exc}") from None
-    check_meta(meta, where)
-    return meta
-
-
-def check_meta(meta: object, where: str) -> None:
-    """Raise InputError unless ``meta`` has the fields every model.json needs."""
-    if not isinstance(meta, dict):
-        raise InputError(f"{where} must hold a JSON object, not {type(meta).__name__}")
-    schema = meta.get("feature_schema")
-    if not isinstance(schema, dict):
-        raise InputError(f"{where} lacks \"feature_schema\" ({{'version': int, 'names': [...]}})")
-    names = schema.get("names")
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise InputError(f"{where}: feature_schema.names must be a list of strings")
-    if not isinstance(schema.get("version"), int):
-        raise InputError(f"{where}: feature_schema.version must be an integer")
-    if "encoder" in meta and not isinstance(meta["encoder"], dict):
-        raise InputError(f'{where}: "encoder" must be an object {{name, fingerprint, bundled}}')
-
-
-def _is_timestamp(value: object) -> bool:
-    try:
-        datetime.fromisoformat(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _load(folder: Path) -> ModelVersion:
-    meta_path = folder / "model.json"
-    meta = _read_meta(meta_path)
-    if meta.get("version") != folder.name:
-        raise InputError(f"{meta_path} says version {meta.get('version')!r}, not {folder.name}")
-    if not _is_timestamp(meta.get("created")):
-        raise InputError(f'{meta_path}: "created" is not an ISO timestamp')
-    return ModelVersion(folder.name, folder, meta)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @dataclass
 class _Draft:
-    lock: IO[str]
+    lock: ProcessLock
     parent: str | None
     imported_from: str | None = None
 
@@ -177,8 +81,9 @@ _DRAFTS: dict[Path, _Draft] = {}
 class Registry:
     """Model versions under ``models_dir`` (normally ``Workspace.models_dir``)."""
 
-    def __init__(self, models_dir: Path | str):
+    def __init__(self, models_dir: Path | str, *, lock_timeout: float = WAIT_SECONDS):
         self.models_dir = Path(models_dir).expanduser().absolute()
+        self.lock_timeout = lock_timeout  # seconds a step waits for another process's step
         self.problems: list[str] = []  # warnings from the last versions()/history() call
         self.last_committed: ModelVersion | None = None
 
@@ -198,16 +103,14 @@ class Registry:
     def history_file(self) -> Path:
         return self.models_dir / "history.jsonl"
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the registry lock; held only for quick steps, so waiting is fine."""
+    def _locked(self) -> ProcessLock:
+        """The registry lock, for a ``with``; held only for quick steps, so waiting is fine."""
         self.versions_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.models_dir / ".registry.lock", "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return ProcessLock(
+            self.models_dir / ".registry.lock",
+            timeout=self.lock_timeout,
+            what=f"the model registry {self.models_dir} is busy",
+        )
 
     # -- writing ---------------------------------------------------------------------------
     def begin(self, parent: str | None = None) -> Path:
@@ -217,8 +120,8 @@ class Registry:
             self._clean_staging()
             self.staging_dir.mkdir(exist_ok=True)
             token = f"{os.getpid()}-{secrets.token_hex(6)}"
-            lock = open(self.staging_dir / f"{token}.lock", "w")  # held until commit/abort
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Held until commit/abort: a free draft lock is how _clean_staging spots a dead writer.
+            lock = ProcessLock(self.staging_dir / f"{token}.lock", timeout=0).acquire()
             tmp = self.staging_dir / token
             tmp.mkdir()
         _DRAFTS[tmp] = _Draft(lock, parent_name)
@@ -237,7 +140,7 @@ class Registry:
                     f"the new model version has no model.json (in {tmp}); the trainer must "
                     "write it last, after the ranker files"
                 )
-            meta = _read_meta(meta_path)
+            meta = read_meta(meta_path)
             if (meta.get("encoder") or {}).get("bundled") and not (tmp / "encoder").is_dir():
                 raise BrainrankError(
                     f"{meta_path} says the encoder is bundled but there is no encoder/ folder"
@@ -248,18 +151,17 @@ class Registry:
                 meta["version"] = name
                 if draft.imported_from is not None:
                     meta["imported_from"] = draft.imported_from
-                    meta["imported"] = _now()
+                    meta["imported"] = now_iso()
                     meta["parent"] = None  # the source registry's numbers mean nothing here
-                    if not _is_timestamp(meta.get("created")):
+                    if not is_timestamp(meta.get("created")):
                         meta["created"] = meta["imported"]
                 else:
-                    meta["created"] = _now()
+                    meta["created"] = now_iso()
                     meta["parent"] = draft.parent or meta.get("parent")
                 write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
-                os.replace(tmp, self.versions_dir / name)
-                _fsync_dir(self.versions_dir)
+                replace_directory(tmp, self.versions_dir / name, overwrite=False)
                 write_text_atomic(self.versions_dir / ".last_number", f"{number}\n")
-            mv = _load(self.versions_dir / name)
+            mv = load_version(self.versions_dir / name)
         finally:
             self.abort(tmp)
         self.last_committed = mv
@@ -273,7 +175,7 @@ class Registry:
             return
         shutil.rmtree(tmp, ignore_errors=True)
         Path(f"{tmp}.lock").unlink(missing_ok=True)
-        draft.lock.close()
+        draft.lock.release()
 
     @contextmanager
     def new_version(self, parent: str | None = None) -> Iterator[Path]:
@@ -289,7 +191,7 @@ class Registry:
     def _next_number(self) -> int:
         taken = [0]
         for p in self.versions_dir.iterdir():
-            if m := _NAME.match(p.name):  # complete or not, the name is taken
+            if m := VERSION_NAME.match(p.name):  # complete or not, the name is taken
                 taken.append(int(m.group(1)))
         try:
             taken.append(int((self.versions_dir / ".last_number").read_text().strip()))
@@ -302,13 +204,14 @@ class Registry:
         if not self.staging_dir.is_dir():
             return
         for lock_path in self.staging_dir.glob("*.lock"):
-            with open(lock_path, "a") as fh:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live writer
+            probe = ProcessLock(lock_path, timeout=0)
+            if not probe.try_acquire():
+                continue  # a live writer
+            try:
                 shutil.rmtree(lock_path.with_suffix(""), ignore_errors=True)
                 lock_path.unlink(missing_ok=True)
+            finally:
+                probe.release()  # also removes the dead writer's holder note
         for entry in self.staging_dir.iterdir():
             if entry.is_dir() and not Path(f"{entry}.lock").exists():
                 shutil.rmtree(entry, ignore_errors=True)
@@ -321,10 +224,10 @@ class Registry:
             return []
         found = []
         for p in self.versions_dir.iterdir():
-            if not (_NAME.match(p.name) and (p / "model.json").is_file()):
+            if not (VERSION_NAME.match(p.name) and (p / "model.json").is_file()):
                 continue
             try:
-                found.append(_load(p))
+                found.append(load_version(p))
             except (BrainrankError, OSError) as exc:
                 self.problems.append(f"skipped model version {p.name}: {exc}")
                 log.warning(self.problems[-1])
@@ -343,7 +246,7 @@ class Registry:
             folder = self.versions_dir / version_name(int(m.group(1)))
             if (folder / "model.json").is_file():
                 try:
-                    return _load(folder)
+                    return load_version(folder)
                 except InputError as exc:
                     raise BrainrankError(f"model version {folder.name} is corrupt: {exc}") from None
         known = ", ".join(v.version for v in self.versions()) or "none yet"
@@ -363,13 +266,13 @@ class Registry:
         if name is None:
             return None
         folder = self.versions_dir / name
-        if not _NAME.match(name) or not (folder / "model.json").is_file():
+        if not VERSION_NAME.match(name) or not (folder / "model.json").is_file():
             raise BrainrankError(
                 f"{self.champion_file} names {name!r}, which is not a complete model version; "
                 f"{_FIX_POINTER}"
             )
         try:
-            return _load(folder)
+            return load_version(folder)
         except InputError as exc:
             raise BrainrankError(f"the champion is corrupt: {exc}; {_FIX_POINTER}") from None
 
@@ -410,7 +313,7 @@ class Registry:
     def _set_champion(self, action: str, version: str, previous: str | None) -> None:
         write_text_atomic(self.champion_file, version + "\n")
         line = json.dumps(
-            {"time": _now(), "action": action, "version": version, "previous": previous}
+            {"time": now_iso(), "action": action, "version": version, "previous": previous}
         )
         with open(self.history_file, "ab+") as fh:
             fh.seek(0, os.SEEK_END)
@@ -488,7 +391,7 @@ class Registry:
         tmp = self.begin()
         try:
             unpack_archive(archive, tmp)
-            meta = _read_meta(tmp / "model.json", where=f"model.json in {archive}")
+            meta = read_meta(tmp / "model.json", where=f"model.json in {archive}")
             original = meta.get("version")
             _DRAFTS[tmp].imported_from = original if isinstance(original, str) else archive.name
         except BaseException:

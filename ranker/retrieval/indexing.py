@@ -198,7 +198,7 @@ def _build_generation(
                     max_passages=cfg.encoder.max_passages,
                 )
                 passages = splitter.split([docs[p] for p in todo])
-                from brainrank.ranker.encoding.encoder import bulk_precision
+                from brainrank.ranker.encoding.precision import bulk_precision
 
                 flat = [text for texts in passages for text in texts]
                 with (

@@ -31,7 +31,8 @@ def add_gam_version(cfg) -> str:
     """
     from brainrank.index.workspace import Workspace
     from brainrank.ranker.learning.learned import RANKER_DIR
-    from brainrank.ranker.learning.tfr_model import ListwiseRanker, RankerParams
+    from brainrank.ranker.learning.ranker_params import RankerParams
+    from brainrank.ranker.learning.tfr_model import ListwiseRanker
     from brainrank.ranker.registry.registry import Registry
 
     registry = Registry(Workspace(cfg.workspace).models_dir)
@@ -95,7 +96,7 @@ def health_config(trained_config, encoder, tmp_path_factory):
 
     from brainrank.index.workspace import Workspace
     from brainrank.ranker.evaluation import read_qrels, read_queries
-    from brainrank.ranker.monitoring.drift import training_texts
+    from brainrank.ranker.monitoring.reference import training_texts
     from brainrank.ranker.monitoring.retrain import RetrainConfig, retrain
     from brainrank.ranker.registry.registry import Registry
 

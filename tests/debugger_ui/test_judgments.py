@@ -6,14 +6,15 @@ import math
 
 import pytest
 
-from brainrank.debugger_ui.judgments import JudgedSet, normalise
+from brainrank.debugger_ui.judgments import JudgedSet
+from brainrank.ranker.feedback.fields import normalise_query
 
 
 def test_a_typed_query_is_found_whatever_its_case_and_spacing():
     judged = JudgedSet(
         {"q1": "Refund policy", "q2": "gift card", "q3": "unjudged"}, {"q1": {}, "q2": {}}
     )
-    assert normalise("  REFUND   policy ") == "refund policy"
+    assert normalise_query("  REFUND   policy ") == "refund policy"
     assert judged.find("refund  POLICY") == "q1"
     assert judged.find("unjudged") is None  # has a text but no judgments
     assert len(judged) == 2

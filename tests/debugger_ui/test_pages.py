@@ -275,6 +275,27 @@ def test_health_shows_the_verdict_feature_drift_and_retrain_history(launch, heal
     assert url(at)["window"] == "30d" and metric(at, "Searches in window") == "120"
 
 
+def test_the_cli_and_the_health_page_print_the_same_headline(launch, health_config):
+    from typer.testing import CliRunner
+
+    from brainrank.ranker.cli.app import app
+    from brainrank.ranker.monitoring.drift import monitor
+
+    report = monitor(health_config, health_config.ops.monitor, window="1d")
+    headline = report.headline()
+    assert headline.startswith(f"stale: model {report.model}, 120 searches in the last 1d;")
+    assert "features" in report.alarms  # the fixture shifted `dense`
+    args = ["monitor", "--window", "1d", "-w", str(health_config.workspace)]
+    res = CliRunner().invoke(app, args, env={"BRAINRANK_CONFIG": ""})
+    assert res.exit_code == 3, res.output
+    assert res.stdout.splitlines()[0] == headline
+    at = launch(health_config, page="health", window="1d")
+    assert [e.value.splitlines()[0] for e in at.error] == [f"**{headline}**"]
+    # The rows under it are the report's summary, as the CLI's table (test_drift_report).
+    summary = frame_with(at, "monitor", "details")
+    assert summary["details"].tolist() == [r["details"] for r in report.summary()]
+
+
 def test_health_without_a_query_log_hints(launch, trained_config, tmp_path):
     cfg = copy_workspace(trained_config, tmp_path / "ws")
     shutil.rmtree(cfg.workspace / "logs", ignore_errors=True)

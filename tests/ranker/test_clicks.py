@@ -13,16 +13,15 @@ from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
 from brainrank.index.errors import InputError
-from brainrank.ranker.feedback.clicks import (
+from brainrank.ranker.feedback.click_model import estimate_propensities
+from brainrank.ranker.feedback.click_stats import (
     DEFAULT_PRIOR_STRENGTH,
-    Impression,
     click_stats,
-    estimate_propensities,
     key_by_query_text,
     merge_labels,
-    normalise_query,
-    read_click_log,
 )
+from brainrank.ranker.feedback.clicklog import Impression, read_click_log
+from brainrank.ranker.feedback.fields import normalise_query
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 T0 = datetime(2026, 10, 3, 14, 22, 5, tzinfo=UTC)

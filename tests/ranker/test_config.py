@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -85,9 +86,52 @@ def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("expr", ["30 3 * * *", "*/5 * * * 1-5", "every 10m", "every 2h"])
-def test_schedules(expr):
-    assert parse_schedule(expr) is not None
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("expr", "tz", "fires"),
+    [
+        ("30 3 * * *", "UTC", ["2024-03-03 03:30", "2024-03-04 03:30"]),
+        ("0 * * * *", "UTC", ["2024-03-02 13:00", "2024-03-02 14:00"]),
+        # weekdays only: from Saturday noon to Monday midnight
+        ("*/5 * * * mon-fri", "UTC", ["2024-03-04 00:00", "2024-03-04 00:05"]),
+        # 03:30 in Berlin (UTC+1 in March) is 02:30 UTC
+        ("30 3 * * *", "Europe/Berlin", ["2024-03-03 02:30", "2024-03-04 02:30"]),
+    ],
+)
+def test_cron_schedules_fire_when_the_crontab_says(expr, tz, fires):
+    trigger = parse_schedule(expr, timezone=tz)
+    first = trigger.get_next_fire_time(None, utc("2024-03-02 12:07:30"))  # a Saturday
+    second = trigger.get_next_fire_time(first, first)
+    assert [first, second] == [utc(f) for f in fires]
+
+
+@pytest.mark.parametrize(
+    ("expr", "after", "fires"),
+    [
+        ("0 0 * * 1-5", "2024-03-02 12:07:30", "2024-03-04 00:00"),  # Sat -> Monday
+        ("0 0 * * 0", "2024-03-04 12:00", "2024-03-10 00:00"),  # Mon -> Sunday
+        ("0 0 * * 7", "2024-03-04 12:00", "2024-03-10 00:00"),  # 7 is Sunday too
+        ("0 0 * * 5-7", "2024-03-04 12:00", "2024-03-08 00:00"),  # Mon -> Friday
+        ("0 0 * * */2", "2024-03-04 12:00", "2024-03-05 00:00"),  # Mon -> Tuesday (0,2,4,6)
+        ("0 0 * * sat", "2024-03-04 12:00", "2024-03-09 00:00"),
+    ],
+)
+def test_crontab_weekday_numbers_count_from_sunday(expr, after, fires):
+    """Crontab counts weekdays from 0 = Sunday; APScheduler 3 from 0 = Monday."""
+    assert parse_schedule(expr).get_next_fire_time(None, utc(after)) == utc(fires)
+
+
+@pytest.mark.parametrize(
+    ("expr", "seconds"), [("every 90s", 90), ("every 10m", 600), ("every 2h", 7200)]
+)
+def test_interval_schedules_fire_every_interval(expr, seconds):
+    trigger = parse_schedule(expr)
+    first = trigger.get_next_fire_time(None, datetime.now(UTC))
+    second = trigger.get_next_fire_time(first, first)
+    assert (second - first).total_seconds() == seconds
 
 
 @pytest.mark.parametrize("expr", ["30 3 * *", "61 * * * *", "every soon", "hourly", "every 0s"])

@@ -7,7 +7,9 @@ import dataclasses
 import json
 import math
 import shutil
+import sqlite3
 import time
+from contextlib import closing
 from datetime import UTC, datetime
 
 import numpy as np
@@ -17,9 +19,11 @@ from hypothesis import strategies as st
 
 from brainrank.index.records import Document
 from brainrank.ranker.config import MonitorConfig, parse_duration
+from brainrank.ranker.feedback.fields import normalise_query
 from brainrank.ranker.feedback.querylog import QueryLog
 from brainrank.ranker.learning.features import BASE_FEATURES
-from brainrank.ranker.monitoring.drift import Reference, build_reference, monitor, training_texts
+from brainrank.ranker.monitoring.drift import monitor
+from brainrank.ranker.monitoring.reference import Reference, build_reference, training_texts
 from brainrank.ranker.monitoring.stats import (
     baseline_histogram,
     feature_drift,
@@ -228,7 +232,7 @@ def test_centroid_shift_fires_once_vectors_are_cached(sim):
     # The search path can hand the log each query's vector; here they are embedded directly.
     fingerprint = sim["champion"].encoder_fingerprint
     with QueryLog.open(sim["cfg"].workspace) as log:
-        texts = [" ".join(q.lower().split()) for q in NEW_TOPIC + sim["training"]]
+        texts = [normalise_query(q) for q in NEW_TOPIC + sim["training"]]
         log.store_vectors(texts, sim["encoder"].encode(texts), fingerprint)
     calm = run_window(sim, 4, traffic(sim["training"], 80, 4))
     assert calm.monitors["queries"]["centroid"]["shift"] is not None
@@ -266,10 +270,11 @@ def test_click_outcomes_fire_when_clicks_drop(sim, tmp_path):
     with QueryLog.open(cfg.workspace) as log:
         sim["replay"].serve(log, traffic(sim["training"], 100, 7), t0, step=5 * DAY / 100)
         sim["replay"].serve(log, traffic(sim["training"], 100, 8), t0 + 8 * DAY, step=600)
-        rows = log._db.execute(
-            "SELECT s.id, s.time, r.doc_ids FROM searches s JOIN results r ON r.search_id = s.id "
-            "ORDER BY s.id"
-        ).fetchall()
+        with closing(sqlite3.connect(log.path)) as db:  # raw rows, as feedback would see them
+            rows = db.execute(
+                "SELECT s.id, s.time, r.doc_ids FROM searches s JOIN results r "
+                "ON r.search_id = s.id ORDER BY s.id"
+            ).fetchall()
         for i, (sid, when, ids) in enumerate(rows):
             late = when >= t0 + 8 * DAY
             if late and i % 5:

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from brainrank.index.errors import BrainrankError
-from brainrank.ranker.encoding.encoder import (
-    TextEncoder,
+from brainrank.ranker.encoding.encoder import TextEncoder
+from brainrank.ranker.encoding.fetch import ENCODER_SHA256, fetch_encoder
+from brainrank.ranker.encoding.precision import (
     bulk_precision,
     cpu_has_bf16_units,
     resolve_precision,
 )
-from brainrank.ranker.encoding.fetch import ENCODER_SHA256, fetch_encoder
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
 CACHE_DIR = Path.home() / ".cache" / "brainrank" / "encoders"

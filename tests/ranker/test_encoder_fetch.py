@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from brainrank.index.errors import BrainrankError
-from brainrank.ranker import encoder_fetch
+from brainrank.ranker.encoding import fetch as encoder_fetch
 from brainrank.ranker.encoding.fetch import DEFAULT_ENCODER_NAME, fetch_encoder, verify_encoder_dir
 
 CACHE_DIR = Path.home() / ".cache" / "brainrank" / "encoders"

@@ -25,7 +25,8 @@ from brainrank.ranker.learning.learned import LearnedModel
 
 def tiny_model(n_features: int, scorer: str, seed: int = 0) -> LearnedModel:
     """An untrained ranker over synthetic features: random but fixed weights are enough here."""
-    from brainrank.ranker.learning.tfr_model import ListwiseRanker, RankerParams
+    from brainrank.ranker.learning.ranker_params import RankerParams
+    from brainrank.ranker.learning.tfr_model import ListwiseRanker
 
     params = RankerParams(scorer=scorer, hidden=(16, 8), dropout=0.0, max_epochs=0, seed=seed)
     ranker = ListwiseRanker.create(n_features, params)

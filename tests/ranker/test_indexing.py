@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -203,5 +202,9 @@ def test_old_generations_are_pruned(tmp_path, encoder, small):
     cfg = make_config(tmp_path / "ws")
     for i in range(5):
         ingest(cfg, encoder, [small[i]])
-    assert Workspace(cfg.workspace).generations() == [3, 4, 5]
-    assert isinstance(Path(cfg.workspace), Path)
+    ws = Workspace(cfg.workspace)
+    assert ws.generations() == [3, 4, 5]
+    # Pruning removes the old folders outright, not just their manifests.
+    folders = sorted(p.name for p in ws.indexes_dir.iterdir() if p.name.startswith("gen-"))
+    assert folders == ["gen-000003", "gen-000004", "gen-000005"]
+    assert ws.current_generation() == 5 and ws.manifest(5)["documents"] == 5

@@ -10,7 +10,7 @@ import pytest
 
 from brainrank.index.errors import InputError
 from brainrank.index.records import Hit
-from brainrank.ranker.feedback.clicks import read_click_log
+from brainrank.ranker.feedback.clicklog import read_click_log
 from brainrank.ranker.feedback.querylog import QueryLog
 from brainrank.ranker.retrieval.result import SearchResult
 
@@ -24,8 +24,13 @@ def result(query: str, ids: list[str], mode: str = "learned", model: str | None 
     if more.get("features") is not None:
         more.setdefault("feature_names", NAMES)
     return SearchResult(
-        query, mode, hits, latency_ms=12.5, model=model if learned else None,
-        in_domain=True if learned else None, **more,
+        query,
+        mode,
+        hits,
+        latency_ms=12.5,
+        model=model if learned else None,
+        in_domain=True if learned else None,
+        **more,
     )
 
 

@@ -14,7 +14,8 @@ from brainrank.index.records import Document
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import MonitorConfig, RetrainConfig
 from brainrank.ranker.feedback.querylog import QueryLog
-from brainrank.ranker.monitoring.drift import Reference, monitor
+from brainrank.ranker.monitoring.drift import monitor
+from brainrank.ranker.monitoring.reference import Reference
 from brainrank.ranker.monitoring.retrain import history, retrain
 from brainrank.ranker.registry.registry import Registry
 from tests.conftest import DATA, ingest, make_config

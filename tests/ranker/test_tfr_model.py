@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from brainrank.index.errors import BrainrankError
+from brainrank.ranker.learning.ranker_params import RankerParams
 
-tfr_model = pytest.importorskip("ranker.learning.tfr_model")
+tfr_model = pytest.importorskip("brainrank.ranker.learning.tfr_model")
 ListwiseRanker = tfr_model.ListwiseRanker
-RankerParams = tfr_model.RankerParams
 
 N_FEATURES = 6  # x0..x2 carry the signal, x3..x5 are pure noise
 NOISE = [3, 4, 5]
@@ -133,7 +135,7 @@ def test_padding_slots_change_neither_scores_nor_loss(name, request, data):
     x_pad = np.concatenate([x, 5 * rng.normal(size=(1, 9, N_FEATURES))], axis=1)
     y_pad = np.concatenate([y, np.full((1, 9), -1.0)], axis=1)
     np.testing.assert_allclose(ranker.score(x_pad)[:, :16], ranker.score(x), atol=1e-6)
-    plain, padded = ranker.evaluation(x, y), ranker.evaluation(x_pad, y_pad)
+    plain, padded = ranker.evaluate(x, y), ranker.evaluate(x_pad, y_pad)
     assert padded["loss"] == pytest.approx(plain["loss"], rel=1e-6)
     assert padded["ndcg10"] == pytest.approx(plain["ndcg10"], abs=1e-6)
 
@@ -272,3 +274,20 @@ def test_bad_params_raise_value_errors():
         RankerParams(dropout="high")
     with pytest.raises(ValueError, match=r"RankerParams\.residual_feature=9 is out of range"):
         ListwiseRanker.create(N_FEATURES, RankerParams(residual_feature=9))
+
+
+def test_params_load_without_tensorflow():
+    code = (
+        "import sys; from brainrank.ranker.learning.ranker_params import RankerParams; "
+        "RankerParams(); print(sorted(m for m in sys.modules if m.startswith('tensorflow')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_layers_keep_the_registered_names_saved_models_refer_to():
+    from brainrank.ranker.learning.keras_layers import ListScore, Standardize
+
+    layers = (Standardize, tfr_model.GAMSubscores, ListScore)
+    names = [tfr_model.tf.keras.utils.get_registered_name(c) for c in layers]
+    assert names == ["brainrank>Standardize", "brainrank>GAMSubscores", "brainrank>ListScore"]

@@ -15,7 +15,7 @@ import pytest
 
 from brainrank.index.errors import IndexMismatchError
 from brainrank.ranker.learning.learned import LearnedModel
-from brainrank.ranker.learning.train import stable_split
+from brainrank.ranker.learning.splits import query_split, stable_split
 from brainrank.ranker.registry.registry import Registry
 from brainrank.ranker.retrieval.search import SearchEngine
 from tests.conftest import DATA, REPO, ingest, make_config
@@ -33,6 +33,14 @@ def test_stable_split_depends_only_on_the_key():
     assert 150 < len(held) < 250 and set(kept) | set(held) == set(keys)
     kept2, held2 = stable_split(list(reversed(keys)) + ["new"], 0.2, "salt")
     assert set(held) <= set(held2)
+
+
+def test_query_split_is_holdout_then_validation_of_the_rest():
+    keys = [f"q{i}" for i in range(1000)]
+    rest, holdout = stable_split(keys, 0.2, "holdout3")
+    train_ids, val_ids = stable_split(rest, 0.15, "val3")
+    assert query_split(keys, 0.2, 0.15, 3) == (train_ids, val_ids, holdout)
+    assert query_split(keys, 0.2, 0.15, 3).holdout != query_split(keys, 0.2, 0.15, 4).holdout
 
 
 def test_trained_version_records_what_it_learned_from(trained_config):
@@ -60,7 +68,7 @@ def _judged_lists():
     from types import SimpleNamespace
 
     from brainrank.ranker.learning.features import FeatureSchema
-    from brainrank.ranker.learning.train import ListSet
+    from brainrank.ranker.learning.lists import ListSet
 
     gen = SimpleNamespace(doc_ids=["a", "b", "c"], content_hashes=["ha", "hb", "hc"])
     schema = FeatureSchema.create(dense_weight=0.6, rrf_k=60)
@@ -75,7 +83,8 @@ def _judged_lists():
 
 
 def test_judgment_prior_is_out_of_fold_and_never_sees_the_holdout():
-    from brainrank.ranker.learning.train import PRIOR_FOLDS, _fold, _set_judged_features
+    from brainrank.ranker.learning.judged import set_judged_features
+    from brainrank.ranker.learning.splits import PRIOR_FOLDS, fold
 
     gen, schema, lists = _judged_lists()
     col = schema.index("judged_doc")
@@ -83,11 +92,11 @@ def test_judgment_prior_is_out_of_fold_and_never_sees_the_holdout():
     # Two train queries in different folds, both judging "a"; "b" judged by one of them.
     keys = [f"q{i}" for i in range(50)]
     k1 = keys[0]
-    k2 = next(k for k in keys if _fold(k) != _fold(k1))
+    k2 = next(k for k in keys if fold(k) != fold(k1))
     tr = lists([k1, k2], [[1, 2, 0], [2, 0, 0]])
     va = lists(["v"], [[0, 0, 1]])
     ho = lists(["h"], [[0, 0, 2]])  # the holdout's judgment of "c" must not count anywhere
-    served, memory = _set_judged_features(gen, schema, tr, va, ho)
+    served, memory = set_judged_features(gen, schema, tr, va, ho)
     assert memory is None  # lists without query vectors: no query memory
     assert not tr.x[..., schema.index("judged_similar")].any()
     assert served == {"ha": 3.0, "hb": 2.0, "hc": 1.0}  # train + validation, not the holdout
@@ -100,21 +109,22 @@ def test_judgment_prior_is_out_of_fold_and_never_sees_the_holdout():
 
 
 def test_query_memory_feature_is_out_of_fold_and_never_sees_the_holdout():
-    from brainrank.ranker.learning.train import _fold, _set_judged_features
+    from brainrank.ranker.learning.judged import set_judged_features
+    from brainrank.ranker.learning.splits import fold
 
     gen, schema, lists = _judged_lists()
     col = schema.index("judged_similar")
     keys = [f"q{i}" for i in range(50)]
     k1 = keys[0]
-    k2 = next(k for k in keys if _fold(k) != _fold(k1))
-    k3 = next(k for k in keys if _fold(k) == _fold(k1) and k != k1)
+    k2 = next(k for k in keys if fold(k) != fold(k1))
+    k3 = next(k for k in keys if fold(k) == fold(k1) and k != k1)
     x_axis, y_axis = [1.0, 0.0], [0.0, 1.0]
     # k1 and k3 share a fold: k1's features may only come from k2, whatever the similarity.
     tr = lists([k1, k2, k3], [[1, 0, 0], [0, 2, 0], [0, 0, 3]], [x_axis, y_axis, x_axis])
     va = lists(["v"], [[0, 0, 1]], [x_axis])
     ho = lists(["h"], [[2, 0, 0]], [y_axis])  # the holdout's labels must not count anywhere
     also = lists([k1, k2, k3], [[0, 0, 0]] * 3, [y_axis, x_axis, y_axis])
-    _, memory = _set_judged_features(gen, schema, tr, va, ho, also)
+    _, memory = set_judged_features(gen, schema, tr, va, ho, also)
     assert len(memory) == 4 and {"ha": 2.0} not in memory.labels  # train + validation only
     np.testing.assert_allclose(tr.x[0, :, col], np.log1p([0.0, 2.0, 0.0]), rtol=1e-6)
     # k2 (on the y axis) sees k1 and k3 (both on the x axis, equally far): half weight each.
@@ -128,7 +138,7 @@ def test_query_memory_feature_is_out_of_fold_and_never_sees_the_holdout():
 
 
 def test_query_memory_settings_reach_the_served_memory_and_its_features():
-    from brainrank.ranker.learning.train import _set_judged_features
+    from brainrank.ranker.learning.judged import set_judged_features
 
     gen, schema, lists = _judged_lists()
     col = schema.index("judged_similar")
@@ -138,7 +148,7 @@ def test_query_memory_settings_reach_the_served_memory_and_its_features():
         tr = lists(["q0", "q1"], [[3, 0, 0], [0, 3, 0]], [near, far])
         va = lists(["v"], [[0, 0, 0]], [[0.0, 1.0]])
         ho = lists(["h"], [[0, 0, 0]], [near])
-        _, memory = _set_judged_features(gen, schema, tr, va, ho, **settings)
+        _, memory = set_judged_features(gen, schema, tr, va, ho, **settings)
         return memory, ho.x[0, :, col]
 
     memory, one = holdout_feature(memory_k=1)
@@ -177,7 +187,7 @@ def test_model_refuses_an_index_from_another_encoder(trained_config, tmp_path):
     copy = tmp_path / "v"
     shutil.copytree(mv.path, copy)
     meta = dict(mv.meta, encoder=dict(mv.meta["encoder"], fingerprint="sha256:0000000000000000"))
-    from brainrank.ranker.registry.registry import ModelVersion
+    from brainrank.ranker.registry.version import ModelVersion
 
     other = ModelVersion("v9999", copy, meta)
     with pytest.raises(IndexMismatchError, match="re-embed"):
@@ -188,7 +198,7 @@ def test_model_with_a_different_feature_schema_is_refused(trained_config, tmp_pa
     mv = registry(trained_config).champion()
     meta = json.loads(json.dumps(mv.meta))
     meta["feature_schema"]["names"] = meta["feature_schema"]["names"][:-1]
-    from brainrank.ranker.registry.registry import ModelVersion
+    from brainrank.ranker.registry.version import ModelVersion
 
     with pytest.raises(IndexMismatchError, match="features"):
         LearnedModel.load(ModelVersion("v9999", mv.path, meta))

@@ -1,0 +1,126 @@
+"""Reading a click log: JSONL impressions (a result list shown to a user and what was clicked).
+
+The format is described in ``data/README.md``; ``QueryLog.impressions`` writes the same records
+from the query log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import repeat
+from pathlib import Path
+
+from brainrank.index.errors import InputError
+from brainrank.ranker.feedback.fields import parse_time
+
+_REQUIRED = ("impression_id", "time", "query", "shown", "clicks")
+
+
+@dataclass(frozen=True)
+class Impression:
+    """One result list shown to a user: ``shown`` in display order, position 1 first."""
+
+    impression_id: str
+    time: datetime
+    query: str
+    query_id: str | None
+    shown: tuple[str, ...]
+    clicks: frozenset[str]
+
+
+class ClickLog(list[Impression]):
+    """The impressions read from a log, in file order; ``skipped`` has one message per bad line."""
+
+    def __init__(self, impressions: Iterable[Impression] = (), skipped: Iterable[str] = ()):
+        super().__init__(impressions)
+        self.skipped: list[str] = list(skipped)
+
+
+class _BadLine(Exception):
+    pass
+
+
+def read_click_log(path: Path | str, *, skip_bad: bool = False) -> ClickLog:
+    """Read a JSONL click log (one impression per line; see ``data/README.md``).
+
+    The first bad line raises ``InputError`` naming file, line and problem; with ``skip_bad``
+    bad lines are left out and their messages collected in the result's ``skipped``. Blank lines
+    are ignored. Times must carry a time zone and are converted to UTC.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"click log {path} does not exist or is not a file")
+    log = ClickLog()
+    first_line: dict[str, int] = {}
+    try:
+        with open(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    imp = _parse_impression(raw)
+                    seen = first_line.get(imp.impression_id)
+                    if seen is not None:
+                        raise _BadLine(
+                            f"duplicate impression id {imp.impression_id!r} (first on line {seen})"
+                        )
+                except _BadLine as err:
+                    message = f"{path.name} line {lineno}: {err}"
+                    if not skip_bad:
+                        raise InputError(message) from None
+                    log.skipped.append(message)
+                    continue
+                first_line[imp.impression_id] = lineno
+                log.append(imp)
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror or err}") from None
+    return log
+
+
+def _parse_impression(raw: bytes) -> Impression:
+    try:
+        obj = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise _BadLine("not valid UTF-8") from None
+    except ValueError as exc:
+        raise _BadLine(f"not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise _BadLine(f"expected a JSON object, got {type(obj).__name__}")
+    missing = [f for f in _REQUIRED if obj.get(f) is None]
+    if missing:
+        raise _BadLine(f"missing field(s) {', '.join(missing)}; required: {', '.join(_REQUIRED)}")
+    iid, query, query_id = obj["impression_id"], obj["query"], obj.get("query_id")
+    if not isinstance(iid, str) or not iid:
+        raise _BadLine(f"impression_id must be a non-empty string, got {iid!r}")
+    if not isinstance(query, str) or not query.strip():
+        raise _BadLine(f"query must be a non-empty string, got {query!r}")
+    if query_id is not None and not isinstance(query_id, str):
+        raise _BadLine(f"query_id must be a string or null, got {query_id!r}")
+    shown, clicks = obj["shown"], obj["clicks"]
+    for name, ids in (("shown", shown), ("clicks", clicks)):
+        if not isinstance(ids, list) or not all(map(isinstance, ids, repeat(str))):
+            raise _BadLine(f"{name} must be a list of document id strings, got {ids!r}")
+    if not shown:
+        raise _BadLine("shown is empty: an impression must show at least one document")
+    if len(set(shown)) != len(shown):
+        dup = next(d for i, d in enumerate(shown) if d in shown[:i])
+        where = [i + 1 for i, d in enumerate(shown) if d == dup]
+        raise _BadLine(f"document {dup!r} is shown twice (positions {where[0]} and {where[1]})")
+    stray = [d for d in clicks if d not in shown]
+    if stray:
+        raise _BadLine(f"clicked id {stray[0]!r} is not in shown")
+    try:
+        when = parse_time(obj["time"])
+    except ValueError as exc:
+        raise _BadLine(str(exc)) from None
+    return Impression(
+        impression_id=iid,
+        time=when,
+        query=query,
+        query_id=query_id,
+        shown=tuple(shown),
+        clicks=frozenset(clicks),
+    )
