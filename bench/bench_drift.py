@@ -353,7 +353,11 @@ def main() -> None:
     ]
 
     # A feature-pipeline change: bm25_norm becomes a z-score (the same queries before/after).
-    from brainrank.ranker import features as feats
+    from brainrank.ranker.learning import features as feats
+
+    def zscore(x):
+        x = np.asarray(x, dtype=np.float64)
+        return (x - x.mean()) / x.std() if len(x) and x.std() > 1e-12 else np.zeros_like(x)
 
     original = feats.FeatureExtractor.extract
     pre_shift = post_sci
@@ -362,7 +366,7 @@ def main() -> None:
     def changed(self, query, cand):
         x = original(self, query, cand)
         j = self.schema.index("bm25_norm")
-        x[:, j] = feats._z(cand.bm25).astype(np.float32)
+        x[:, j] = zscore(cand.bm25).astype(np.float32)
         return x
 
     feats.FeatureExtractor.extract = changed

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from brainrank.index.errors import BrainrankError
+from brainrank.ranker.cli.console import err, out
 from brainrank.ranker.cli.options import (
     ConfigOpt,
     JsonOpt,
@@ -23,9 +23,6 @@ from brainrank.ranker.cli.options import (
     existing_workspace,
     resolve_config,
 )
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 EXIT_STALE = 3
 
@@ -87,7 +84,9 @@ def monitor(
     else:
         colour = "red" if report.stale else "green"
         out.print(f"[{colour}]{escape(report.headline())}[/]", highlight=False)
-        out.print(_monitor_table(report))
+        from brainrank.ranker.cli.render import monitor_table
+
+        out.print(monitor_table(report))
         for reason in report.reasons:
             err.print(f"[yellow]stale:[/] {escape(str(reason))}", highlight=False)
     if report.stale:
@@ -138,16 +137,3 @@ def schedule(workspace: WorkspaceOpt = None, config: ConfigOpt = None) -> None:
         markup=False,
     )
     run_schedule(cfg)
-
-
-def _monitor_table(report):
-    """The report's per-monitor summary, as the Health page shows it."""
-    from rich.table import Table
-
-    table = Table()
-    for column in ("monitor", "status", "details"):
-        table.add_column(column)
-    for row in report.summary():
-        style = {"alarm": "red", "ok": "green"}.get(row["status"], "dim")
-        table.add_row(row["monitor"], f"[{style}]{row['status']}[/]", escape(row["details"]))
-    return table

@@ -5,13 +5,13 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from brainrank.ranker.retrieval.result import SearchResult
 
-
-def results_table(result: SearchResult) -> Table:
+def results_table(result: dict) -> Table:
+    """A ranking as people read it, from the JSON form (``SearchResult.to_dict()``)."""
     table = Table(
-        title=f"{result.mode} results for {escape(repr(result.query))} "
-        f"({result.latency_ms:.1f} ms, {result.candidates} candidates)"
+        title=f"{result['mode']} results for {escape(repr(result['query']))} "
+        f"({result['took_ms']:.1f} ms"
+        + (f", model {escape(result['model'])})" if result.get("model") else ")")
     )
     table.add_column("rank", justify="right")
     table.add_column("id")
@@ -19,17 +19,16 @@ def results_table(result: SearchResult) -> Table:
     table.add_column("score", justify="right")
     table.add_column("bm25 (rank)", justify="right")
     table.add_column("dense (rank)", justify="right")
-    for h in result.hits:
-        doc = result.documents[h.doc_id]
+    for h in result["hits"]:
         table.add_row(
-            str(h.rank),
-            escape(h.doc_id),
-            escape(doc.title or doc.text[:60]),
-            f"{h.score:.4f}",
-            _signal(h.signals, "bm25"),
-            _signal(h.signals, "dense"),
+            str(h["rank"]),
+            escape(h["id"]),
+            escape(h["title"] or "(no title)"),
+            f"{h['score']:.4f}",
+            _signal(h["signals"], "bm25"),
+            _signal(h["signals"], "dense"),
         )
-    if not result.hits:
+    if not result["hits"]:
         table.caption = "no documents matched"
     return table
 
@@ -95,4 +94,15 @@ def models_table(versions, champion: str | None) -> Table:
         )
     if not versions:
         table.caption = "no models yet: brainrank train --queries FILE --qrels FILE"
+    return table
+
+
+def monitor_table(report) -> Table:
+    """The report's per-monitor summary, as the Health page shows it."""
+    table = Table()
+    for column in ("monitor", "status", "details"):
+        table.add_column(column)
+    for row in report.summary():
+        style = {"alarm": "red", "ok": "green"}.get(row["status"], "dim")
+        table.add_row(row["monitor"], f"[{style}]{row['status']}[/]", escape(row["details"]))
     return table

@@ -22,8 +22,13 @@ app = typer.Typer()
 
 @app.command()
 def search(
-    query: Annotated[str, typer.Argument(help="What to search for")],
-    k: Annotated[int, typer.Option("-k", "--top-k", help="Number of results")] = 10,
+    query: Annotated[str | None, typer.Argument(help="What to search for")] = None,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            "-k", "--top-k", help="Number of results", show_default="10; 1000 with --queries"
+        ),
+    ] = None,
     mode: Annotated[
         str | None,
         typer.Option(
@@ -35,36 +40,120 @@ def search(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option(
-            "--model",
-            help="Model version for learned mode",
-            show_default="the champion",
-        ),
+        typer.Option("--model", help="Model version for learned mode", show_default="the champion"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    queries: Annotated[
+        Path | None,
+        typer.Option("--queries", help="Search every query of a topics file (JSONL or TSV)"),
+    ] = None,
+    run: Annotated[
+        Path | None, typer.Option("--run", help="With --queries: the TREC run file to write")
+    ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            envvar="BRAINRANK_SERVER",
+            help="Ask the `brainrank serve` service at this URL instead of loading the index",
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
     encoder: EncoderOpt = None,
 ) -> None:
-    """Search the collection and show the ranking with the signals behind each score."""
-    from brainrank.ranker.retrieval.search import SearchEngine, check_mode
+    """Search the collection and show the ranking with the signals behind each score.
 
-    cfg = resolve_config(workspace, config, encoder)
-    if mode is not None:
-        check_mode(mode)
-    engine = SearchEngine(cfg)
-    engine.validate_query(query)
-    from brainrank.ranker.feedback.querylog import QueryLog
-
-    result = engine.search(query, k=k, mode=mode, model=model)
-    with QueryLog.open(cfg.workspace, source="cli") as log:
-        log.record(result)
+    With --queries FILE --run OUT, search a whole topics file and write a TREC run (not logged).
+    """
+    if (query is None) == (queries is None):
+        raise BrainrankError("give a QUERY to search for, or --queries FILE with --run OUT")
+    k = k if k is not None else (1000 if queries is not None else 10)
+    if not 1 <= k <= 1000:
+        raise BrainrankError(f"-k {k} is out of range; give 1 to 1000")
+    if queries is not None:
+        if run is None:
+            raise BrainrankError("--queries needs --run OUT, the TREC run file to write")
+        cfg = resolve_config(workspace, config, encoder)
+        return _batch(cfg, queries, run, k, mode, model)
+    if run is not None:
+        raise BrainrankError("--run goes with --queries FILE (a batch run)")
+    if server:
+        payload = _ask_server(server, query, k, mode, model)
+    else:
+        payload = _search_here(resolve_config(workspace, config, encoder), query, k, mode, model)
     if as_json:
-        print(json.dumps(result.to_dict()))
+        print(json.dumps(payload))
         return
     from brainrank.ranker.cli.render import results_table
 
-    out.print(results_table(result))
+    out.print(results_table(payload))
+
+
+def _search_here(cfg, query: str, k: int, mode: str | None, model: str | None) -> dict:
+    """Search in this process and log it (source cli), as the service would."""
+    from brainrank.ranker.feedback.querylog import QueryLog
+    from brainrank.ranker.retrieval.search import SearchEngine, check_mode
+
+    if mode is not None:
+        check_mode(mode)
+    engine = SearchEngine(cfg)
+    try:
+        result = engine.search(query, k=k, mode=mode, model=model)
+    finally:
+        engine.close()
+    with QueryLog.open(cfg.workspace, source="cli") as log:
+        log.record(result)
+    return result.to_dict()
+
+
+def _ask_server(url: str, query: str, k: int, mode: str | None, model: str | None) -> dict:
+    """POST /search to a running service; its errors come back as one line."""
+    import httpx
+
+    body = {"query": query, "k": k, "mode": mode, "model": model}
+    try:
+        response = httpx.post(url.rstrip("/") + "/search", json=body, timeout=30.0)
+    except httpx.HTTPError as exc:
+        raise BrainrankError(f"cannot reach the brainrank service at {url}: {exc}") from None
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = {}
+    if response.status_code != 200:
+        why = payload.get("error") if isinstance(payload, dict) else None
+        raise BrainrankError(f"{url} answered {response.status_code}: {why or response.text[:200]}")
+    return payload
+
+
+def _batch(cfg, queries: Path, run: Path, k: int, mode: str | None, model: str | None) -> None:
+    """Search every query of ``queries`` and write the TREC run ``run`` (atomically)."""
+    from brainrank.index.atomic import write_text_atomic
+    from brainrank.ranker.evaluation import read_queries
+    from brainrank.ranker.retrieval.search import SearchEngine, check_mode
+
+    if mode is not None:
+        check_mode(mode)
+    if run.is_dir():
+        raise BrainrankError(f"--run {run} is a folder; give the run file's path")
+    topics = read_queries(queries)
+    engine = SearchEngine(cfg)
+    lines: list[str] = []
+    try:
+        with progress().task("Searching", len(topics)) as advance:
+            for qid, text in topics.items():
+                result = engine.search(text, k=k, mode=mode, model=model)
+                tag = f"brainrank-{result.mode}"
+                lines += [f"{qid} Q0 {h.doc_id} {h.rank} {h.score:.6f} {tag}" for h in result.hits]
+                advance(1)
+    finally:
+        engine.close()
+    write_text_atomic(run, "\n".join(lines) + "\n" if lines else "")
+    err.print(
+        f"wrote {len(lines)} lines for {len(topics)} queries to {run}",
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command("eval")

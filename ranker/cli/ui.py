@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from brainrank.index.errors import BrainrankError
+from brainrank.ranker.cli.console import err
 from brainrank.ranker.cli.options import ConfigOpt, WorkspaceOpt
 
 # brainrank/ranker/cli/ui.py -> brainrank/debugger_ui/app.py (installed or editable alike)
@@ -79,9 +80,6 @@ def ui(
     import importlib.util
     import sys
 
-    from rich.console import Console
-
-    err = Console(stderr=True, soft_wrap=True)
     if importlib.util.find_spec("streamlit") is None:
         raise BrainrankError(
             "the debugger needs Streamlit, part of the ui extra: pip install -e '.[ui]'"

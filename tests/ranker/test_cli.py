@@ -46,6 +46,13 @@ def test_search_table(sample_config):
         (["search", "   "], "query is empty"),
         (["search", "x" * 5000], "limit is 2000"),
         (["search", "refund", "--mode", "magic"], "unknown mode 'magic'"),
+        (["search", "refund", "-k", "0"], "-k 0 is out of range"),
+        (["search", "refund", "-k", "1001"], "-k 1001 is out of range"),
+        (["search"], "give a QUERY"),
+        (["search", "refund", "--queries", DATA / "queries.jsonl"], "give a QUERY"),
+        (["search", "--queries", DATA / "queries.jsonl"], "--queries needs --run"),
+        (["search", "refund", "--run", "out.trec"], "--run goes with --queries"),
+        (["search", "refund", "--server", "http://127.0.0.1:9"], "cannot reach"),
         (
             ["eval", "--queries", DATA / "queries.jsonl", "--qrels", DATA / "nope.txt"],
             "does not exist",
@@ -57,6 +64,57 @@ def test_bad_input_is_one_line_and_exit_1(sample_config, args, message):
     assert res.exit_code == 1
     assert message in res.output.replace("\n", "")
     assert "Traceback" not in res.output
+
+
+def test_search_batch_writes_a_trec_run(sample_config, tmp_path):
+    """A topics file in, a TREC run out, the ranking `search` gives each query, not logged."""
+    from brainrank.ranker.evaluation import read_queries
+    from brainrank.ranker.feedback.querylog import SOURCES, QueryLog
+
+    def logged() -> int:
+        if not QueryLog.exists(sample_config.workspace):
+            return 0
+        with QueryLog.open(sample_config.workspace) as log:
+            return log.count(0, 2**40, sources=SOURCES)
+
+    run_file = tmp_path / "runs" / "bm25.trec"
+    run_file.parent.mkdir()
+    before = logged()
+    res = run(
+        "search",
+        "--queries",
+        DATA / "queries.jsonl",
+        "--run",
+        run_file,
+        "-k",
+        5,
+        "--mode",
+        "bm25",
+        "-w",
+        sample_config.workspace,
+    )
+    assert res.exit_code == 0, res.output
+    lines = [line.split() for line in run_file.read_text().splitlines()]
+    queries = read_queries(DATA / "queries.jsonl")
+    assert {row[0] for row in lines} <= set(queries) and all(len(r) == 6 for r in lines)
+    assert {row[5] for row in lines} == {"brainrank-bm25"}
+    assert logged() == before  # batch runs are not traffic
+    qid = lines[0][0]
+    single = json.loads(
+        run(
+            "search",
+            queries[qid],
+            "-k",
+            5,
+            "--mode",
+            "bm25",
+            "--json",
+            "-w",
+            sample_config.workspace,
+        ).stdout.splitlines()[-1]
+    )
+    assert [r[2] for r in lines if r[0] == qid] == [h["id"] for h in single["hits"]]
+    assert [int(r[3]) for r in lines if r[0] == qid] == list(range(1, len(single["hits"]) + 1))
 
 
 def test_search_on_empty_workspace(tmp_path):

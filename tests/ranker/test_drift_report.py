@@ -7,7 +7,7 @@ import json
 
 from rich.console import Console
 
-from brainrank.ranker.cli.ops import _monitor_table
+from brainrank.ranker.cli.render import monitor_table
 from brainrank.ranker.monitoring.report import MonitorReport, no_data, section
 
 
@@ -67,7 +67,7 @@ def test_json_and_table_carry_the_same_words():
     rep = report(STALE)
     assert json.loads(json.dumps(rep.to_dict()))["headline"] == rep.headline()
     console = Console(width=400, record=True)
-    console.print(_monitor_table(rep))
+    console.print(monitor_table(rep))
     text = console.export_text()
     for row in rep.summary():
         assert row["details"] in text
