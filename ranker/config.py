@@ -205,6 +205,15 @@ class OpsConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """The [service] table of ``brainrank serve`` (docs/serving.md)."""
+
+    # The query log the service appends to, relative to the workspace (default
+    # logs/querylog.sqlite): replicas that share no disk each keep their own file.
+    log_path: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     workspace: Path = DEFAULT_WORKSPACE
     datasets: Path = field(default_factory=_default_datasets_dir)
@@ -213,6 +222,7 @@ class Config:
     vectors: VectorParams = field(default_factory=VectorParams)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)  # [monitor], [retrain], [schedule]
+    service: ServiceConfig = field(default_factory=ServiceConfig)
     source: Path | None = None  # the TOML file this came from, if any
 
     def to_dict(self) -> dict[str, Any]:
@@ -270,9 +280,10 @@ _SECTIONS = {
     "bm25": BM25Params,
     "vectors": VectorParams,
     "retrieval": RetrievalConfig,
+    "service": ServiceConfig,
 }
 _OPS_SECTIONS = {"monitor": MonitorConfig, "retrain": RetrainConfig, "schedule": ScheduleConfig}
-_PATH_KEYS = ("path", "queries", "qrels")  # values that are paths but default to None
+_PATH_KEYS = ("path", "queries", "qrels", "log_path")  # values that are paths but default to None
 
 
 def _from_dict(data: dict[str, Any], source: Path | None) -> Config:

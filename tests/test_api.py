@@ -147,3 +147,32 @@ def test_learned_search_and_explain(trained_config, tmp_path):
         )
         one = engine.explain("gift card balance", [result.hits[4].doc_id])
         assert one.values.shape == (1, len(result.feature_names))
+
+
+def test_learned_search_in_a_fresh_process_never_imports_tensorflow(trained_config, tmp_path):
+    """The query path (Python API and CLI, learned mode) runs the exported encoder and ranker."""
+    ws = tmp_path / "ws"
+    shutil.copytree(trained_config.workspace, ws)
+    with brainrank.open(ws) as engine:  # exports an encoder made before exports existed
+        expected = engine.search("gift card balance", k=3).to_dict()
+    code = (
+        "import json, sys, brainrank\n"
+        "from brainrank.ranker.cli.app import app\n"
+        "with brainrank.open(sys.argv[1]) as engine:\n"
+        "    result = engine.search('gift card balance', k=3)\n"
+        "app(['search', 'gift card balance', '-k', '3', '--json', '-w', sys.argv[1]],\n"
+        "    standalone_mode=False)\n"
+        "print(json.dumps([result.to_dict(), 'tensorflow' in sys.modules]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ws)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    api, tf_loaded = json.loads(out[-1])
+    cli = json.loads(out[-2])
+    assert not tf_loaded
+    for got in (api, cli):
+        assert got["mode"] == "learned" and got["model"] == expected["model"]
+        assert [h["id"] for h in got["hits"]] == [h["id"] for h in expected["hits"]]
+        np.testing.assert_allclose(
+            [h["score"] for h in got["hits"]], [h["score"] for h in expected["hits"]], atol=1e-6
+        )

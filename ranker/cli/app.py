@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from brainrank.index.errors import BrainrankError
-from brainrank.ranker.cli import documents, encoder, models, ops, search, training, ui
+from brainrank.ranker.cli import documents, encoder, models, ops, search, serve, training, ui
 from brainrank.ranker.cli.console import err, out
 
 # TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) is noise for CLI users.
@@ -57,7 +57,7 @@ def _main(
     """brainrank: hybrid search with a learned ranker. Start with `brainrank ingest PATH`."""
 
 
-for _commands in (documents, search, training, ops, ui):
+for _commands in (documents, search, training, ops, ui, serve):
     app.add_typer(_commands.app)
 app.add_typer(models.app, name="models")
 app.add_typer(encoder.app, name="encoder")

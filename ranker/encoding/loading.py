@@ -34,3 +34,27 @@ def load_encoder(path: Path, max_length: int):
     from brainrank.ranker.encoding.two_tower import load_encoder as load_any
 
     return load_any(path, max_length=max_length)
+
+
+def load_query_encoder(path: Path, max_length: int, threads: int | None = None):
+    """The encoder that embeds queries: a BERT folder's ONNX export, served without TensorFlow.
+
+    A BERT folder with no usable export (written before exports existed, an imported model's
+    bundled encoder, a damaged model.onnx) is exported here on first use: that imports
+    TensorFlow once to check the export, then serves through ONNX Runtime. Two-tower encoders
+    have no ONNX export and keep the TensorFlow path, as does any folder without config.json
+    (``load_encoder`` then says what is wrong with it). ``threads`` caps ONNX Runtime's
+    threads (default: its own choice; the service runs one per worker, a worker per core).
+    """
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        return load_encoder(path, max_length)
+    from brainrank.ranker.encoding.runtime import ExportMissingError, OnnxEncoder
+
+    try:
+        return OnnxEncoder.load(path, max_length=max_length, threads=threads)
+    except ExportMissingError:
+        from brainrank.ranker.encoding.onnx_export import export_onnx
+
+        export_onnx(path)
+        return OnnxEncoder.load(path, max_length=max_length, threads=threads)

@@ -13,13 +13,20 @@ from __future__ import annotations
 import json
 import threading
 import time as _time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from brainrank.index.errors import InputError
 from brainrank.ranker.feedback import windows
-from brainrank.ranker.feedback.feedback import FeedbackReport, add_clicks, read_feedback
+from brainrank.ranker.feedback.feedback import (
+    FeedbackReport,
+    add_clicks,
+    click_row,
+    read_feedback,
+)
 from brainrank.ranker.feedback.fields import normalise_query
 from brainrank.ranker.feedback.store import (
     LOG_FILE,
@@ -38,12 +45,13 @@ __all__ = ["LOG_FILE", "SOURCES", "TRAFFIC", "FeedbackReport", "QueryLog", "Wind
 class QueryLog:
     """Appends searches and clicks to the workspace's log; reads windows for the monitors."""
 
-    def __init__(self, path: Path | str, *, source: str = "cli"):
+    def __init__(self, path: Path | str, *, source: str = "cli", wait: float = 60.0):
+        """Open the log at ``path``; a writer waits up to ``wait`` seconds for the lock."""
         self.source = check_source(source)
         self.path = Path(path)
         self._lock = threading.Lock()  # one connection, shared by a UI's threads
         self._schemas: dict[tuple[str, ...], int] = {}
-        self._db = connect(self.path)
+        self._db = connect(self.path, wait=wait)
 
     @classmethod
     def open(cls, workspace_root: Path | str, *, source: str = "cli") -> QueryLog:
@@ -166,6 +174,24 @@ class QueryLog:
         ``InputError`` naming the file and line, and nothing is imported.
         """
         report, rows = read_feedback(self._db, path, match_seconds)
+        with self._write():
+            add_clicks(self._db, rows, report)
+        return report
+
+    def import_clicks(
+        self, records: Iterable[Mapping[str, Any]], *, match_seconds: float = 3600.0
+    ) -> FeedbackReport:
+        """Import click records (the objects a feedback file's lines hold), all or nothing,
+        exactly as ``import_feedback`` stores the same lines. A bad record raises
+        ``InputError`` naming it (``click 2: ...``)."""
+        report, rows = FeedbackReport(), []
+        for number, record in enumerate(records, start=1):
+            report.lines += 1
+            try:
+                raw = json.dumps(dict(record)).encode("utf-8")
+                rows.append(click_row(self._db, raw, match_seconds))
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"click {number}: {exc}") from None
         with self._write():
             add_clicks(self._db, rows, report)
         return report

@@ -3,7 +3,8 @@
 ``Workspace.logs_dir / "querylog.sqlite"`` holds these tables:
 
     searches         one row per search: time (epoch seconds, UTC), query and its normalised
-                     form, mode, model version, in-domain flag, latency, source (cli, ui, eval, api)
+                     form, mode, model version, in-domain flag, latency, source (cli, ui, eval, api,
+                     service)
     results          per search (same id): the returned doc ids in rank order (position =
                      index + 1) and the feature rows of those hits as one float32 blob
                      [hits, features]; kept apart so that window scans stay small
@@ -27,9 +28,9 @@ from pathlib import Path
 from brainrank.index.errors import BrainrankError, InputError
 
 LOG_FILE = "querylog.sqlite"
-SOURCES = ("cli", "ui", "eval", "api")
+SOURCES = ("cli", "ui", "eval", "api", "service")
 # Searches that are traffic (evaluation runs are not): what the monitors and retraining read.
-TRAFFIC = ("cli", "ui", "api")
+TRAFFIC = ("cli", "ui", "api", "service")
 BUSY_TIMEOUT_MS = 60_000
 SQL_CHUNK = 900  # stays below SQLite's default limit of bound parameters
 
@@ -82,7 +83,7 @@ def check_source(source: str) -> str:
     return source
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, *, wait: float = BUSY_TIMEOUT_MS / 1000) -> sqlite3.Connection:
     """Open (creating file and tables on first use) the log at ``path`` in WAL mode.
 
     The connection is in autocommit mode (writes go through ``Transaction``) and may be
@@ -90,8 +91,8 @@ def connect(path: Path) -> sqlite3.Connection:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
-        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=wait)
+        db.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
         _retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
         # A log may lose its last rows on power loss, never on a process crash.
         db.execute("PRAGMA synchronous=NORMAL")

@@ -17,6 +17,8 @@ import numpy as np
 
 from brainrank.ranker.feedback.store import SQL_CHUNK, TRAFFIC
 
+TRAFFIC_SQL = ",".join(f"'{s}'" for s in TRAFFIC)  # fixed names, never user input
+
 
 @dataclass
 class WindowSample:
@@ -226,7 +228,7 @@ def impressions(
         extra_args = (args[0],)
     rows = db.execute(
         f"SELECT s.id, s.time, s.query, r.doc_ids FROM searches s JOIN results r "
-        f"ON r.search_id = s.id {where} AND s.source IN ('cli', 'ui') {extra} "
+        f"ON r.search_id = s.id {where} AND s.source IN ({TRAFFIC_SQL}) {extra} "
         f"ORDER BY s.id DESC LIMIT ?",
         (*args, *extra_args, limit),
     ).fetchall()

@@ -53,11 +53,12 @@ class LearnedModel:
 
     @classmethod
     def load(cls, version) -> LearnedModel:
-        from brainrank.ranker.learning.tfr_model import ListwiseRanker
+        from brainrank.ranker.learning.portable import load_for_serving
 
         path: Path = version.path
         schema = FeatureSchema.from_dict(version.meta["feature_schema"])
-        ranker = ListwiseRanker.load(path / RANKER_DIR)
+        # The numpy ranker: no TensorFlow (versions saved before it are exported on first use).
+        ranker = load_for_serving(path / RANKER_DIR, f"model {version.version}")
         if ranker.n_features != len(schema.names):
             raise IndexMismatchError(
                 f"model {version.version}: its ranker takes {ranker.n_features} features but its "

@@ -30,6 +30,7 @@ from brainrank.index.atomic import atomic_directory
 from brainrank.index.errors import BrainrankError
 from brainrank.ranker.learning.early_stopping import BestWeights
 from brainrank.ranker.learning.keras_layers import ListScore, Standardize, feature_stats
+from brainrank.ranker.learning.portable import write_portable
 from brainrank.ranker.learning.ranker_params import RankerParams
 
 MODEL_FILE = "model.keras"
@@ -334,7 +335,10 @@ class ListwiseRanker:
     def save(self, directory: Path) -> None:
         """Write ``model.keras`` and ``ranker.json`` into a new folder and rename it into place.
 
-        Optimizer state is not kept: a loaded ranker trains on with a fresh Adam.
+        The folder also gets the portable ``weights.npz`` and ``portable.json`` the query path
+        scores with, checked against this model's scores (see ``portable``; a failed check
+        raises BrainrankError and leaves the folder as it was). Optimizer state is not kept: a
+        loaded ranker trains on with a fresh Adam.
         """
         meta = {
             "format": FORMAT_VERSION,
@@ -344,6 +348,7 @@ class ListwiseRanker:
         with atomic_directory(Path(directory)) as staged:
             self.model.save(staged / MODEL_FILE)
             (staged / PARAMS_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            write_portable(self, staged)
 
     @classmethod
     def load(cls, directory: Path) -> ListwiseRanker:

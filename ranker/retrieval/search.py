@@ -11,7 +11,7 @@ from brainrank.index.errors import BrainrankError, InputError
 from brainrank.index.records import Hit
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
-from brainrank.ranker.encoding.loading import encoder_path_for, load_encoder
+from brainrank.ranker.encoding.loading import encoder_path_for, load_query_encoder
 from brainrank.ranker.retrieval.candidates import Candidates, Generation
 from brainrank.ranker.retrieval.fusion import minmax, order, rrf
 from brainrank.ranker.retrieval.result import SearchResult
@@ -28,9 +28,10 @@ def check_mode(mode: str) -> str:
 class SearchEngine:
     """Serves searches over a workspace's current index generation.
 
-    The encoder is loaded on the first dense or hybrid query (BM25-only use never pays for
-    TensorFlow), and checked against the encoder the vector index was built with. Searches may
-    run from several threads at once; each result carries its own features and query vector.
+    The encoder is loaded on the first dense or hybrid query (a BERT encoder's ONNX export, so
+    queries never pay for TensorFlow), and checked against the encoder the vector index was
+    built with. Searches may run from several threads at once; each result carries its own
+    features and query vector.
     """
 
     def __init__(self, cfg: Config, *, encoder=None, generation: int | None = None):
@@ -61,7 +62,7 @@ class SearchEngine:
         with self._loading:
             if self._encoder is None:
                 path = encoder_path_for(self.cfg, self.generation.manifest)
-                encoder = load_encoder(path, self.cfg.encoder.max_length)
+                encoder = load_query_encoder(path, self.cfg.encoder.max_length)
                 self.generation.vectors.check_encoder(encoder.fingerprint)
                 self._encoder = encoder
         return self._encoder
