@@ -52,28 +52,35 @@ def export(rev: str) -> Path:
 
 
 def side(tree: Path | None) -> tuple[list[str], dict]:
-    """(command prefix, environment) running the CLI of ``tree`` (None: this checkout)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", BRAINRANK_CONFIG="")
+    """(command prefix, environment) running the CLI of ``tree`` (None: this checkout).
+
+    ``python -c`` puts the working folder first on sys.path, so the commands run in
+    ``tree`` (see ``run``): this checkout's folders must not shadow the old ones."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", BRAINRANK_CONFIG="", BENCH_CWD=str(REPO))
     if tree is None:
         return [sys.executable, "-c", NEW_LAUNCHER], env
-    env["PYTHONPATH"] = str(tree)
+    env.update(PYTHONPATH=str(tree), BENCH_CWD=str(tree))
     legacy = not (tree / "brainrank").is_dir()
     return [sys.executable, "-c", OLD_LAUNCHER if legacy else NEW_LAUNCHER], env
+
+
+def run(cmd: list[str], env: dict, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command of one side in that side's tree."""
+    return subprocess.run(cmd, env=env, cwd=env["BENCH_CWD"], check=True, **kwargs)
 
 
 def evaluate(prefix, env, ws, queries, qrels, modes, model) -> dict:
     cmd = [*prefix, "eval", "--queries", str(queries), "--qrels", str(qrels), "--mode", modes]
     cmd += ["--json", "-w", str(ws)] + (["--model", model] if "learned" in modes else [])
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    out = run(cmd, env, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def cold_search(prefix, env, ws, query: str, mode: str) -> float:
     t0 = time.perf_counter()
-    subprocess.run(
+    run(
         [*prefix, "search", query, "--mode", mode, "-k", "10", "-w", str(ws)],
-        env=env,
-        check=True,
+        env,
         capture_output=True,
     )
     return time.perf_counter() - t0

@@ -289,6 +289,7 @@ def cold(ws: Path, query: str, args) -> None:
                 out = subprocess.run(
                     [sys.executable, "-c", code, *cmd],
                     env=env,
+                    cwd=env["BENCH_CWD"],
                     check=True,
                     capture_output=True,
                     text=True,

@@ -7,16 +7,36 @@ the ranker can compute query-term coverage and phrase matches without re-tokenis
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import bm25s
 import numpy as np
 import Stemmer
 
 from brainrank.index.errors import BrainrankError
 from brainrank.index.params import BM25Params
+
+
+def _import_bm25s():
+    """bm25s without numba. bm25s imports numba whenever it is installed (SHAP brings it), which
+    costs 0.3-1 s of every cold start, for a backend brainrank never uses: indexes are built
+    and scored with ``backend="numpy"``. Blocking numba while bm25s loads leaves it importable
+    for everyone else afterwards."""
+    if "bm25s" in sys.modules or "numba" in sys.modules:
+        import bm25s
+
+        return bm25s
+    sys.modules["numba"] = None  # `import numba` raises ImportError while this is set
+    try:
+        import bm25s
+    finally:
+        del sys.modules["numba"]
+    return bm25s
+
+
+bm25s = _import_bm25s()
 
 
 def tokenize(

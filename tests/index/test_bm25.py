@@ -94,3 +94,16 @@ def test_property_matches_oracle(texts, query):
     np.testing.assert_allclose(
         index.scores(query), naive_bm25(index, texts, query), rtol=1e-5, atol=1e-6
     )
+
+
+def test_loading_the_keyword_index_code_skips_numba_and_leaves_it_importable():
+    """bm25s would import numba (0.3-1 s of every cold start) for a backend never used."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, brainrank.index.bm25 as b; print('numba' in sys.modules, "
+        "b.bm25s.NUMBA_AVAILABLE); import numba; print('numba' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "True"]
