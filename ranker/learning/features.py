@@ -195,13 +195,22 @@ class FeatureExtractor:
         pairs = [(a, b) for a, b in zip(terms, terms[1:], strict=False) if a != b]
         if not pairs:
             return coverage, coverage_idf, np.zeros(n)
-        # Bigrams as single int64 codes, so membership is one vectorised isin per document.
+        # Bigrams as single int64 codes; one pass over all candidates' bigrams, as above:
+        # found[doc, j] = the query's j-th distinct bigram occurs in doc.
         wanted = np.array([a * _BIGRAM_BASE + b for a, b in pairs], dtype=np.int64)
-        phrase = np.zeros(n)
-        for i, seq in enumerate(seqs):
-            if len(seq) >= 2:
-                codes = seq[:-1].astype(np.int64) * _BIGRAM_BASE + seq[1:]
-                phrase[i] = np.isin(wanted, codes).mean()
+        distinct, which = np.unique(wanted, return_inverse=True)
+        found = np.zeros((n, len(distinct)), dtype=bool)
+        long_enough = [i for i, seq in enumerate(seqs) if len(seq) >= 2]
+        if long_enough:
+            codes = np.concatenate(
+                [seqs[i][:-1].astype(np.int64) * _BIGRAM_BASE + seqs[i][1:] for i in long_enough]
+            )
+            owner = np.repeat(long_enough, [len(seqs[i]) - 1 for i in long_enough])
+            slot = np.searchsorted(distinct, codes).clip(0, len(distinct) - 1)
+            hit = distinct[slot] == codes
+            found[owner[hit], slot[hit]] = True
+        # Share of the query's bigrams (repeats counted) found in each document.
+        phrase = found[:, which].mean(axis=1)
         return coverage, coverage_idf, phrase
 
     def _title_coverage(self, query_terms: list[str], positions, n):
