@@ -132,6 +132,11 @@ class SearchEngine:
         mode = check_mode(mode or self.default_mode())
         if k < 1:
             raise InputError(f"k must be at least 1, not {k}")
+        # Load what the mode needs first: latency_ms is the search, not a cold start.
+        if mode == "learned":
+            self.model(model)
+        if mode != "bm25":
+            self.encoder  # noqa: B018 (loads on first use)
         t0 = time.perf_counter()
         cand = self.candidates(query, mode)
         features = names = version = in_domain = None
