@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from brainrank.index.errors import BrainrankError
 from brainrank.ranker.cli.console import err, out, progress
@@ -102,8 +104,11 @@ def _search_here(cfg, query: str, k: int, mode: str | None, model: str | None) -
         result = engine.search(query, k=k, mode=mode, model=model)
     finally:
         engine.close()
-    with QueryLog.open(cfg.workspace, source="cli") as log:
-        log.record(result)
+    try:
+        with QueryLog.open(cfg.workspace, source="cli") as log:
+            log.record(result)
+    except (BrainrankError, sqlite3.Error, OSError) as exc:  # the answer still counts
+        err.print(f"[yellow]warning:[/] search not logged: {escape(str(exc))}", highlight=False)
     return result.to_dict()
 
 

@@ -117,6 +117,22 @@ def test_search_batch_writes_a_trec_run(sample_config, tmp_path):
     assert [int(r[3]) for r in lines if r[0] == qid] == list(range(1, len(single["hits"]) + 1))
 
 
+def test_a_corrupt_query_log_does_not_stop_searches(sample_config, tmp_path):
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(sample_config.workspace, ws)
+    (ws / "logs").mkdir(exist_ok=True)
+    for stale in (ws / "logs").glob("querylog.sqlite*"):
+        stale.unlink()
+    (ws / "logs" / "querylog.sqlite").write_bytes(b"not a database" * 100)
+    res = run("search", "gift card", "--mode", "bm25", "--json", "-w", ws)
+    assert res.exit_code == 0, res.output
+    assert "search not logged" in res.stderr and "Traceback" not in res.output
+    payload = json.loads(res.stdout.splitlines()[-1])
+    assert payload["hits"] and payload["impression_id"] is None
+
+
 def test_search_on_empty_workspace(tmp_path):
     res = run("search", "anything", "-w", tmp_path / "empty")
     assert res.exit_code == 1

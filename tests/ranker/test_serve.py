@@ -85,8 +85,9 @@ class Server:
 
 
 def copy_workspace(cfg, tmp: Path) -> Path:
+    """A copy of a session workspace without the query log other tests wrote into it."""
     ws = tmp / "ws"
-    shutil.copytree(cfg.workspace, ws)
+    shutil.copytree(cfg.workspace, ws, ignore=shutil.ignore_patterns("querylog.sqlite*"))
     return ws
 
 
