@@ -31,7 +31,7 @@ import numpy as np
 
 from brainrank.index.atomic import atomic_file
 from brainrank.index.errors import BrainrankError
-from brainrank.ranker.learning.ranker_params import RankerParams
+from brainrank.ranker.learning.ranker_params import RankerParams, check_features
 
 if TYPE_CHECKING:
     from brainrank.ranker.learning.tfr_model import ListwiseRanker
@@ -294,18 +294,7 @@ class PortableRanker:
         return np.concatenate(out).astype(np.float32, copy=False)
 
     def _check_x(self, x, ranks: tuple[int, ...], name: str = "x") -> np.ndarray:
-        # The messages of ListwiseRanker._check_x, so callers see one behaviour.
-        x = np.asarray(x, dtype=np.float32)
-        f = self.n_features
-        expected = " or ".join(
-            {3: f"[n_lists, list_size, {f}]", 2: f"[n_docs, {f}]"}[r] for r in sorted(ranks)[::-1]
-        )
-        if x.ndim not in ranks or x.shape[-1] != f:
-            raise ValueError(f"{name} must have shape {expected}; got {x.shape}")
-        if not np.isfinite(x).all():
-            where = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
-            raise ValueError(f"{name} of shape {x.shape} has a NaN/inf feature at index {where}")
-        return x
+        return check_features(x, self.n_features, ranks, name)
 
     # ----- loading ------------------------------------------------------------------------
 

@@ -77,3 +77,21 @@ _PARAM_CHECKS = [
     ("base_weight", _is_number, "a finite number"),
     ("seed", _is_int, "an int"),
 ]
+
+
+def check_features(x, n_features: int, ranks: tuple[int, ...], name: str = "x") -> np.ndarray:
+    """``x`` as float32 feature rows of one of the shapes ``ranks`` allow, all finite.
+
+    Shared by the TF-Ranking ranker and its portable twin, so both refuse input alike.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    f = n_features
+    expected = " or ".join(
+        {3: f"[n_lists, list_size, {f}]", 2: f"[n_docs, {f}]"}[r] for r in sorted(ranks)[::-1]
+    )
+    if x.ndim not in ranks or x.shape[-1] != f:
+        raise ValueError(f"{name} must have shape {expected}; got {x.shape}")
+    if not np.isfinite(x).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise ValueError(f"{name} of shape {x.shape} has a NaN/inf feature at index {where}")
+    return x

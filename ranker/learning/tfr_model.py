@@ -31,7 +31,7 @@ from brainrank.index.errors import BrainrankError
 from brainrank.ranker.learning.early_stopping import BestWeights
 from brainrank.ranker.learning.keras_layers import ListScore, Standardize, feature_stats
 from brainrank.ranker.learning.portable import write_portable
-from brainrank.ranker.learning.ranker_params import RankerParams
+from brainrank.ranker.learning.ranker_params import RankerParams, check_features
 
 MODEL_FILE = "model.keras"
 PARAMS_FILE = "ranker.json"
@@ -302,17 +302,7 @@ class ListwiseRanker:
     # ----- validation -----------------------------------------------------------------------
 
     def _check_x(self, x, ranks: tuple[int, ...], name: str = "x") -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        f = self.n_features
-        expected = " or ".join(
-            {3: f"[n_lists, list_size, {f}]", 2: f"[n_docs, {f}]"}[r] for r in sorted(ranks)[::-1]
-        )
-        if x.ndim not in ranks or x.shape[-1] != f:
-            raise ValueError(f"{name} must have shape {expected}; got {x.shape}")
-        if not np.isfinite(x).all():
-            where = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
-            raise ValueError(f"{name} of shape {x.shape} has a NaN/inf feature at index {where}")
-        return x
+        return check_features(x, self.n_features, ranks, name)
 
     def _check_xy(self, x, y, name: str, need_positive: bool = True):
         x = self._check_x(x, ranks=(3,), name=f"x_{name}")
