@@ -11,11 +11,17 @@ Everything named in ``__all__`` is the stable public API; the subpackages (``bra
 ``brainrank.ranker``, ``brainrank.debugger_ui``) are internal.
 """
 
-from brainrank.index.errors import BrainrankError, IndexMismatchError, InputError
-from brainrank.index.records import Document, Hit
-from brainrank.ranker.config import Config, load_config
-from brainrank.ranker.engine import Engine, open
-from brainrank.ranker.retrieval.result import SearchResult
+import os
+
+# TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) is noise for every caller; it
+# is read when TensorFlow loads (bulk embedding, training), so set it before anything else.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from brainrank.index.errors import BrainrankError, IndexMismatchError, InputError  # noqa: E402
+from brainrank.index.records import Document, Hit  # noqa: E402
+from brainrank.ranker.config import Config, load_config  # noqa: E402
+from brainrank.ranker.engine import Engine, open  # noqa: E402
+from brainrank.ranker.retrieval.result import SearchResult  # noqa: E402
 
 __version__ = "0.2.0"
 
