@@ -17,6 +17,14 @@ import os
 # is read when TensorFlow loads (bulk embedding, training), so set it before anything else.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# In a source checkout the subpackages are folders beside this one (setuptools maps them into
+# the package when installing): let an import from the checkout's root find them there too.
+_checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isfile(os.path.join(_checkout, "pyproject.toml")) and os.path.isdir(
+    os.path.join(_checkout, "ranker")
+):
+    __path__.append(_checkout)
+
 from brainrank.index.errors import BrainrankError, IndexMismatchError, InputError  # noqa: E402
 from brainrank.index.records import Document, Hit  # noqa: E402
 from brainrank.ranker.config import Config, load_config  # noqa: E402
