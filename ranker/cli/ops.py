@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from brainrank.index.errors import BrainrankError
-from brainrank.ranker.cli.console import err, out
+from brainrank.ranker.cli.console import err, out, progress
 from brainrank.ranker.cli.options import (
     ConfigOpt,
     JsonOpt,
@@ -104,12 +104,11 @@ def retrain(
 ) -> None:
     """Train a challenger on judgments plus logged clicks; promote it unless it is worse."""
     from brainrank.ranker.monitoring.retrain import retrain as run_retrain
-    from brainrank.ranker.progress import RichProgress
 
     cfg = resolve_config(workspace, config)
     existing_workspace(cfg)
     report = run_retrain(
-        cfg, cfg.ops.retrain, cfg.ops.monitor, if_needed=if_needed, progress=RichProgress(err)
+        cfg, cfg.ops.retrain, cfg.ops.monitor, if_needed=if_needed, progress=progress()
     )
     if as_json:
         print(json.dumps(report.to_dict(), default=str))

@@ -10,8 +10,29 @@ Arrays in, arrays out; no TensorFlow here.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
+
+from brainrank.index.errors import BrainrankError
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def load_tokenizer(model_dir: Path, max_length: int):
+    """The folder's ``tokenizer.json``, truncating at ``max_length`` and never padding (both
+    encoders pad per batch), so TensorFlow and ONNX Runtime see the same token ids."""
+    from tokenizers import Tokenizer
+
+    path = Path(model_dir) / TOKENIZER_FILE
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a plain Exception subclass
+        raise BrainrankError(f"cannot read tokenizer {path}: {exc}") from exc
+    # The shipped tokenizer.json pads to a fixed 128; we pad per batch ourselves.
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    return tokenizer
 
 
 def pad(rows: Sequence[Sequence[int]], width: int | None = None, height: int | None = None):

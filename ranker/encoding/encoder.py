@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 
 from brainrank.index.atomic import atomic_directory
 from brainrank.index.errors import BrainrankError
-from brainrank.ranker.encoding.batching import encode_batched
+from brainrank.ranker.encoding.batching import TOKENIZER_FILE, encode_batched, load_tokenizer
 from brainrank.ranker.encoding.bert import (
     CONFIG_FILE,
     FETCH_HINT,
@@ -29,7 +29,6 @@ from brainrank.ranker.encoding.fetch import file_sha256
 from brainrank.ranker.encoding.precision import configure_tf_threads
 
 WEIGHTS_FILE = "model.safetensors"
-TOKENIZER_FILE = "tokenizer.json"
 
 # Padded lengths are rounded up to this multiple: fewer distinct shapes (matters for XLA) at a
 # cost of at most 15 wasted positions per batch.
@@ -105,12 +104,9 @@ class TextEncoder:
         fingerprint = "sha256:" + file_sha256(weights_path)[:16]
         try:
             tensors = load_file(str(weights_path))
-            tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
-        except Exception as exc:  # both libraries raise their own exception types
+        except Exception as exc:  # safetensors raises its own exception types
             raise BrainrankError(f"cannot read encoder files in {model_dir}: {exc}") from exc
-        # The shipped tokenizer.json pads to a fixed 128; we pad per batch ourselves.
-        tokenizer.no_padding()
-        tokenizer.enable_truncation(max_length)
+        tokenizer = load_tokenizer(model_dir, max_length)
 
         prefix = "bert." if "bert.embeddings.word_embeddings.weight" in tensors else ""
         keras_model = build_bert_model(cfg)

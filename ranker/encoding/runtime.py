@@ -18,7 +18,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from brainrank.index.errors import BrainrankError
-from brainrank.ranker.encoding.batching import encode_batched
+from brainrank.ranker.encoding.batching import encode_batched, load_tokenizer
 from brainrank.ranker.encoding.fetch import file_sha256
 
 ONNX_FILE = "model.onnx"
@@ -26,7 +26,6 @@ META_FILE = "onnx.json"
 EXPORT_FORMAT = "brainrank-onnx/1"
 # The same names as encoding.encoder, which cannot be imported here (it imports TensorFlow).
 WEIGHTS_FILE = "model.safetensors"
-TOKENIZER_FILE = "tokenizer.json"
 _META_KEYS = ("fingerprint", "weights_bytes", "weights_mtime_ns", "onnx_bytes", "dim")
 
 
@@ -145,14 +144,7 @@ class OnnxEncoder:
                 f"max_length {max_length} must be between 2 and the model's "
                 f"max_position_embeddings {max_positions}"
             )
-        path = model_dir / TOKENIZER_FILE
-        try:
-            tokenizer = Tokenizer.from_file(str(path))
-        except Exception as exc:  # tokenizers raises a plain Exception subclass
-            raise BrainrankError(f"cannot read tokenizer {path}: {exc}") from exc
-        # As TextEncoder: the shipped tokenizer.json pads to a fixed 128; we pad per batch.
-        tokenizer.no_padding()
-        tokenizer.enable_truncation(max_length)
+        tokenizer = load_tokenizer(model_dir, max_length)
         return cls(
             name=model_dir.resolve().name,
             session=session,
