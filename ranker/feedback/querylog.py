@@ -99,7 +99,6 @@ class QueryLog:
             blob = x.tobytes()
         in_domain = result.in_domain
         row = (
-            float(time if time is not None else _time.time()),
             result.query,
             normalise_query(result.query),
             result.mode,
@@ -109,11 +108,14 @@ class QueryLog:
             source,
         )
         with self._write():
+            # Stamped under the write lock, so ids follow time even with concurrent writers
+            # (window reads find a window's id range from its first and last rows by time).
+            when = float(time if time is not None else _time.time())
             schema_id = self._schema_id(tuple(names)) if blob is not None else None
             cur = self._db.execute(
                 "INSERT INTO searches(time, query, norm_query, mode, model, in_domain, "
                 "latency_ms, source) VALUES (?,?,?,?,?,?,?,?)",
-                row,
+                (when, *row),
             )
             self._db.execute(
                 "INSERT INTO results(search_id, doc_ids, features, schema_id) VALUES (?,?,?,?)",
@@ -122,7 +124,7 @@ class QueryLog:
             if result.query_vector is not None and result.encoder:
                 self._db.execute(
                     "INSERT OR IGNORE INTO query_vectors VALUES (?,?,?)",
-                    (row[2], result.encoder, np.asarray(result.query_vector, np.float32).tobytes()),
+                    (row[1], result.encoder, np.asarray(result.query_vector, np.float32).tobytes()),
                 )
         impression = int(cur.lastrowid)
         result.impression_id = str(impression)
