@@ -211,8 +211,10 @@ def create_app(cfg: Config, *, token: str | None = None, poll_seconds: float = 0
 
     @app.get("/readyz", responses=_errors(503))
     def readyz() -> dict:
-        """200 with what is served once the engine is loaded, 503 before."""
-        return ready().describe()
+        """200 with what this worker serves once its engine is loaded, 503 before. ``worker``
+        is the process id: each worker swaps on its own, so a client checking that every worker
+        moved on tells them apart by it."""
+        return {**ready().describe(), "worker": os.getpid()}
 
     @app.get("/metrics", response_class=Response)
     def prometheus() -> Response:
