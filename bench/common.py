@@ -32,6 +32,18 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    try:  # the vector units timings depend on; the model name alone is often generic
+        text = Path("/proc/cpuinfo").read_text()
+        fields = dict(
+            (k.strip(), v.strip())
+            for k, v in (line.split(":", 1) for line in text.splitlines() if ":" in line)
+        )
+        flags = set(fields.get("flags", "").split())
+        units = [u for u in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if u in flags][:2]
+        cpu += f" (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
+        cpu += f", {' '.join(units) or 'no AVX2'})"
+    except OSError:
+        pass
     mem = ""
     try:
         kb = int(Path("/proc/meminfo").read_text().split()[1])

@@ -24,6 +24,8 @@ from brainrank.index.params import BM25Params, VectorParams
 
 # [encoder] bulk_precision values (ranker.encoding.precision.bulk_precision).
 PRECISIONS = ("auto", "float32", "bfloat16")
+# [encoder] bulk_runtime values (ranker.encoding.bulk).
+BULK_RUNTIMES = ("auto", "openvino", "tensorflow")
 DEFAULT_WORKSPACE = Path("brainrank-data")
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 FUSIONS = ("rrf", "minmax")
@@ -51,10 +53,12 @@ class EncoderConfig:
     max_passages: int = 4
     passage_overlap: int = 64
     # Embedding a collection and fine-tuning: "auto" computes matrix products in bfloat16 on
-    # CPUs with AMX or AVX-512 BF16 units (1.4-1.6x faster, vectors at cosine >= 0.99995),
-    # else float32.
-    # Queries are always embedded in float32.
+    # CPUs with AMX or AVX-512 BF16 units (faster, vectors at cosine >= 0.9999 to float32),
+    # else float32. Queries are always embedded in float32.
     bulk_precision: str = "auto"
+    # Embedding a collection: "auto" runs the exported encoder on OpenVINO (two-tower encoders,
+    # which have no export, on TensorFlow); "tensorflow" forces the reference path.
+    bulk_runtime: str = "auto"
 
     def resolved_path(self) -> Path:
         from brainrank.ranker.encoding.fetch import DEFAULT_ENCODER_NAME
@@ -374,6 +378,11 @@ def _validate(cfg: Config) -> None:
         raise BrainrankError(
             f"config [encoder] bulk_precision must be auto, float32 or bfloat16, "
             f"got {e.bulk_precision!r}"
+        )
+    if e.bulk_runtime not in BULK_RUNTIMES:
+        raise BrainrankError(
+            f"config [encoder] bulk_runtime must be one of {', '.join(BULK_RUNTIMES)}, "
+            f"got {e.bulk_runtime!r}"
         )
     if not 0 <= e.passage_overlap < e.max_length // 2:
         raise BrainrankError("config [encoder] passage_overlap must be in [0, max_length / 2)")

@@ -213,7 +213,8 @@ def update_collection(
 ) -> IngestReport:
     """Store ``documents``, delete ids and bring the indexes up to date (ingest and reindex)."""
     from brainrank.index.workspace import Workspace
-    from brainrank.ranker.encoding.loading import encoder_path_for, load_encoder, serving_manifest
+    from brainrank.ranker.encoding.bulk import load_bulk_encoder
+    from brainrank.ranker.encoding.loading import encoder_path_for, serving_manifest
     from brainrank.ranker.retrieval.indexing import update_indexes
 
     ws = Workspace(cfg.workspace)
@@ -226,7 +227,7 @@ def update_collection(
         documents=documents,
         delete_ids=list(delete),
         rebuild=rebuild,
-        encoder_factory=lambda: load_encoder(path, cfg.encoder.max_length),
+        encoder_factory=lambda: load_bulk_encoder(path, cfg.encoder),
         encoder_path=path,
         progress=progress,
     )

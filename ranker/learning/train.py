@@ -303,6 +303,7 @@ def _mode_run(engine: SearchEngine, lists: ListSet, mode: str) -> dict[str, list
 
 def _finetune(cfg, ws, engine, tmp, queries, qrels, ids, progress):
     """Fine-tune a copy of the serving encoder into ``tmp/encoder`` and stage an index for it."""
+    from brainrank.ranker.encoding.bulk import load_bulk_encoder
     from brainrank.ranker.encoding.finetune import (
         FinetuneParams,
         finetune_encoder,
@@ -342,7 +343,11 @@ def _finetune(cfg, ws, engine, tmp, queries, qrels, ids, progress):
         summary = finetune_encoder(tuned, pairs, negatives, params, progress=advance)
     out = tuned.save(tmp / ENCODER_DIR)
     number, report = stage_generation(
-        ws, cfg, encoder_factory=lambda: tuned, encoder_path=out, progress=progress
+        ws,
+        cfg,
+        encoder_factory=lambda: load_bulk_encoder(out, cfg.encoder, reference=tuned),
+        encoder_path=out,
+        progress=progress,
     )
     summary["reembed_seconds"] = round(report.seconds.get("total", 0.0), 2)
     return number, summary

@@ -255,11 +255,12 @@ def _judgments(rcfg: RetrainConfig):
 
 def _refresh_indexes(cfg, ws: Workspace, encoder_factory, progress) -> int:
     """Bring the indexes up to date with the document store; return the store version."""
-    from brainrank.ranker.encoding.loading import encoder_path_for, load_encoder, serving_manifest
+    from brainrank.ranker.encoding.bulk import load_bulk_encoder
+    from brainrank.ranker.encoding.loading import encoder_path_for, serving_manifest
     from brainrank.ranker.retrieval.indexing import update_indexes
 
     path = encoder_path_for(cfg, serving_manifest(ws))
-    factory = encoder_factory or (lambda: load_encoder(path, cfg.encoder.max_length))
+    factory = encoder_factory or (lambda: load_bulk_encoder(path, cfg.encoder))
     update_indexes(ws, cfg, encoder_factory=factory, encoder_path=path, progress=progress)
     store = ws.open_store()
     try:

@@ -198,12 +198,12 @@ def _build_generation(
                     max_passages=cfg.encoder.max_passages,
                 )
                 passages = splitter.split([docs[p] for p in todo])
-                from brainrank.ranker.encoding.precision import bulk_precision
+                from brainrank.ranker.encoding.bulk import bulk_context
 
                 flat = [text for texts in passages for text in texts]
                 with (
                     progress.task("Embedding passages", len(flat)) as advance,
-                    bulk_precision(cfg.encoder.bulk_precision),
+                    bulk_context(encoder, cfg.encoder.bulk_precision),
                 ):
                     vectors = encoder.encode(
                         flat, batch_size=cfg.encoder.batch_size, progress=advance
