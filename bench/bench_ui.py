@@ -262,7 +262,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="scratch copy (kept, reused)")
     args = parser.parse_args()
     data = dataset_dir(args.datasets, "scifact")
-    if not (args.source / "indexes" / "CURRENT").exists():
+    from brainrank.index.workspace import Workspace
+
+    if not args.source.is_dir() or Workspace(args.source).serving_state().generation is None:
         sys.exit(
             f"skipped: {args.source} holds no SciFact index (bench/bench_retrieval.py or "
             "bench/bench_learned.py --collection scifact builds it)"

@@ -1,9 +1,13 @@
 """The brainrank ranking debugger (Streamlit).
 
     streamlit run debugger_ui/app.py -- --workspace DIR [--config FILE] [--queries F --qrels F]
+        [--writable] [--allow-host NAME ...]
 
-or ``brainrank ui``. The page, query, ranking and selected document live in the URL
-(see ``debugger_ui.state``); ``?q=refund+policy`` opens that query's ranking.
+(from the repository root, whose ``.streamlit/config.toml`` binds loopback) or ``brainrank
+ui``. The page, query, ranking and selected document live in the URL (see
+``debugger_ui.state``); ``?q=refund+policy`` opens that query's ranking. Requests naming a
+host the server does not answer as are refused, and nothing is written without
+``--writable`` (see ``debugger_ui.access``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import streamlit as st  # noqa: E402
 
-from brainrank.debugger_ui import state  # noqa: E402
+from brainrank.debugger_ui import access, state  # noqa: E402
 from brainrank.debugger_ui.loaders import Context  # noqa: E402
 from brainrank.debugger_ui.views import compare, health, models, search, why_not  # noqa: E402
 from brainrank.index.errors import BrainrankError  # noqa: E402
@@ -32,6 +36,14 @@ VIEWS = {
 
 def main() -> None:
     st.set_page_config(page_title="brainrank debugger", page_icon="🔎", layout="wide")
+    settings = parse_args(sys.argv[1:])
+    # Before anything is read: a refused request sees no document, model or query.
+    refusal = access.host_refusal(
+        st.context.headers.to_dict(), st.get_option("server.address"), settings.allow_hosts
+    )
+    if refusal:
+        st.error(f"Request refused: {refusal}.")
+        st.stop()
     state.view()
     page = state.choice(
         "page",
@@ -42,7 +54,6 @@ def main() -> None:
         where=st.sidebar,
         radio=True,
     )
-    settings = parse_args(sys.argv[1:])
     try:
         ctx = Context(settings)
         judged = ctx.judged
@@ -50,7 +61,13 @@ def main() -> None:
         st.error(str(exc))
         state.publish()
         return
+    if not ctx.workspace.root.is_dir():
+        st.error(f"Workspace {ctx.workspace.root} does not exist; give --workspace another folder.")
+        state.publish()
+        return
     st.sidebar.caption(f"Workspace `{ctx.workspace.root}`")
+    if not settings.writable:
+        st.sidebar.caption(access.READ_ONLY)
     if judged is not None:
         st.sidebar.caption(f"{len(judged)} judged queries from `{settings.queries.name}`")
     VIEWS[page](ctx)

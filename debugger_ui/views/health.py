@@ -115,8 +115,8 @@ def _verdict(ctx: Context, report, window: str) -> None:
         st.info(
             "No query log yet, so the feature, query and click monitors have no traffic to "
             "look at. Searches from `brainrank search` and from this debugger's Search & "
-            "explain page are logged to `logs/querylog.sqlite` in the workspace; "
-            "`brainrank feedback FILE` adds clicks."
+            "explain page (when started with `--writable`) are logged to "
+            "`logs/querylog.sqlite` in the workspace; `brainrank feedback FILE` adds clicks."
         )
     st.dataframe(summary_frame(report), hide_index=True)
     st.caption(

@@ -1,4 +1,5 @@
-"""Models: registry versions with metrics, training data and age; promote and roll back."""
+"""Models: registry versions with metrics, training data and age; promote and roll back
+(only when the debugger was started with ``--writable``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from brainrank.debugger_ui import state
+from brainrank.debugger_ui.access import READ_ONLY, require_writable
 from brainrank.debugger_ui.loaders import Context
 from brainrank.index.errors import BrainrankError
 
@@ -103,6 +105,8 @@ def _actions(ctx: Context, chosen: str) -> None:
     # Buttons only set state in callbacks (which run once per click, before the script);
     # the action itself runs in the script body, where a spinner and errors can be shown.
     st.subheader("Promote or roll back")
+    if not ctx.writable:
+        st.info(READ_ONLY)
     confirmed = st.session_state.pop(_CONFIRMED, None)
     if confirmed:
         action, version = confirmed
@@ -114,19 +118,19 @@ def _actions(ctx: Context, chosen: str) -> None:
         else:
             st.session_state[_FLASH] = message
             state.navigate(model=None)
-    pending = st.session_state.get(_PENDING)
+    pending = st.session_state.get(_PENDING) if ctx.writable else None
     cols = st.columns(2)
     cols[0].button(
         f"Promote {chosen}…",
         key="w_promote",
-        disabled=chosen == ctx.champion or bool(pending),
+        disabled=chosen == ctx.champion or bool(pending) or not ctx.writable,
         on_click=_ask,
         args=("promote", chosen),
     )
     cols[1].button(
         "Roll back…",
         key="w_rollback",
-        disabled=not ctx.champion or bool(pending),
+        disabled=not ctx.champion or bool(pending) or not ctx.writable,
         on_click=_ask,
         args=("rollback", ctx.champion),
     )
@@ -161,8 +165,12 @@ def _cancel() -> None:
 
 
 def _run(ctx: Context, action: str, version: str) -> str:
+    """Promote ``version`` or roll back; refused (``ReadOnlyError``) unless writable, whatever
+    the browser sent."""
     from brainrank.ranker.registry.promotion import promote, rollback
 
+    what = f"promote {version}" if action == "promote" else f"roll back from {version}"
+    require_writable(ctx.writable, what)
     if action == "promote":
         mv = promote(ctx.cfg, version)
         return f"{mv.version} is now the champion."

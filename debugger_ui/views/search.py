@@ -103,11 +103,14 @@ def _results(ctx: Context, query: str, ranking: Ranking, k: int) -> None:
 
 
 def _log_once(ctx: Context, query: str, ranking: Ranking, k: int) -> str | None:
-    """Log the ranking shown to the query log once per distinct view; its impression id.
+    """Log the ranking shown to the query log once per distinct view; its impression id
+    (None when the debugger is read-only or the write failed).
 
     Streamlit reruns the page on every interaction (picking a result, opening a tab), which
     is not a new search; a new query, ranking or number of results is.
     """
+    if not ctx.writable:
+        return None  # the sidebar says why: read-only
     view = (str(ctx.workspace.root), query, ranking.spec, k)
     logged = st.session_state.get(_LOGGED)
     if logged is not None and logged[:-1] == view:

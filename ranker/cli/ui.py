@@ -16,6 +16,7 @@ from brainrank.ranker.cli.options import ConfigOpt, WorkspaceOpt
 # brainrank/ranker/cli/ui.py -> brainrank/debugger_ui/app.py (installed or editable alike)
 APP = Path(__file__).resolve().parents[2] / "debugger_ui" / "app.py"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ALL_INTERFACES = ("0.0.0.0", "::")
 
 
 def streamlit_command(
@@ -27,11 +28,13 @@ def streamlit_command(
     config: Path | None = None,
     queries: Path | None = None,
     qrels: Path | None = None,
+    writable: bool = False,
+    allow_hosts: tuple[str, ...] = (),
 ) -> list[str]:
     """The ``python -m streamlit run`` command line that serves the debugger."""
     from brainrank.ranker.cli.ui_settings import Settings
 
-    settings = Settings(workspace, config, queries, qrels)
+    settings = Settings(workspace, config, queries, qrels, writable, tuple(allow_hosts))
     return [
         python,
         "-m",
@@ -75,8 +78,25 @@ def ui(
         ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8501,
+    writable: Annotated[
+        bool,
+        typer.Option(
+            "--writable",
+            help="Allow the Models page to promote and roll back, and log the searches shown "
+            "(read-only without it)",
+        ),
+    ] = False,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="Another host name browsers may use to reach the debugger (repeatable); "
+            "requests naming any other host are refused",
+            show_default="the --host address, and localhost on loopback",
+        ),
+    ] = None,
 ) -> None:
-    """Open the ranking debugger in Streamlit (http://HOST:PORT)."""
+    """Open the ranking debugger in Streamlit (http://HOST:PORT), read-only by default."""
     import importlib.util
     import sys
 
@@ -91,12 +111,17 @@ def ui(
             raise BrainrankError(f"{name} {path} does not exist or is not a file")
     if not 1 <= port <= 65535:
         raise BrainrankError(f"--port {port} is not a port number (1-65535)")
+    allow_hosts = tuple(_host_name(h) for h in allow_host or ())
+    _require_documents(workspace, config)
     if host not in LOOPBACK:
+        can = "read the workspace's documents" + (
+            ", promote and roll back models" if writable else ""
+        )
         err.print(
             f"[yellow]warning:[/] listening on {escape(host)}: anyone who can reach this "
-            "address "
-            "can promote and roll back models. Prefer the default 127.0.0.1 with "
-            f"`ssh -L {port}:127.0.0.1:{port} HOST`.",
+            f"address can {can}. Prefer the default 127.0.0.1 with "
+            f"`ssh -L {port}:127.0.0.1:{port} HOST`. Browsers naming this machine by a DNS "
+            "name are refused unless it is given with --allow-host NAME.",
             highlight=False,
         )
     cmd = streamlit_command(
@@ -107,15 +132,43 @@ def ui(
         config=config,
         queries=queries,
         qrels=qrels,
+        writable=writable,
+        allow_hosts=allow_hosts,
     )
-    shown = "localhost" if host in LOOPBACK else host
+    shown = "localhost" if host in LOOPBACK + ALL_INTERFACES else host
+    mode = "writable" if writable else "read-only; --writable to promote, roll back, log searches"
     err.print(
-        f"brainrank debugger on http://{shown}:{port} (Ctrl+C to stop)",
+        f"brainrank debugger on http://{shown}:{port} ({mode}; Ctrl+C to stop)",
         highlight=False,
         markup=False,
     )
     code = run_until_stopped(cmd)
     raise typer.Exit(0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code)
+
+
+def _host_name(value: str) -> str:
+    """An ``--allow-host`` value: a bare host name or IP address."""
+    name = value.strip().lower()
+    if not name or any(c in name for c in "/@ \t") or name.count(":") == 1:
+        raise BrainrankError(
+            f"--allow-host {value!r} is not a host name; give a bare name or address such as "
+            "search.example.com or 10.0.0.5 (no scheme, port or path)"
+        )
+    return name
+
+
+def _require_documents(workspace: Path | None, config: Path | None) -> None:
+    """Refuse a workspace that does not exist or holds no documents, before Streamlit starts."""
+    from brainrank.ranker.cli.options import existing_workspace, resolve_config
+
+    cfg = resolve_config(workspace, config)
+    root = Path(cfg.workspace)
+    if not root.is_dir():
+        raise BrainrankError(
+            f"workspace {root} does not exist; give --workspace the folder "
+            "`brainrank ingest PATH --workspace DIR` wrote"
+        )
+    existing_workspace(cfg)
 
 
 def run_until_stopped(cmd: list[str]) -> int:

@@ -10,6 +10,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+_PATHS = ("workspace", "config", "queries", "qrels")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -17,21 +19,38 @@ class Settings:
     config: Path | None = None
     queries: Path | None = None  # judged queries (JSONL or TSV), for nDCG and Compare
     qrels: Path | None = None  # their judgments (TREC qrels or BEIR TSV)
+    # Promote, roll back and log searches; off unless asked for (`brainrank ui --writable`).
+    writable: bool = False
+    # Host names served besides the bound address (and loopback when bound there).
+    allow_hosts: tuple[str, ...] = ()
 
     def to_args(self) -> list[str]:
         """The command-line form, for ``streamlit run app.py -- ARGS``."""
         args: list[str] = []
-        for name in ("workspace", "config", "queries", "qrels"):
+        for name in _PATHS:
             value = getattr(self, name)
             if value is not None:
                 args += [f"--{name}", str(value)]
+        if self.writable:
+            args.append("--writable")
+        for host in self.allow_hosts:
+            args += ["--allow-host", host]
         return args
 
 
 def parse_args(argv: list[str]) -> Settings:
     """Settings from ``argv``; arguments it does not know are ignored (Streamlit's, pytest's)."""
     parser = argparse.ArgumentParser(prog="debugger_ui", add_help=False, allow_abbrev=False)
-    for name in ("workspace", "config", "queries", "qrels"):
+    for name in _PATHS:
         parser.add_argument(f"--{name}", type=Path, default=None)
+    parser.add_argument("--writable", action="store_true")
+    parser.add_argument("--allow-host", action="append", default=[])
     known, _ = parser.parse_known_args(argv)
-    return Settings(known.workspace, known.config, known.queries, known.qrels)
+    return Settings(
+        known.workspace,
+        known.config,
+        known.queries,
+        known.qrels,
+        writable=known.writable,
+        allow_hosts=tuple(known.allow_host),
+    )

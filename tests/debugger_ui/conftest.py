@@ -124,14 +124,20 @@ def ui_engine(ui_config, encoder):
 
 @pytest.fixture
 def launch(monkeypatch):
-    """launch(cfg, judged=True, **query_params) -> AppTest after its first run."""
+    """launch(cfg, judged=True, writable=False, **query_params) -> AppTest after its first run.
+
+    ``writable`` starts the app as ``brainrank ui --writable`` would (promote, roll back and
+    the query log); without it the app is read-only, as by default.
+    """
     pytest.importorskip("streamlit", reason="the debugger needs the ui extra: pip install -e .[ui]")
     from streamlit.testing.v1 import AppTest
 
-    def start(cfg, judged: bool = True, **params):
+    def start(cfg, judged: bool = True, writable: bool = False, **params):
         argv = [str(APP), "--workspace", str(cfg.workspace)]
         if judged:
             argv += ["--queries", str(QUERIES), "--qrels", str(QRELS)]
+        if writable:
+            argv.append("--writable")
         monkeypatch.setattr(sys, "argv", argv)
         at = AppTest.from_file(str(APP), default_timeout=FIRST_RUN_TIMEOUT)
         for key, value in params.items():

@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
+from brainrank.ranker.cli import ui as ui_module
 from brainrank.ranker.cli.ui import APP, streamlit_command
 from brainrank.ranker.cli.ui_settings import Settings, parse_args
 from tests.debugger_ui.conftest import QRELS, QUERIES
@@ -24,7 +26,10 @@ def cli():
 def test_help_shows_loopback_defaults():
     res = runner.invoke(cli(), ["ui", "--help"])
     assert res.exit_code == 0, res.output
-    for text in ("--workspace", "--config", "--host", "--port", "127.0.0.1", "8501"):
+    for text in ("--workspace", "--config", "--host", "--port", "127.0.0.1", "8501") + (
+        "--writable",
+        "--allow-host",
+    ):
         assert text in res.output
 
 
@@ -68,3 +73,74 @@ def test_app_settings_ignore_arguments_they_do_not_know():
     assert settings == Settings(Path("ws"), Path("c.toml"), None, None)
     assert parse_args(settings.to_args()) == settings
     assert parse_args([]) == Settings()
+
+
+@pytest.fixture
+def no_server(monkeypatch):
+    """The Streamlit command lines `brainrank ui` would run; none is started."""
+    started: list[list[str]] = []
+
+    def record(cmd: list[str]) -> int:
+        started.append(cmd)
+        return 0
+
+    monkeypatch.setattr(ui_module, "run_until_stopped", record)
+    return started
+
+
+def test_a_missing_or_empty_workspace_is_refused_before_streamlit_starts(tmp_path, no_server):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (tmp_path / "missing", "does not exist"),
+        (tmp_path / "file.txt", "does not exist"),
+        (empty, "has no documents"),
+    ]
+    (tmp_path / "file.txt").write_text("not a workspace")
+    for workspace, message in cases:
+        res = runner.invoke(cli(), ["ui", "--workspace", str(workspace)])
+        assert res.exit_code == 1, res.output
+        assert message in res.output and str(workspace) in res.output.replace("\n", "")
+        assert "Traceback" not in res.output
+        assert len(res.output.strip().splitlines()) <= 2  # one line (wrapped at most once)
+    assert no_server == []
+    assert not (tmp_path / "missing").exists()  # refusing creates nothing
+
+
+def test_writable_and_allowed_hosts_reach_the_app(sample_config, no_server):
+    ws = str(sample_config.workspace)
+    res = runner.invoke(cli(), ["ui", "-w", ws])
+    assert res.exit_code == 0, res.output
+    assert "read-only" in res.output
+    assert parse_args(no_server[-1][no_server[-1].index("--") + 1 :]).writable is False
+
+    args = ["ui", "-w", ws, "--writable", "--allow-host", "Search.Example.com"]
+    res = runner.invoke(cli(), [*args, "--allow-host", "10.0.0.5"])
+    assert res.exit_code == 0, res.output
+    assert "read-only" not in res.output
+    settings = parse_args(no_server[-1][no_server[-1].index("--") + 1 :])
+    assert settings.writable is True
+    assert settings.allow_hosts == ("search.example.com", "10.0.0.5")
+
+
+def test_a_public_address_warns_and_a_bad_allowed_host_is_refused(sample_config, no_server):
+    ws = str(sample_config.workspace)
+    res = runner.invoke(cli(), ["ui", "-w", ws, "--host", "0.0.0.0", "--writable"])
+    assert res.exit_code == 0, res.output
+    assert "warning" in res.output and "promote and roll back" in res.output
+    assert no_server[-1][no_server[-1].index("--server.address") + 1] == "0.0.0.0"
+    for bad in ("http://x.example", "x.example:8501", "", "a b"):
+        res = runner.invoke(cli(), ["ui", "-w", ws, "--allow-host", bad])
+        assert res.exit_code == 1, res.output
+        assert "is not a host name" in res.output and "Traceback" not in res.output
+    assert len(no_server) == 1
+
+
+def test_writable_and_allowed_hosts_round_trip_through_the_app_arguments(tmp_path):
+    settings = Settings(tmp_path, writable=True, allow_hosts=("a.example", "10.0.0.5"))
+    assert settings.to_args()[-5:] == ["--writable", "--allow-host", "a.example"] + [
+        "--allow-host",
+        "10.0.0.5",
+    ]
+    assert parse_args(settings.to_args()) == settings
+    assert parse_args(["--workspace", "ws"]).writable is False

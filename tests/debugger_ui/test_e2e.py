@@ -1,4 +1,5 @@
-"""`brainrank ui` for real: a server on a free port and a headless Chromium screenshot."""
+"""The debugger for real: `brainrank ui` and `streamlit run` on free ports, seen by a headless
+Chromium (a screenshot with results) and over Streamlit's websocket (the Host header check)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import signal
 import subprocess
 import sys
 import urllib.parse
+from pathlib import Path
 
 import pytest
 
 from tests.debugger_ui import browser
 from tests.debugger_ui.conftest import QRELS, QUERIES
+from tests.debugger_ui.session import page_text
 
+REPO = Path(__file__).resolve().parents[2]
 # Share of dark pixels: a blank Streamlit page has ~0, one showing only the form ~0.007,
 # the results table 0.02-0.03.
 INK = 0.012
@@ -21,6 +25,31 @@ LAUNCHER = """
 from brainrank.ranker.cli.app import app
 app(prog_name="brainrank")
 """
+# A name that a hostile site points at 127.0.0.1 (DNS rebinding); the test connects to
+# loopback and names it in the Host header, as a browser on that site would.
+REBOUND = "rebind.example"
+
+
+def start(cmd: list[str], log: Path, **kwargs) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")}
+    return subprocess.Popen(
+        cmd,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        start_new_session=True,
+        **kwargs,
+    )
+
+
+def stop(server: subprocess.Popen) -> int:
+    server.terminate()  # `brainrank ui` passes SIGTERM on to Streamlit
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    return server.returncode
 
 
 def test_brainrank_ui_serves_a_page_with_results(ui_config, ui_engine, tmp_path):
@@ -33,14 +62,11 @@ def test_brainrank_ui_serves_a_page_with_results(ui_config, ui_engine, tmp_path)
     query, mode = "money back", "bm25"
     top = ui_engine.search(query, k=1, mode=mode).hits[0]
     title = ui_engine.store.get([top.doc_id])[top.doc_id].title
-    log = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen(
+    log = tmp_path / "server.log"
+    server = start(
         [sys.executable, "-c", LAUNCHER, "ui", "--workspace", str(ui_config.workspace)]
         + ["--queries", str(QUERIES), "--qrels", str(QRELS), "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        start_new_session=True,
+        log,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -50,17 +76,61 @@ def test_brainrank_ui_serves_a_page_with_results(ui_config, ui_engine, tmp_path)
         with browser.keep_open(url):  # warm: the first load starts the engine, ranks, explains
             dom = browser.wait_for_text(url, title, png, timeout=150)
         assert top.doc_id in dom and "nDCG@10" in dom  # a judged query: its metric is shown
+        assert "read-only" in dom  # started without --writable
         for _ in range(3):  # the DOM is dumped after the shot; a warm page draws within a try
             if browser.ink(png) > INK:
                 break
             browser.capture(url, png)
         assert browser.ink(png) > INK, "the screenshot shows no results"
     finally:
-        server.terminate()  # `brainrank ui` passes SIGTERM on to Streamlit
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
-    assert server.returncode == 0, (tmp_path / "server.log").read_text()[-3000:]
+        code = stop(server)
+    assert code == 0, log.read_text()[-3000:]
+
+
+def test_brainrank_ui_answers_only_under_its_own_names(ui_config, tmp_path):
+    """A request naming another host (DNS rebinding) gets one refusal and nothing else."""
+    pytest.importorskip("streamlit", reason="the debugger needs the ui extra: pip install -e .[ui]")
+    port = browser.free_port()
+    log = tmp_path / "server.log"
+    workspace = str(ui_config.workspace)
+    server = start(
+        [sys.executable, "-c", LAUNCHER, "ui", "--workspace", workspace, "--port", str(port)]
+        + ["--allow-host", "search.example"],
+        log,
+    )
+    try:
+        browser.wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=60)
+        if Path("/proc/net/tcp").exists():
+            assert browser.listening_addresses(port) == {"127.0.0.1"}
+        refused = page_text(port, "page=models", host=REBOUND)
+        assert "Request refused" in refused and f"--allow-host {REBOUND}" in refused
+        assert workspace not in refused and "v0001" not in refused  # nothing of the workspace
+        for host in ("127.0.0.1", "localhost", "search.example"):
+            shown = page_text(port, "page=models", host=host)
+            assert "Request refused" not in shown and "v0001" in shown, host
+            assert "read-only" in shown
+    finally:
+        code = stop(server)
+    assert code == 0, log.read_text()[-3000:]
+
+
+def test_streamlit_run_from_the_repository_root_listens_on_loopback_only(ui_config, tmp_path):
+    """The README's `streamlit run debugger_ui/app.py -- --workspace DIR`, address unset:
+    the repository's .streamlit/config.toml binds it to 127.0.0.1."""
+    pytest.importorskip("streamlit", reason="the debugger needs the ui extra: pip install -e .[ui]")
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("reads the listening sockets from Linux's /proc/net/tcp")
+    port = browser.free_port()
+    log = tmp_path / "server.log"
+    server = start(
+        [sys.executable, "-m", "streamlit", "run", "debugger_ui/app.py"]
+        + ["--server.port", str(port), "--", "--workspace", str(ui_config.workspace)],
+        log,
+        cwd=REPO,
+    )
+    try:
+        browser.wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=60)
+        assert browser.listening_addresses(port) == {"127.0.0.1"}
+    finally:
+        code = stop(server)
+    assert code in (0, -signal.SIGTERM), log.read_text()[-3000:]

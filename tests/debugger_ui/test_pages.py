@@ -189,7 +189,8 @@ def test_models_promote_and_roll_back_need_confirmation(launch, ui_config, tmp_p
 
     cfg = copy_workspace(ui_config, tmp_path / "ws")
     registry = Registry(Workspace(cfg.workspace).models_dir)
-    at = launch(cfg, page="models")
+    at = launch(cfg, writable=True, page="models")
+    assert not any("read-only" in i.value for i in at.info)
     versions = frame_with(at, "champion")
     assert versions["version"].tolist() == ["v0002", "v0001"]
     assert versions["champion"].tolist() == ["", "★"]
@@ -327,7 +328,7 @@ def test_a_search_view_is_logged_once_with_source_ui(launch, ui_config, ui_engin
     top = [h.doc_id for h in ui_engine.search(QUERY, k=10).hits]
     n_features = len(ui_engine.model("v0001")[0].schema.names)
 
-    at = launch(cfg, q=QUERY)
+    at = launch(cfg, writable=True, q=QUERY)
     assert logged(cfg) == [(QUERY, "learned", "v0001", "ui", json.dumps(top), 10 * n_features * 4)]
     assert any("logged as impression 1" in c.value for c in at.caption)
     # Reruns of the same view (a plain rerun, picking another result) log nothing more.
