@@ -90,11 +90,14 @@ def setup(args):
     from brainrank.ranker.retrieval.search import SearchEngine
 
     src = WORK / "scifact"
-    if not (src / "indexes" / "CURRENT").exists():
+    if not src.is_dir() or Workspace(src).serving_state().generation is None:
         sys.exit(f"skipped: {src} not found; run bench/bench_retrieval.py first")
     target = WORK / "drift-scifact"
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(src, target, ignore=shutil.ignore_patterns("models", "logs", ".*.lock"))
+    copy = Workspace(target)
+    with copy.writer_lock():  # the models stayed behind: the copy serves its index alone
+        copy.set_serving(copy.serving_state().generation, None)
     cfg = load_config(workspace=target, env={})
     data = dataset("scifact")
     queries = read_queries(data / "queries.jsonl")

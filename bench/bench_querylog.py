@@ -89,7 +89,7 @@ def build_workspace(searches: int, seed: int = 0):
     from brainrank.ranker.registry.registry import Registry
 
     src = WORK / "scifact"
-    if not (src / "models" / "CHAMPION").exists():
+    if not src.is_dir() or Workspace(src).serving_state().champion is None:
         sys.exit(f"skipped: {src} has no champion model (run bench_learned.py first)")
     target = WORK / "querylog-1m"
     done = target / "logs" / ".complete"

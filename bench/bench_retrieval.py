@@ -48,10 +48,10 @@ def main() -> None:
     docs = read_documents(data).documents
     read_s = time.perf_counter() - t
 
-    def encoder():
-        from brainrank.ranker.encoding.encoder import TextEncoder
+    def encoder():  # what ingest embeds with ([encoder] bulk_runtime and bulk_precision)
+        from brainrank.ranker.encoding.bulk import load_bulk_encoder
 
-        return TextEncoder.load(cfg.encoder.resolved_path(), max_length=cfg.encoder.max_length)
+        return load_bulk_encoder(cfg.encoder.resolved_path(), cfg.encoder)
 
     rep = update_indexes(ws, cfg, documents=docs, encoder_factory=encoder)
     s = rep.seconds

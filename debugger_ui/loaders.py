@@ -18,6 +18,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from brainrank.debugger_ui.access import require_writable
 from brainrank.debugger_ui.judgments import JudgedSet, ndcg10_per_query
 from brainrank.index.errors import BrainrankError
 from brainrank.index.workspace import Workspace
@@ -62,6 +63,13 @@ class Context:
         self.cfg: Config = load_config(settings.config, workspace=settings.workspace)
         self.workspace = Workspace(self.cfg.workspace)
         self.key = f"{Path(self.cfg.workspace).resolve()}|{settings.config or ''}"
+        # Promote, roll back and the query log write only when started with --writable.
+        self.writable = settings.writable
+
+    @cached_property
+    def serving(self):
+        """The serving pointer, read once per script run, so generation and champion agree."""
+        return self.workspace.serving_state()
 
     @cached_property
     def generation(self) -> int | None:
@@ -70,7 +78,7 @@ class Context:
             return None
         store = self.workspace.open_store()
         try:
-            return self.workspace.serving_generation(store.version)
+            return self.workspace.serving_generation(store.version, self.serving)
         finally:
             store.close()
 
@@ -95,7 +103,7 @@ class Context:
 
     @cached_property
     def champion(self) -> str | None:
-        mv = self.registry.champion() if self.workspace.models_dir.exists() else None
+        mv = self.registry.champion(self.serving) if self.workspace.models_dir.exists() else None
         return mv.version if mv else None
 
     @cached_property
@@ -168,8 +176,10 @@ class Context:
 
         Returns the impression id. The caller decides when a view counts as a search
         (once per distinct query, ranking and k of a browser session); the Compare and
-        "why not" pages never log, so their replays do not reach the monitors.
+        "why not" pages never log, so their replays do not reach the monitors. A read-only
+        debugger (the default) refuses with ``ReadOnlyError``.
         """
+        require_writable(self.writable, "log this search")
         top = self.ranking(query, ranking).top(k)
         return str(_query_log(str(self.workspace.root)).record(top))
 

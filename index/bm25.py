@@ -161,20 +161,49 @@ class BM25Index:
 
     @classmethod
     def load(cls, directory: Path) -> BM25Index:
+        """Read a saved index; a missing, unreadable or inconsistent file is a BrainrankError
+        naming the folder and ``brainrank reindex`` (checksums are the caller's: a generation's
+        manifest records them)."""
         try:
             meta = json.loads((directory / "brainrank_bm25.json").read_text())
+            n_docs, params = int(meta["n_docs"]), BM25Params(**meta["params"])
             retriever = None
             if not meta.get("empty"):
                 retriever = bm25s.BM25.load(str(directory), mmap=False, show_progress=False)
+                _check_matrix(retriever, n_docs)
             sequences = None
             if meta.get("sequences"):
                 sequences = (
                     np.load(directory / "sequences.npy", allow_pickle=False),
                     np.load(directory / "sequence_offsets.npy", allow_pickle=False),
                 )
-        except (OSError, ValueError, KeyError) as exc:
+                _check_sequences(*sequences, n_docs)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as exc:
             raise BrainrankError(
                 f"keyword index at {directory} is missing or corrupt ({exc}); "
                 "run `brainrank reindex` to rebuild it"
-            ) from exc
-        return cls(retriever, BM25Params(**meta["params"]), int(meta["n_docs"]), sequences)
+            ) from None
+        return cls(retriever, params, n_docs, sequences)
+
+
+def _check_matrix(retriever, n_docs: int) -> None:
+    """The score matrix's arrays fit together and index only the ``n_docs`` documents."""
+    scores = retriever.scores
+    data, indices, indptr = scores["data"], scores["indices"], scores["indptr"]
+    if int(scores.get("num_docs", n_docs)) != n_docs:
+        raise ValueError(f"it scores {scores['num_docs']} documents, not {n_docs}")
+    if not (indptr.ndim == data.ndim == indices.ndim == 1 and len(data) == len(indices)):
+        raise ValueError("its score arrays do not fit together")
+    if len(indptr) not in (len(retriever.vocab_dict), len(retriever.vocab_dict) + 1):
+        raise ValueError(f"{len(indptr)} term offsets for {len(retriever.vocab_dict)} terms")
+    if len(indptr) and (indptr[0] != 0 or indptr[-1] != len(data) or np.any(np.diff(indptr) < 0)):
+        raise ValueError("its term offsets are out of order")
+    if len(indices) and (indices.min() < 0 or indices.max() >= n_docs):
+        raise ValueError("it names documents beyond the collection")
+
+
+def _check_sequences(flat: np.ndarray, offsets: np.ndarray, n_docs: int) -> None:
+    if flat.ndim != 1 or offsets.shape != (n_docs + 1,):
+        raise ValueError(f"term sequences of shape {flat.shape} / {offsets.shape}")
+    if offsets[0] != 0 or offsets[-1] != len(flat) or np.any(np.diff(offsets) < 0):
+        raise ValueError("its term-sequence offsets are out of order")

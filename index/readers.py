@@ -3,22 +3,38 @@
 from __future__ import annotations
 
 import csv
-import json
-import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from brainrank.index.errors import InputError
+from brainrank.index.jsontext import loads
 from brainrank.index.records import Document
+from brainrank.index.validation import (
+    ID_KEYS,
+    RESERVED,
+    SEARCHABLE_KEYS,
+    TEXT_KEYS,
+    TIME_KEYS,
+    BadRecord,
+    Rules,
+    describe,
+    to_document,
+)
 
-ID_KEYS = ("_id", "id", "doc_id")
-TEXT_KEYS = ("text", "body", "contents")
-TIME_KEYS = ("timestamp", "time", "date", "published")
-# Keys with a meaning of their own are never read as extra numeric fields.
-RESERVED = frozenset((*ID_KEYS, "title", *TEXT_KEYS, *TIME_KEYS, "metadata"))
+__all__ = [
+    "FORMATS",
+    "ID_KEYS",
+    "RESERVED",
+    "TEXT_KEYS",
+    "TIME_KEYS",
+    "ReadReport",
+    "detect_format",
+    "read_documents",
+    "read_records",
+]
+
 FORMATS = ("beir", "jsonl", "csv", "parquet")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 _ALLOWED = "a BEIR directory (with corpus.jsonl), .jsonl, .csv or .parquet"
@@ -28,20 +44,22 @@ _PARQUET_BATCH = 8_192
 # 2 GiB: far past any real document, and still fits the C long the csv module stores it in.
 _CSV_FIELD_LIMIT = 2**31 - 1
 
-Item = tuple[str, int, "dict[str, Any] | _BadRecord"]  # ("line" | "row", number, record)
+Item = tuple[str, int, "dict[str, Any] | BadRecord"]  # ("line" | "row", number, record)
 
 
 @dataclass
 class ReadReport:
-    """What ``read_documents`` found: valid documents, one message per skipped record, files."""
+    """What ``read_documents`` found: valid documents, one message per skipped record, files.
+
+    ``dropped`` has one message per numeric field left out of a kept document (NaN, infinite or
+    too large for a float); ``truncated`` counts documents whose text was cut to the limit.
+    """
 
     documents: list[Document] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
-
-
-class _BadRecord(Exception):
-    """A problem with one record; the caller prefixes the file and line."""
+    dropped: list[str] = field(default_factory=list)
+    truncated: int = 0
 
 
 def detect_format(path: Path) -> str:
@@ -61,12 +79,15 @@ def read_documents(
     skip_bad: bool = False,
     numeric_fields: Sequence[str] | None = None,
     progress: Callable[[int], None] | None = None,
+    max_text_chars: int | None = None,
 ) -> ReadReport:
     """Read and validate every document at ``path``; the first bad record raises unless skip_bad.
 
     With ``numeric_fields`` exactly those extra fields are read (and must be numbers); without,
-    every extra field holding a number is kept. ``progress`` receives records read since its
-    last call. Raises ``InputError`` naming file, line and problem.
+    every extra field holding a finite number is kept (the others are counted in ``dropped``).
+    ``progress`` receives records read since its last call. A title or body longer than
+    ``max_text_chars`` is cut there and counted in ``truncated``. Raises ``InputError`` naming
+    file, line and problem.
     """
     if isinstance(path, str) and not path.strip():
         raise InputError(f"no input path given: expected {_ALLOWED}")
@@ -81,8 +102,9 @@ def read_documents(
     # CSV cells are all strings, so there numbers and epoch times are parsed from text.
     typed = fmt != "csv"
     report = ReadReport(files=[file])
+    rules = Rules(numeric_fields, typed, max_text_chars)
     try:
-        _collect(reader(file), file.name, report, skip_bad, numeric_fields, typed, progress)
+        _collect(reader(file), file.name, report, skip_bad, rules, progress)
     except OSError as err:
         raise InputError(f"cannot read {file}: {err.strerror or err}") from None
     if not report.documents:
@@ -96,6 +118,7 @@ def read_records(
     *,
     skip_bad: bool = False,
     numeric_fields: Sequence[str] | None = None,
+    max_text_chars: int | None = None,
 ) -> ReadReport:
     """Validate in-memory records (dicts as in a JSONL file, or ``Document``) like a file.
 
@@ -107,19 +130,19 @@ def read_records(
             n,
             r
             if isinstance(r, Mapping | Document)
-            else _BadRecord(f"expected a dict or Document, found {_describe(r)}"),
+            else BadRecord(f"expected a dict or Document, found {describe(r)}"),
         )
         for n, r in enumerate(records, start=1)
     )
     report = ReadReport(files=[])
-    _collect(items, "input", report, skip_bad, numeric_fields, True, None)
+    _collect(items, "input", report, skip_bad, Rules(numeric_fields, True, max_text_chars), None)
     if not report.documents:
         note = f" ({len(report.skipped)} bad records skipped)" if report.skipped else ""
         raise InputError(f"no documents given{note}")
     return report
 
 
-def _collect(items, where, report, skip_bad, numeric_fields, typed, progress) -> None:
+def _collect(items, where, report, skip_bad, rules: Rules, progress) -> None:
     """Validate ``(unit, number, item)`` items into ``report``; duplicates are bad records."""
     first_seen: dict[str, int] = {}
     pending = 0
@@ -129,16 +152,15 @@ def _collect(items, where, report, skip_bad, numeric_fields, typed, progress) ->
             progress(pending)
             pending = 0
         try:
-            if isinstance(item, _BadRecord):
+            if isinstance(item, BadRecord):
                 raise item
-            if isinstance(item, Document):
-                doc = _to_document(_as_record(item), numeric_fields, typed=True)
-            else:
-                doc = _to_document(dict(item), numeric_fields, typed=typed)
+            record = _as_record(item) if isinstance(item, Document) else dict(item)
+            typed = rules.typed or isinstance(item, Document)
+            doc, cut, dropped = to_document(record, rules, typed=typed)
             if doc.doc_id in first_seen:
                 seen = first_seen[doc.doc_id]
-                raise _BadRecord(f'duplicate id "{doc.doc_id}" (first seen on {unit} {seen})')
-        except _BadRecord as err:
+                raise BadRecord(f'duplicate id "{doc.doc_id}" (first seen on {unit} {seen})')
+        except BadRecord as err:
             message = f"{where} {unit} {number}: {err}"
             if not skip_bad:
                 raise InputError(message) from None
@@ -146,6 +168,8 @@ def _collect(items, where, report, skip_bad, numeric_fields, typed, progress) ->
             continue
         first_seen[doc.doc_id] = number
         report.documents.append(doc)
+        report.truncated += cut
+        report.dropped += [f"{where} {unit} {number}: {message}" for message in dropped]
     if progress is not None and pending:
         progress(pending)
 
@@ -177,19 +201,18 @@ def _decoded_lines(file: Path) -> Iterator[tuple[int, str, str | None]]:
 def _jsonl_items(file: Path) -> Iterator[Item]:
     for number, text, problem in _decoded_lines(file):
         if problem is not None:
-            yield "line", number, _BadRecord(problem)
+            yield "line", number, BadRecord(problem)
         elif text.strip():
             try:
-                record = json.loads(text)
-            except json.JSONDecodeError as err:
-                bad = f"malformed JSON ({err.msg} at column {err.colno})"
-                yield "line", number, _BadRecord(bad)
+                record = loads(text)
+            except ValueError as err:  # also too deep, or an integer past the digit limit
+                yield "line", number, BadRecord(f"malformed JSON ({err})")
                 continue
             if isinstance(record, dict):
                 yield "line", number, record
             else:
                 found = type(record).__name__
-                yield "line", number, _BadRecord(f"expected a JSON object, found {found}")
+                yield "line", number, BadRecord(f"expected a JSON object, found {found}")
 
 
 def _csv_items(file: Path) -> Iterator[Item]:
@@ -217,10 +240,10 @@ def _csv_items(file: Path) -> Iterator[Item]:
                 header = [name.strip() for name in row]
                 _check_columns(f"{file.name} line {first}", header)
             elif problem is not None:
-                yield "line", first, _BadRecord(problem)
+                yield "line", first, BadRecord(problem)
             elif len(row) != len(header):
                 found = f"expected {len(header)} columns, found {len(row)}"
-                yield "line", first, _BadRecord(found)
+                yield "line", first, BadRecord(found)
             else:
                 yield "line", first, dict(zip(header, row, strict=True))
     except csv.Error as err:
@@ -253,108 +276,9 @@ _READERS: dict[str, Callable[[Path], Iterator[Item]]] = {
 
 
 def _check_columns(where: str, columns: Sequence[str]) -> None:
-    for keys in (ID_KEYS, TEXT_KEYS):
+    for keys in (ID_KEYS, SEARCHABLE_KEYS):
         if not any(key in columns for key in keys):
             wanted = ", ".join(f'"{key}"' for key in keys)
             raise InputError(
                 f"{where}: missing required column: one of {wanted} (found: {', '.join(columns)})"
             )
-
-
-def _first(record: dict[str, Any], keys: Sequence[str]) -> Any:
-    return next((record[key] for key in keys if record.get(key) is not None), None)
-
-
-def _describe(value: Any) -> str:
-    return json.dumps(value[:40]) if isinstance(value, str) else type(value).__name__
-
-
-def _to_document(
-    record: dict[str, Any], numeric_fields: Sequence[str] | None, *, typed: bool
-) -> Document:
-    doc_id = _first(record, ID_KEYS)
-    if doc_id is None or (isinstance(doc_id, str) and not doc_id.strip()):
-        raise _BadRecord("missing id")
-    if isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
-        raise _BadRecord(f"id must be a string or integer, found {_describe(doc_id)}")
-    title = record.get("title")
-    if title is not None and not isinstance(title, str):
-        raise _BadRecord(f"title must be a string, found {_describe(title)}")
-    text = _first(record, TEXT_KEYS)
-    if text is None:
-        raise _BadRecord('missing text (expected one of "text", "body", "contents")')
-    if not isinstance(text, str):
-        raise _BadRecord(f"text must be a string, found {_describe(text)}")
-    if not text.strip():
-        raise _BadRecord("empty text")
-    stamp = _first(record, TIME_KEYS)
-    blank = stamp is None or (isinstance(stamp, str) and not stamp.strip())
-    timestamp = None if blank else _parse_timestamp(stamp, typed)
-    fields = _extra_fields(record, numeric_fields, typed=typed)
-    return Document(str(doc_id), title or "", text, timestamp, fields)
-
-
-def _parse_timestamp(value: Any, typed: bool) -> datetime:
-    """ISO 8601 (naive means UTC), a date, or Unix epoch seconds, as an aware UTC datetime."""
-    if isinstance(value, datetime):  # Parquet timestamp columns
-        moment = value
-    elif isinstance(value, date):
-        moment = datetime(value.year, value.month, value.day)
-    else:
-        try:
-            moment = _moment(value, typed)
-        except ValueError:
-            expected = "expected ISO 8601 or Unix epoch seconds"
-            shown = json.dumps(value, default=str)[:60]
-            raise _BadRecord(f"unparseable timestamp {shown} ({expected})") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _moment(value: Any, typed: bool) -> datetime:
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.strip())
-        except ValueError:
-            if typed:
-                raise
-            return _epoch(float(value))  # CSV cells are strings, epochs included
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return _epoch(value)
-    raise ValueError(value)
-
-
-def _epoch(seconds: float) -> datetime:
-    try:
-        return datetime.fromtimestamp(seconds, tz=UTC)
-    except (OverflowError, OSError, ValueError) as err:  # out of range or NaN
-        raise ValueError(str(err)) from None
-
-
-def _extra_fields(
-    record: dict[str, Any], declared: Sequence[str] | None, *, typed: bool
-) -> dict[str, float]:
-    if declared is None:
-        numbers = ((key, _number(value, typed)) for key, value in record.items())
-        return {key: n for key, n in numbers if n is not None and key not in RESERVED}
-    fields = {}
-    for key in declared:
-        value = record.get(key)
-        if value is None or (not typed and value == ""):
-            continue
-        number = _number(value, typed)
-        if number is None:
-            raise _BadRecord(f'field "{key}" must be a finite number, found {_describe(value)}')
-        fields[key] = number
-    return fields
-
-
-def _number(value: Any, typed: bool) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    if typed and isinstance(value, str):
-        return None
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) else None

@@ -156,21 +156,16 @@ class VectorIndex:
             embeddings = np.load(directory / "embeddings.npy", allow_pickle=False)
             owner = np.load(directory / "owner.npy", allow_pickle=False)
             index = faiss.read_index(str(directory / "vectors.faiss"))
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            params, encoder = VectorParams(**meta["params"]), EncoderInfo(**meta["encoder"])
+            _check_loaded(index, embeddings, owner, meta, encoder.dim)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, IndexMismatchError) as exc:
             raise BrainrankError(
                 f"vector index at {directory} is missing or corrupt ({exc}); "
                 "run `brainrank reindex` to rebuild it"
-            ) from exc
-        if not index.ntotal == len(embeddings) == len(owner) == meta.get("vectors"):
-            raise BrainrankError(
-                f"vector index at {directory} holds {index.ntotal} vectors, "
-                f"{len(embeddings)} embeddings and {len(owner)} owners; "
-                "run `brainrank reindex` to rebuild it"
-            )
-        params = VectorParams(**meta["params"])
+            ) from None
         if params.use_gpu:
             index = _to_gpu(index)
-        return cls(index, embeddings, owner, EncoderInfo(**meta["encoder"]), meta["kind"], params)
+        return cls(index, embeddings, owner, encoder, meta["kind"], params)
 
     def _set_search_params(self) -> None:
         base = faiss.downcast_index(self._index.index) if hasattr(self._index, "index") else None
@@ -178,6 +173,26 @@ class VectorIndex:
             base.hnsw.efSearch = self.params.hnsw_ef_search
         elif isinstance(base, faiss.IndexIVF):
             base.nprobe = self.params.ivf_nprobe
+
+
+def _check_loaded(index, embeddings: np.ndarray, owner: np.ndarray, meta: dict, dim: int) -> None:
+    """Cheap structural checks of a loaded index: counts, shapes, and FAISS ids 0..n-1."""
+    n = meta.get("vectors")
+    if not index.ntotal == len(embeddings) == len(owner) == n:
+        raise ValueError(
+            f"it holds {index.ntotal} vectors, {len(embeddings)} embeddings and "
+            f"{len(owner)} owners, {n} were written"
+        )
+    if embeddings.dtype != np.float32 or embeddings.shape != (n, dim) or index.d != dim:
+        raise ValueError(
+            f"embeddings {embeddings.shape} {embeddings.dtype}, index dimension "
+            f"{index.d}, expected ({n}, {dim}) float32"
+        )
+    _check_owner(owner, n)
+    if hasattr(index, "id_map"):  # IndexIDMap2: FAISS ids must be the passage rows
+        ids = faiss.vector_to_array(index.id_map)
+        if not np.array_equal(ids, np.arange(n, dtype=ids.dtype)):
+            raise ValueError("its FAISS ids are not the passage rows 0..n-1")
 
 
 def _check_owner(owner: np.ndarray | None, n: int) -> np.ndarray:

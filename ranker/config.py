@@ -67,6 +67,21 @@ class EncoderConfig:
 
 
 @dataclass(frozen=True)
+class IngestConfig:
+    """The [ingest] table: how much of each document is kept."""
+
+    # Characters kept of a document's title and of its body; longer ones are cut there and
+    # counted in the ingest report. The encoder reads the first few hundred words only
+    # (max_passages windows) and BM25 gains little past this, while a 50 MB record would
+    # otherwise cost minutes and gigabytes to tokenize.
+    max_text_chars: int = 200_000
+
+    def __post_init__(self):
+        if self.max_text_chars < 1:
+            raise ValueError(f"max_text_chars must be at least 1, not {self.max_text_chars}")
+
+
+@dataclass(frozen=True)
 class RetrievalConfig:
     candidates: int = 100  # taken from each retriever before fusion
     fusion: str = "minmax"
@@ -222,6 +237,7 @@ class Config:
     workspace: Path = DEFAULT_WORKSPACE
     datasets: Path = field(default_factory=_default_datasets_dir)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     bm25: BM25Params = field(default_factory=BM25Params)
     vectors: VectorParams = field(default_factory=VectorParams)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
@@ -281,6 +297,7 @@ def load_config(
 
 _SECTIONS = {
     "encoder": EncoderConfig,
+    "ingest": IngestConfig,
     "bm25": BM25Params,
     "vectors": VectorParams,
     "retrieval": RetrievalConfig,
@@ -305,7 +322,10 @@ def _from_dict(data: dict[str, Any], source: Path | None) -> Config:
     kwargs["source"] = source
     for key in ("workspace", "datasets"):
         if key in top:
-            kwargs[key] = Path(top.pop(key)).expanduser()
+            value = top.pop(key)
+            if not isinstance(value, str):
+                raise BrainrankError(f"config {key} must be a path string, not {value!r}")
+            kwargs[key] = Path(value).expanduser()
     if top:
         raise BrainrankError(
             f"unknown config key(s): {', '.join(sorted(top))}; allowed top-level keys: "

@@ -143,12 +143,13 @@ class Engine:
         from brainrank.index.readers import read_documents, read_records
 
         delete = list(delete)
+        limit = self.cfg.ingest.max_text_chars
         if isinstance(source, str | Path):
-            read = read_documents(source, skip_bad=skip_bad)
+            read = read_documents(source, skip_bad=skip_bad, max_text_chars=limit)
         elif source == () and delete:
             read = None
         else:
-            read = read_records(source, skip_bad=skip_bad)
+            read = read_records(source, skip_bad=skip_bad, max_text_chars=limit)
         report = update_collection(
             self.cfg,
             documents=read.documents if read else (),
@@ -156,6 +157,7 @@ class Engine:
             progress=progress,
         )
         report.skipped = read.skipped if read else []
+        report.truncated = read.truncated if read else 0
         self._reopen()
         return report
 
@@ -217,6 +219,10 @@ def update_collection(
     from brainrank.ranker.encoding.loading import encoder_path_for, serving_manifest
     from brainrank.ranker.retrieval.indexing import update_indexes
 
+    if rebuild and not documents and not delete:  # `reindex`: whatever state the indexes are in
+        from brainrank.ranker.retrieval.reindex import rebuild_indexes
+
+        return rebuild_indexes(cfg, progress=progress)
     ws = Workspace(cfg.workspace)
     if rebuild and not ws.exists():
         raise BrainrankError(f"workspace {ws.root} has no documents; run `brainrank ingest` first")

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from brainrank.index.atomic import write_text_atomic
 from brainrank.index.errors import InputError
+from brainrank.index.jsontext import check_text, loads
 from brainrank.ranker.retrieval.search import SearchEngine, check_mode
 
 METRICS = ("nDCG@10", "RR@10", "R@100", "AP")
 Qrels = dict[str, dict[str, int]]
+# trec_eval (under ir-measures) keeps grades in C ints: larger ones give wrong metrics.
+GRADE_RANGE = (-(2**31), 2**31 - 1)
 
 
 def read_queries(path: Path | str) -> dict[str, str]:
@@ -24,13 +27,24 @@ def read_queries(path: Path | str) -> dict[str, str]:
     for lineno, line in _lines(path):
         if path.suffix in (".jsonl", ".json"):
             try:
-                obj = json.loads(line)
-                qid = str(obj.get("_id", obj.get("id", obj.get("query_id"))))
-                text = obj.get("text", obj.get("query"))
-            except (ValueError, AttributeError) as exc:
-                raise InputError(f"{path.name} line {lineno}: not a JSON object ({exc})") from None
-            if qid == "None" or not isinstance(text, str):
+                obj = loads(line)
+            except ValueError as exc:
+                raise InputError(f"{path.name} line {lineno}: not valid JSON ({exc})") from None
+            if not isinstance(obj, dict):
+                found = type(obj).__name__
+                raise InputError(
+                    f"{path.name} line {lineno}: expected a JSON object, found {found}"
+                )
+            qid = obj.get("_id", obj.get("id", obj.get("query_id")))
+            text = obj.get("text", obj.get("query"))
+            if isinstance(qid, bool) or not isinstance(qid, str | int) or not isinstance(text, str):
                 raise InputError(f"{path.name} line {lineno}: a query needs an id and a text")
+            qid = str(qid)
+            try:
+                check_text(qid, "the query id")
+                check_text(text, "the query text")
+            except ValueError as exc:
+                raise InputError(f"{path.name} line {lineno}: {exc}") from None
         else:
             parts = line.split("\t", 1)
             if len(parts) != 2:
@@ -62,14 +76,81 @@ def read_qrels(path: Path | str) -> Qrels:
                 f"'query_id<TAB>doc_id<TAB>grade' (BEIR), got {len(parts)} fields"
             )
         try:
-            qrels.setdefault(qid, {})[did] = int(grade)
+            value = int(grade)
         except ValueError:
+            shown = grade if len(grade) <= 40 else grade[:40] + "..."
             raise InputError(
-                f"{path.name} line {lineno}: grade {grade!r} is not an integer"
+                f"{path.name} line {lineno}: grade {shown!r} is not an integer"
             ) from None
+        low, high = GRADE_RANGE
+        if not low <= value <= high:
+            raise InputError(
+                f"{path.name} line {lineno}: grade {grade[:40]} is out of range; grades are "
+                f"integers from {low} to {high} (usually 0 to 3)"
+            )
+        qrels.setdefault(qid, {})[did] = value
     if not qrels:
         raise InputError(f"no judgments in {path}")
     return qrels
+
+
+@dataclass
+class JudgmentCheck:
+    """How many judgments name queries without a text, or documents not in the collection."""
+
+    judged_queries: int = 0  # query ids in the qrels
+    unknown_queries: int = 0  # ... of them absent from the queries file
+    judgments: int = 0  # (query, document) pairs of the judged queries that have a text
+    unknown_docs: int = 0  # ... of them naming a document not in the collection
+    usable_queries: int = 0  # queries with a text and a positive judgment on a known document
+
+    def warnings(self) -> list[str]:
+        """One line per kind of judgment that cannot be used."""
+        out = []
+        if self.unknown_queries:
+            out.append(
+                f"{self.unknown_queries} of {self.judged_queries} judged queries are not in the "
+                "queries file; their judgments are ignored"
+            )
+        if self.unknown_docs:
+            out.append(
+                f"{self.unknown_docs} of {self.judgments} judgments name documents that are not "
+                "in the collection"
+            )
+        return out
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+def check_judgments(
+    queries: dict[str, str], qrels: Qrels, known_docs: Collection[str]
+) -> JudgmentCheck:
+    """Count judgments naming unknown queries or documents; InputError when none is usable.
+
+    Usable: a judged query with a text and a positive grade on a document of the collection.
+    """
+    check = JudgmentCheck(judged_queries=len(qrels))
+    for qid, grades in qrels.items():
+        if qid not in queries:
+            check.unknown_queries += 1
+            continue
+        check.judgments += len(grades)
+        unknown = [d for d in grades if d not in known_docs]
+        check.unknown_docs += len(unknown)
+        check.usable_queries += any(g > 0 and d in known_docs for d, g in grades.items())
+    if check.usable_queries == 0:
+        if check.judgments == 0:
+            why = "none of the judged query ids appear in the queries file"
+        elif check.unknown_docs == check.judgments:
+            why = (
+                f"none of the {check.judgments} judged documents are in the collection (were "
+                "the judgments made for another one?)"
+            )
+        else:
+            why = "no judged query has a relevant (grade > 0) document in the collection"
+        raise InputError(f"no usable judgments: {why}")
+    return check
 
 
 def _lines(path: Path):
@@ -131,6 +212,8 @@ def evaluate(
     judged = [q for q in qrels if q in queries]
     if not judged:
         raise InputError("none of the judged query ids appear in the queries file")
+    if run_dir is not None:
+        prepare_run_dir(run_dir)
     qrels = {q: qrels[q] for q in judged}
     results: dict[str, dict] = {}
     for mode in modes:
@@ -160,3 +243,15 @@ def evaluate(
         if run_dir is not None:
             write_text_atomic(Path(run_dir) / f"run.{mode}.trec", "\n".join(lines) + "\n")
     return results
+
+
+def prepare_run_dir(run_dir: Path) -> Path:
+    """Create the folder run files go to; InputError when it is a file or cannot be made."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"--run-dir {run_dir} is a file; give a folder for the run files")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create --run-dir {run_dir}: {exc.strerror or exc}") from None
+    return run_dir

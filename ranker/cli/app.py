@@ -6,28 +6,43 @@ Command bodies are thin; heavy imports happen inside them, so ``--help`` is inst
 from __future__ import annotations
 
 import os
+import sys
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from brainrank.index.errors import BrainrankError
-from brainrank.ranker.cli import documents, encoder, models, ops, search, serve, training, ui
-from brainrank.ranker.cli.console import err, out
+from brainrank.ranker.cli import (
+    check,
+    documents,
+    encoder,
+    models,
+    ops,
+    search,
+    serve,
+    training,
+    ui,
+)
+from brainrank.ranker.cli.console import out
+from brainrank.ranker.cli.failures import guarded
 
 # TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) is noise for CLI users.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 class _Commands(typer.core.TyperGroup):
-    """Reports user errors as one line on stderr with exit code 1, never a traceback."""
+    """Reports every failure as one line and an exit code, never a traceback (``failures``)."""
 
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except BrainrankError as exc:
-            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-            raise typer.Exit(1) from None
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        args = list(sys.argv[1:] if args is None else args)
+        parent = super().main
+
+        def run() -> int | None:
+            return parent(args, prog_name, complete_var, standalone_mode=False, **extra)
+
+        code = guarded(run, args)
+        if standalone_mode:
+            sys.exit(code)
+        return code
 
 
 app = typer.Typer(
@@ -57,7 +72,7 @@ def _main(
     """brainrank: hybrid search with a learned ranker. Start with `brainrank ingest PATH`."""
 
 
-for _commands in (documents, search, training, ops, ui, serve):
+for _commands in (documents, search, training, ops, ui, serve, check):
     app.add_typer(_commands.app)
 app.add_typer(models.app, name="models")
 app.add_typer(encoder.app, name="encoder")

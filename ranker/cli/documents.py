@@ -45,34 +45,50 @@ def ingest(
     if path is None and not delete:
         raise BrainrankError("give a PATH to ingest and/or --delete ID")
     cfg = resolve_config(workspace, config, encoder)
-    docs, skipped = [], []
+    docs, skipped, truncated = [], [], 0
     if path is not None:
-        report = read_documents(path, skip_bad=skip_bad)
-        docs, skipped = report.documents, report.skipped
-        for message in skipped[:20]:
-            err.print(f"[yellow]skipped[/] {escape(str(message))}", highlight=False)
-        if len(skipped) > 20:
-            err.print(f"[yellow]... and {len(skipped) - 20} more skipped records[/]")
+        limit = cfg.ingest.max_text_chars
+        report = read_documents(path, skip_bad=skip_bad, max_text_chars=limit)
+        docs, skipped, truncated = report.documents, report.skipped, report.truncated
+        _notes("skipped", skipped, "skipped records")
+        _notes("dropped", report.dropped, "dropped fields")
+        if truncated:
+            err.print(
+                f"[yellow]truncated[/] {truncated} documents to [ingest] max_text_chars = {limit}",
+                highlight=False,
+            )
     rep = update_collection(cfg, documents=docs, delete=delete or [], progress=progress())
     err.print(
         f"ingested {len(docs)} records into {cfg.workspace}: {rep.added} added, {rep.updated} "
-        f"updated, {rep.unchanged} unchanged, {rep.deleted} deleted, {len(skipped)} skipped; "
-        f"{rep.documents} documents searchable ({rep.embedded} embedded, "
+        f"updated, {rep.unchanged} unchanged, {rep.deleted} deleted, {len(skipped)} skipped, "
+        f"{truncated} truncated; {rep.documents} documents searchable ({rep.embedded} embedded, "
         f"{rep.reused_embeddings} embeddings reused) in {rep.seconds.get('total', 0):.1f}s",
         highlight=False,
         markup=False,
     )
 
 
+def _notes(label: str, messages: list[str], what: str, shown: int = 20) -> None:
+    """The first ``shown`` messages on stderr, then how many more there were."""
+    for message in messages[:shown]:
+        err.print(f"[yellow]{label}[/] {escape(str(message))}", highlight=False)
+    if len(messages) > shown:
+        err.print(f"[yellow]... and {len(messages) - shown} more {what}[/]", highlight=False)
+
+
 @app.command()
 def reindex(
     workspace: WorkspaceOpt = None, config: ConfigOpt = None, encoder: EncoderOpt = None
 ) -> None:
-    """Rebuild every index from the document store, re-embedding all documents."""
-    from brainrank.ranker.engine import update_collection
+    """Rebuild every index from the document store, re-embedding all documents.
+
+    Works whatever state the index folder is in (damaged manifests or pointer, half-deleted
+    generations); damaged generations are removed.
+    """
+    from brainrank.ranker.retrieval.reindex import rebuild_indexes
 
     cfg = resolve_config(workspace, config, encoder)
-    rep = update_collection(cfg, rebuild=True, progress=progress())
+    rep = rebuild_indexes(cfg, progress=progress())
     err.print(
         f"rebuilt generation {rep.generation}: {rep.documents} documents in "
         f"{rep.seconds.get('total', 0):.1f}s",

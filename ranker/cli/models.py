@@ -98,8 +98,7 @@ def models_import(
     config: ConfigOpt = None,
 ) -> None:
     """Add an exported model; its encoder's index is built now so it can serve at once."""
-    from brainrank.ranker.registry.promotion import ensure_generation
-    from brainrank.ranker.registry.promotion import promote as promote_version
+    from brainrank.ranker.registry.promotion import ensure_generation, switch_to
     from brainrank.ranker.registry.registry import Registry
 
     cfg = resolve_config(workspace, config)
@@ -107,6 +106,6 @@ def models_import(
     mv = Registry(ws.models_dir).import_archive(archive)
     ensure_generation(cfg, mv, progress=progress())
     err.print(f"imported {archive} as {mv.version}", highlight=False, markup=False)
-    if promote:
-        promote_version(cfg, mv.version, progress=progress())
+    if promote:  # one switch of model and index; a kill before it leaves the old pair serving
+        switch_to(cfg, mv, "promote", progress=progress())
         err.print(f"{mv.version} is now the champion", highlight=False, markup=False)

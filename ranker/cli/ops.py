@@ -39,11 +39,31 @@ def feedback(
     config: ConfigOpt = None,
 ) -> None:
     """Import clicks into the query log (a file imported twice adds nothing)."""
+    from brainrank.ranker.feedback.feedback import clicked_documents
     from brainrank.ranker.feedback.querylog import QueryLog
 
     ws = existing_workspace(resolve_config(workspace, config))
+    clicked = clicked_documents(file) or []
+    store = ws.open_store()
+    try:
+        known = store.hashes()
+    finally:
+        store.close()
+    unknown = sum(doc not in known for doc in clicked)
+    if clicked and unknown == len(clicked):
+        raise BrainrankError(
+            f"no usable clicks in {file}: none of its {len(clicked)} clicks names a document of "
+            f"the collection in {ws.root} (were they logged over another one?)"
+        )
     with QueryLog.open(ws.root) as qlog:
         rep = qlog.import_feedback(file)
+    rep.unknown_docs = unknown
+    if unknown:
+        err.print(
+            f"[yellow]warning:[/] {unknown} of {len(clicked)} clicks name documents that are not "
+            "in the collection",
+            highlight=False,
+        )
     if as_json:
         print(json.dumps(dataclasses.asdict(rep)))
         return

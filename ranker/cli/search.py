@@ -141,6 +141,8 @@ def _batch(cfg, queries: Path, run: Path, k: int, mode: str | None, model: str |
         check_mode(mode)
     if run.is_dir():
         raise BrainrankError(f"--run {run} is a folder; give the run file's path")
+    if not run.absolute().parent.is_dir():
+        raise BrainrankError(f"--run {run}: the folder {run.absolute().parent} does not exist")
     topics = read_queries(queries)
     engine = SearchEngine(cfg)
     lines: list[str] = []
@@ -190,7 +192,13 @@ def eval_(
     encoder: EncoderOpt = None,
 ) -> None:
     """Evaluate modes on judged queries: nDCG@10, RR@10, R@100, AP and latency."""
-    from brainrank.ranker.evaluation import evaluate, read_qrels, read_queries
+    from brainrank.ranker.evaluation import (
+        check_judgments,
+        evaluate,
+        prepare_run_dir,
+        read_qrels,
+        read_queries,
+    )
     from brainrank.ranker.retrieval.search import SearchEngine, check_mode
 
     modes = [m.strip() for m in mode.split(",") if m.strip()]
@@ -199,18 +207,25 @@ def eval_(
     for m in modes:
         check_mode(m)
     cfg = resolve_config(workspace, config, encoder)
+    if run_dir is not None:  # before any search: a bad folder fails at once
+        prepare_run_dir(run_dir)
     q, j = read_queries(queries), read_qrels(qrels)
     engine = SearchEngine(cfg)
-    query_log = None
-    if log:
-        from brainrank.ranker.feedback.querylog import QueryLog
+    try:
+        for warning in check_judgments(q, j, set(engine.generation.doc_ids)).warnings():
+            err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        query_log = None
+        if log:
+            from brainrank.ranker.feedback.querylog import QueryLog
 
-        query_log = QueryLog.open(cfg.workspace, source="eval")
-    judged = sum(1 for qid in j if qid in q)
-    with progress().task("Evaluating", judged * len(modes)) as advance:
-        results = evaluate(
-            engine, q, j, modes, run_dir=run_dir, on_query=advance, model=model, log=query_log
-        )
+            query_log = QueryLog.open(cfg.workspace, source="eval")
+        judged = sum(1 for qid in j if qid in q)
+        with progress().task("Evaluating", judged * len(modes)) as advance:
+            results = evaluate(
+                engine, q, j, modes, run_dir=run_dir, on_query=advance, model=model, log=query_log
+            )
+    finally:
+        engine.close()
     from brainrank.ranker.cli.render import metrics_table
 
     err.print(metrics_table(results)) if as_json else out.print(metrics_table(results))

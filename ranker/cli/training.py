@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from brainrank.index.errors import BrainrankError
 from brainrank.ranker.cli.console import err, out, progress
@@ -73,6 +74,8 @@ def train(
     )
     from brainrank.ranker.cli.render import comparison_table
 
+    for warning in result.summary.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
     (err if as_json else out).print(comparison_table(result))
     verdict = "promoted to champion" if result.promoted else "kept as challenger"
     err.print(f"model {result.version} {verdict}: {result.reason}", highlight=False, markup=False)

@@ -6,14 +6,14 @@ from the query log.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
 from pathlib import Path
 
 from brainrank.index.errors import InputError
+from brainrank.index.jsontext import is_valid_text, loads
 from brainrank.ranker.feedback.fields import parse_time
 
 _REQUIRED = ("impression_id", "time", "query", "shown", "clicks")
@@ -82,7 +82,7 @@ def read_click_log(path: Path | str, *, skip_bad: bool = False) -> ClickLog:
 
 def _parse_impression(raw: bytes) -> Impression:
     try:
-        obj = json.loads(raw.decode("utf-8-sig"))
+        obj = loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise _BadLine("not valid UTF-8") from None
     except ValueError as exc:
@@ -105,6 +105,11 @@ def _parse_impression(raw: bytes) -> Impression:
             raise _BadLine(f"{name} must be a list of document id strings, got {ids!r}")
     if not shown:
         raise _BadLine("shown is empty: an impression must show at least one document")
+    texts = [("impression_id", iid), ("query", query), ("query_id", query_id or "")]
+    texts += [("shown", d) for d in shown]
+    bad = next((name for name, text in texts if not is_valid_text(text)), None)
+    if bad is not None:
+        raise _BadLine(f"{bad} is not valid Unicode (it holds a lone surrogate escape)")
     if len(set(shown)) != len(shown):
         dup = next(d for i, d in enumerate(shown) if d in shown[:i])
         where = [i + 1 for i, d in enumerate(shown) if d == dup]
@@ -124,3 +129,47 @@ def _parse_impression(raw: bytes) -> Impression:
         shown=tuple(shown),
         clicks=frozenset(clicks),
     )
+
+
+@dataclass
+class ClickCheck:
+    """How much of a click log names documents the collection does not hold."""
+
+    impressions: int = 0
+    usable: int = 0  # impressions showing at least one known document
+    shown: int = 0
+    unknown_shown: int = 0  # shown entries naming an unknown document
+    clicks: int = 0
+    unknown_clicks: int = 0  # clicks on an unknown document
+
+    def warnings(self) -> list[str]:
+        if not self.unknown_shown:
+            return []
+        return [
+            f"{self.unknown_shown} of {self.shown} shown results and {self.unknown_clicks} of "
+            f"{self.clicks} clicks name documents that are not in the collection; "
+            f"{self.impressions - self.usable} of {self.impressions} impressions show none "
+            "that is"
+        ]
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+def check_clicks(log: Iterable[Impression], known_docs: Collection[str], source: str) -> ClickCheck:
+    """Count what in ``log`` names unknown documents; InputError when no impression is usable."""
+    check = ClickCheck()
+    for imp in log:
+        unknown = [d for d in imp.shown if d not in known_docs]
+        check.impressions += 1
+        check.usable += len(unknown) < len(imp.shown)
+        check.shown += len(imp.shown)
+        check.unknown_shown += len(unknown)
+        check.clicks += len(imp.clicks)
+        check.unknown_clicks += sum(d not in known_docs for d in imp.clicks)
+    if check.impressions and not check.usable:
+        raise InputError(
+            f"no usable clicks in {source}: none of its {check.impressions} impressions shows a "
+            "document of the collection (was it logged over another one?)"
+        )
+    return check

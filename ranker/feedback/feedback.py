@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from brainrank.index.errors import InputError
+from brainrank.index.jsontext import is_valid_text, loads
 from brainrank.ranker.feedback.fields import normalise_query, parse_epoch_seconds
+
+# A result list is at most 1,000 long; a larger position is a mistake, not a click.
+MAX_POSITION = 100_000
+_MAX_ROWID = 2**63 - 1  # SQLite's largest integer
 
 # A click row as the ``clicks`` table takes it: (search_id, norm_query, doc_id, position, time,
 # key); ``key`` makes importing the same click twice a no-op.
@@ -25,6 +30,7 @@ class FeedbackReport:
     imported: int = 0
     duplicates: int = 0
     unmatched: int = 0  # clicks with no logged search to attach to (kept, not used for outcomes)
+    unknown_docs: int = 0  # clicks on documents the collection does not hold (kept)
     messages: list[str] = field(default_factory=list)
 
 
@@ -53,6 +59,24 @@ def read_feedback(
     return report, rows
 
 
+def clicked_documents(path: Path | str) -> list[str] | None:
+    """The doc_id of every line of a feedback file, or None when a line is bad (the import then
+    names it)."""
+    ids = []
+    try:
+        with open(path, "rb") as fh:
+            for raw in fh:
+                if not raw.strip():
+                    continue
+                obj = loads(raw.decode("utf-8-sig"))
+                if not isinstance(obj, dict) or not isinstance(obj.get("doc_id"), str):
+                    return None
+                ids.append(obj["doc_id"])
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return ids
+
+
 def add_clicks(db: sqlite3.Connection, rows: list[ClickRow], report: FeedbackReport) -> None:
     """Insert click rows (inside the caller's transaction), counting them in ``report``."""
     for row in rows:
@@ -71,23 +95,30 @@ def add_clicks(db: sqlite3.Connection, rows: list[ClickRow], report: FeedbackRep
 def click_row(db: sqlite3.Connection, raw: bytes, match_seconds: float) -> ClickRow:
     """One feedback line as a click row; ``ValueError`` says what is wrong with it."""
     try:
-        obj = json.loads(raw.decode("utf-8-sig"))
+        obj = loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     doc_id = obj.get("doc_id")
     if not isinstance(doc_id, str) or not doc_id:
-        raise ValueError(f"doc_id must be a non-empty string, got {doc_id!r}")
+        raise ValueError(f"doc_id must be a non-empty string, got {_short(doc_id)}")
     when = parse_epoch_seconds(obj.get("time"))
     position = obj.get("position")
     if position is not None and (
-        isinstance(position, bool) or not isinstance(position, int) or position < 1
+        isinstance(position, bool)
+        or not isinstance(position, int)
+        or not 1 <= position <= MAX_POSITION
     ):
-        raise ValueError(f"position must be an integer >= 1, got {position!r}")
+        raise ValueError(
+            f"position must be an integer from 1 to {MAX_POSITION}, got {_short(position)}"
+        )
     impression, query = obj.get("impression_id"), obj.get("query")
     if impression is None and not (isinstance(query, str) and query.strip()):
         raise ValueError("a click needs an impression_id or a non-empty query")
+    for name, text in (("doc_id", doc_id), ("query", query)):
+        if isinstance(text, str) and not is_valid_text(text):
+            raise ValueError(f"{name} is not valid Unicode (it holds a lone surrogate escape)")
     if impression is not None:
         search_id, norm, shown = _by_impression(db, impression, doc_id)
     else:
@@ -108,19 +139,23 @@ def click_row(db: sqlite3.Connection, raw: bytes, match_seconds: float) -> Click
 def _by_impression(db: sqlite3.Connection, impression, doc_id: str) -> tuple[int, str, list]:
     """(search id, normalised query, shown doc ids) of the search a click names."""
     try:
-        search_id = int(str(impression))
-    except ValueError:
-        raise ValueError(f"impression_id {impression!r} is not a search id") from None
+        search_id = int(impression) if isinstance(impression, int | str) else -1
+    except ValueError:  # not digits, or more of them than Python converts
+        search_id = -1
+    if isinstance(impression, bool) or not 0 <= search_id <= _MAX_ROWID:
+        raise ValueError(f"impression_id {_short(impression)} is not a search id")
     found = db.execute(
         "SELECT s.norm_query, r.doc_ids FROM searches s JOIN results r "
         "ON r.search_id = s.id WHERE s.id=?",
         (search_id,),
     ).fetchone()
     if found is None:
-        raise ValueError(f"impression_id {impression!r} is not in the query log")
+        raise ValueError(f"impression_id {_short(impression)} is not in the query log")
     norm, shown = found[0], json.loads(found[1])
     if doc_id not in shown:
-        raise ValueError(f"doc_id {doc_id!r} was not shown in impression {impression!r}")
+        raise ValueError(
+            f"doc_id {_short(doc_id)} was not shown in impression {_short(impression)}"
+        )
     return search_id, norm, shown
 
 
@@ -138,3 +173,13 @@ def _by_query(
         if doc_id in ids:
             return int(sid), ids
     return None, []
+
+
+def _short(value) -> str:
+    """``repr`` for a message, cut to 60 characters (a value may be megabytes or 5,000 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length()} bits"
+    text = (
+        repr(value) if isinstance(value, str | int | float | type(None)) else type(value).__name__
+    )
+    return text if len(text) <= 60 else text[:57] + "..."

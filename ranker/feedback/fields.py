@@ -13,6 +13,7 @@ import math
 from datetime import UTC, datetime
 
 ISO_EXAMPLE = "2026-10-03T14:22:05Z"
+MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
 
 
 def normalise_query(text: str) -> str:
@@ -34,19 +35,34 @@ def parse_epoch_seconds(value: object) -> float:
     Raises ``ValueError`` with a message naming the value.
     """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not math.isfinite(value):
-            raise ValueError(f"time must be a finite number of epoch seconds, got {value!r}")
-        return float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer too large for a float
+            seconds = math.inf
+        if not 0 <= seconds <= MAX_EPOCH:  # also NaN
+            shown = f"{seconds:.6g}" if isinstance(value, float) or seconds > 1e15 else value
+            raise ValueError(
+                f"time must be a finite number of epoch seconds from 0 to {MAX_EPOCH} (year "
+                f"9999), got {shown}"
+            )
+        return seconds
     return _iso(value, "ISO 8601 or epoch seconds").timestamp()
 
 
 def _iso(value: object, expected: str) -> datetime:
     if not isinstance(value, str):
-        raise ValueError(f"time must be {expected}, got {value!r}")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        small = isinstance(value, bool | type(None)) or (number and abs(value) < 1e15)
+        shown = repr(value) if small else type(value).__name__
+        raise ValueError(f"time must be {expected}, got {shown}")
     try:
         t = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"bad time {value!r}: expected ISO 8601 like {ISO_EXAMPLE}") from None
+        shown = repr(value[:40]) + ("..." if len(value) > 40 else "")
+        raise ValueError(f"bad time {shown}: expected ISO 8601 like {ISO_EXAMPLE}") from None
     if t.tzinfo is None:
         raise ValueError(f"time {value!r} has no time zone: add Z for UTC")
-    return t.astimezone(UTC)
+    try:
+        return t.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+02:00 falls before year 1 in UTC
+        raise ValueError(f"time {value!r} is out of range in UTC") from None

@@ -10,6 +10,7 @@ hands the rest to one module per concern, each working on the log's connection:
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time as _time
@@ -36,10 +37,22 @@ from brainrank.ranker.feedback.store import (
     Transaction,
     check_source,
     connect,
+    reporting_damage,
 )
 from brainrank.ranker.feedback.windows import WindowSample
 
 __all__ = ["LOG_FILE", "SOURCES", "TRAFFIC", "FeedbackReport", "QueryLog", "WindowSample"]
+
+
+def _damage_named(method):
+    """A method whose SQLite damage errors become one ``LogDamagedError`` naming the file."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with reporting_damage(self.path):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class QueryLog:
@@ -79,6 +92,7 @@ class QueryLog:
     def _write(self) -> Transaction:
         return Transaction(self._db, self._lock)
 
+    @_damage_named
     def record(self, result, *, source: str | None = None, time: float | None = None) -> int:
         """Append one search (a ``SearchResult``) and return its impression id.
 
@@ -140,6 +154,7 @@ class QueryLog:
             self._schemas[names] = int(sid)
         return self._schemas[names]
 
+    @_damage_named
     def store_vectors(self, queries: Sequence[str], vectors: np.ndarray, encoder: str) -> None:
         """Cache embeddings of normalised query texts made by ``encoder``."""
         rows = [
@@ -149,6 +164,7 @@ class QueryLog:
         with self._write():
             self._db.executemany("INSERT OR REPLACE INTO query_vectors VALUES (?,?,?)", rows)
 
+    @_damage_named
     def vectors(self, queries: Sequence[str], encoder: str) -> dict[str, np.ndarray]:
         """Cached embeddings of the given normalised queries (missing ones are absent)."""
         out: dict[str, np.ndarray] = {}
@@ -165,6 +181,7 @@ class QueryLog:
         return out
 
     # -- feedback -------------------------------------------------------------------------
+    @_damage_named
     def import_feedback(self, path: Path | str, *, match_seconds: float = 3600.0) -> FeedbackReport:
         """Import clicks from JSONL, one click a line, all or nothing.
 
@@ -180,6 +197,7 @@ class QueryLog:
             add_clicks(self._db, rows, report)
         return report
 
+    @_damage_named
     def import_clicks(
         self, records: Iterable[Mapping[str, Any]], *, match_seconds: float = 3600.0
     ) -> FeedbackReport:
@@ -198,11 +216,13 @@ class QueryLog:
             add_clicks(self._db, rows, report)
         return report
 
+    @_damage_named
     def last_click_id(self) -> int:
         """The id of the newest imported click (0 when there is none)."""
         return windows.last_click_id(self._db)
 
     # -- reading (see ``windows``) ---------------------------------------------------------
+    @_damage_named
     def count(
         self,
         start: float | None = None,
@@ -213,10 +233,12 @@ class QueryLog:
         """Searches of ``sources`` in [start, end) (evaluation runs are not traffic)."""
         return windows.count(self._db, start, end, sources=sources)
 
+    @_damage_named
     def span(self) -> tuple[float, float] | None:
         """(first, last) search time, or None for an empty log."""
         return windows.span(self._db)
 
+    @_damage_named
     def sample(
         self,
         start: float,
@@ -232,6 +254,7 @@ class QueryLog:
             self._db, start, end, max_searches=max_searches, seed=seed, sources=sources
         )
 
+    @_damage_named
     def outcomes(self, search_ids: Sequence[int] | np.ndarray, *, k: int = 10) -> dict:
         """Click outcomes (CTR@k, click MRR) of the given searches; see ``windows.outcomes``."""
         return windows.outcomes(self._db, search_ids, k=k)
@@ -241,6 +264,7 @@ class QueryLog:
     ) -> Iterator[dict]:
         """Logged cli/ui searches in [start, end) as click-log impressions (the newest
         ``limit``, oldest first); see ``windows.impressions``."""
-        return windows.impressions(
-            self._db, start, end, limit=limit, clicked_queries=clicked_queries
-        )
+        with reporting_damage(self.path):
+            yield from windows.impressions(
+                self._db, start, end, limit=limit, clicked_queries=clicked_queries
+            )

@@ -16,13 +16,22 @@ Several processes append at once (CLI runs, the UI, a scheduler): the file is in
 every write is one ``BEGIN IMMEDIATE`` transaction, and a writer waits up to
 ``BUSY_TIMEOUT_MS`` for the lock instead of failing, so concurrent writers lose nothing.
 Readers never block writers.
+
+A damaged file (``reporting_damage`` turns SQLite's "malformed" errors into one line naming it)
+never blocks a search: the CLI and the service answer unlogged and say so once.
+``brainrank check`` runs SQLite's integrity check on it (``check_file``) and, with
+``--repair``, moves a damaged log aside (``set_aside``) so that a new one starts.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from brainrank.index.errors import BrainrankError, InputError
@@ -33,6 +42,29 @@ SOURCES = ("cli", "ui", "eval", "api", "service")
 TRAFFIC = ("cli", "ui", "api", "service")
 BUSY_TIMEOUT_MS = 60_000
 SQL_CHUNK = 900  # stays below SQLite's default limit of bound parameters
+REPAIR = "run `brainrank check --repair` to move it aside and start a new log"
+TABLES = ("searches", "results", "feature_schemas", "clicks", "query_vectors")
+
+
+class LogDamagedError(BrainrankError):
+    """The query log file is damaged: it cannot be read or written until it is set aside."""
+
+
+def damaged(path: Path, why: object) -> LogDamagedError:
+    return LogDamagedError(f"query log {path} is damaged ({why}); {REPAIR}")
+
+
+@contextmanager
+def reporting_damage(path: Path) -> Iterator[None]:
+    """Turn SQLite's damage errors into ``LogDamagedError``; locks and I/O errors pass as
+    they are (they are not damage)."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and "decode" not in str(exc):
+            raise
+        raise damaged(path, exc) from None
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS searches (
@@ -97,9 +129,46 @@ def connect(path: Path, *, wait: float = BUSY_TIMEOUT_MS / 1000) -> sqlite3.Conn
         # A log may lose its last rows on power loss, never on a process crash.
         db.execute("PRAGMA synchronous=NORMAL")
         _retry_locked(lambda: db.executescript(SCHEMA))
+    except sqlite3.OperationalError as exc:
+        raise BrainrankError(f"query log {path} cannot be opened: {exc}") from None
     except sqlite3.DatabaseError as exc:
-        raise BrainrankError(f"query log {path} is unreadable: {exc}") from exc
+        raise damaged(path, exc) from None
     return db
+
+
+def check_file(path: Path) -> str | None:
+    """SQLite's full integrity check of the log at ``path`` (read-only): None when sound,
+    else what is wrong."""
+    try:
+        db = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            problems = [row[0] for row in db.execute("PRAGMA integrity_check")]
+            names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    if problems != ["ok"]:
+        return "; ".join(problems[:3])
+    missing = [t for t in TABLES if t not in names]
+    return f"not a query log: no table {', '.join(missing)}" if missing else None
+
+
+def set_aside(path: Path) -> Path:
+    """Move a damaged log (with its -wal and -shm files) to ``NAME.corrupt-<UTC time>`` and
+    return that name; the next writer starts a new log at ``path``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    os.replace(path, target)
+    for suffix in ("-wal", "-shm"):
+        side = Path(f"{path}{suffix}")
+        if side.exists():
+            os.replace(side, Path(f"{target}{suffix}"))
+    return target
 
 
 class Transaction:

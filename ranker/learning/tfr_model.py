@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,13 +35,19 @@ from brainrank.ranker.learning.keras_layers import ListScore, Standardize, featu
 from brainrank.ranker.learning.portable import write_portable
 from brainrank.ranker.learning.ranker_params import RankerParams, check_features
 
-MODEL_FILE = "model.keras"
+# Weights only: the model is always built in code from ranker.json, so no file can name code
+# for Keras to import (a .keras config can, whatever safe_mode says).
+WEIGHTS_FILE = "ranker.weights.h5"
+# Rankers saved before WEIGHTS_FILE: only the weights inside are read, never its config.
+LEGACY_MODEL_FILE = "model.keras"
 PARAMS_FILE = "ranker.json"
 FORMAT_VERSION = 1
 PAD_LABEL = -1.0
 # Documents per scoring call: bounds memory (a GAM holds one activation block per feature).
 _CHUNK_DOCS = 65536
 _EVAL_BATCH = 256
+
+log = logging.getLogger(__name__)
 
 
 @tf.keras.utils.register_keras_serializable(package="brainrank")
@@ -323,7 +331,7 @@ class ListwiseRanker:
     # ----- persistence ----------------------------------------------------------------------
 
     def save(self, directory: Path) -> None:
-        """Write ``model.keras`` and ``ranker.json`` into a new folder and rename it into place.
+        """Write the weights and ``ranker.json`` into a new folder and rename it into place.
 
         The folder also gets the portable ``weights.npz`` and ``portable.json`` the query path
         scores with, checked against this model's scores (see ``portable``; a failed check
@@ -336,37 +344,53 @@ class ListwiseRanker:
             "params": dataclasses.asdict(self.params),
         }
         with atomic_directory(Path(directory)) as staged:
-            self.model.save(staged / MODEL_FILE)
+            self.model.save_weights(str(staged / WEIGHTS_FILE))
             (staged / PARAMS_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
             write_portable(self, staged)
 
     @classmethod
     def load(cls, directory: Path) -> ListwiseRanker:
-        """Read a folder written by ``save``; problems raise BrainrankError naming the path."""
+        """Read a folder written by ``save``; problems raise BrainrankError naming the path.
+
+        The model is built in code from ``ranker.json`` and only its weights are read (from
+        ``ranker.weights.h5``, or from inside an older folder's ``model.keras``, whose saved
+        model config is never deserialized).
+        """
         directory = Path(directory)
-        meta_path, model_path = directory / PARAMS_FILE, directory / MODEL_FILE
+        meta_path = directory / PARAMS_FILE
         if not directory.is_dir():
             raise BrainrankError(f"ranker folder {directory} does not exist")
-        for path in (meta_path, model_path):
-            if not path.is_file():
-                raise BrainrankError(f"ranker folder {directory} has no {path.name}")
+        if not meta_path.is_file():
+            raise BrainrankError(f"ranker folder {directory} has no {PARAMS_FILE}")
+        weights = directory / WEIGHTS_FILE
+        if not weights.is_file():
+            weights = directory / LEGACY_MODEL_FILE
+            if not weights.is_file():
+                raise BrainrankError(f"ranker folder {directory} has no {WEIGHTS_FILE}")
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             if meta.get("format") != FORMAT_VERSION:
                 raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT_VERSION}")
             params = RankerParams(**meta["params"])
             n_features = int(meta["n_features"])
+            r = params.residual_feature
+            if n_features < 1 or (r is not None and r >= n_features):
+                raise ValueError(f"n_features {n_features} with residual_feature {r}")
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BrainrankError(f"cannot read ranker metadata {meta_path}: {exc}") from exc
-        try:
-            model = tf.keras.models.load_model(model_path, compile=False)
-        except Exception as exc:  # Keras raises many types for a broken or foreign file
-            raise BrainrankError(f"cannot load ranker model {model_path}: {exc}") from exc
-        found = model.input_shape[-1] if isinstance(model.input_shape, tuple) else None
-        if found != n_features:
-            raise BrainrankError(
-                f"ranker model {model_path} takes {found} features, "
-                f"but {meta_path} says {n_features}"
+        model = _build_model(n_features, params)
+        if weights.name == LEGACY_MODEL_FILE:
+            if not zipfile.is_zipfile(weights):
+                raise BrainrankError(f"cannot load ranker model {weights}: not a .keras archive")
+            log.warning(
+                "%s was saved before weights-only rankers: reading only the weights inside it "
+                "into a model built from %s (its saved Keras config is ignored)",
+                weights,
+                PARAMS_FILE,
             )
+        try:
+            model.load_weights(str(weights))
+        except Exception as exc:  # h5py and Keras raise many types for a broken or foreign file
+            raise BrainrankError(f"cannot load ranker weights {weights}: {exc}") from exc
         _compile(model, params)
         return cls(n_features, params, model)

@@ -26,7 +26,7 @@ import numpy as np
 from brainrank.index.errors import InputError
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
-from brainrank.ranker.evaluation import METRICS, Qrels, score_run
+from brainrank.ranker.evaluation import METRICS, Qrels, check_judgments, score_run
 from brainrank.ranker.learning.features import FeatureExtractor, FeatureSchema
 from brainrank.ranker.learning.gates import DomainGate, QueryGate, list_summary
 from brainrank.ranker.learning.judged import set_judged_features
@@ -102,6 +102,8 @@ def train(
     registry = Registry(ws.models_dir)
     champion = registry.champion()
 
+    known = set(engine.generation.doc_ids)
+    judgments = check_judgments(queries, qrels, known)  # raises when none is usable
     judged = [q for q in qrels if q in queries]
     if len(judged) < 5:
         raise InputError(
@@ -114,13 +116,14 @@ def train(
     if not holdout or not val_ids or not train_ids:
         raise InputError(f"{len(judged)} judged queries are too few to split for training")
 
-    clicks = impressions = None
+    clicks = impressions = click_check = None
     if clicks_path is not None:
         from brainrank.ranker.feedback.click_stats import click_stats
-        from brainrank.ranker.feedback.clicklog import read_click_log
+        from brainrank.ranker.feedback.clicklog import check_clicks, read_click_log
         from brainrank.ranker.feedback.fields import normalise_query
 
         impressions = read_click_log(clicks_path)
+        click_check = check_clicks(impressions, known, str(clicks_path))
         held_texts = {normalise_query(queries[q]) for q in holdout + val_ids}
         # Clicks on held-out and validation queries stay out of the labels (evaluation and
         # early stopping would leak) but remain in the click features, as in serving.
@@ -143,6 +146,8 @@ def train(
         "click_impressions": len(impressions) if impressions else 0,
         "click_only_queries": len(items_train) - len(train_ids),
         "store_version": engine.store.version,
+        "judgments": judgments.to_dict(),
+        "warnings": judgments.warnings() + (click_check.warnings() if click_check else []),
     }
 
     with registry.new_version(parent=champion.version if champion else None) as tmp:

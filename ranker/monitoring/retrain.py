@@ -12,8 +12,10 @@ of the new champion; write a report into the registry (``models/retrain/``) eith
 Safe from cron: ``Workspace.writer_lock("retrain")`` keeps two runs apart (the second fails
 fast); a run whose inputs (document store, judgment files, clicks) are those of the last
 completed run, with the champion that run left, is skipped; training and promotion are
-crash-safe on their own (a version appears whole or not at all, the champion pointer moves
-atomically), so a run killed anywhere leaves the champion serving.
+crash-safe on their own (a version appears whole or not at all; the promotion prepares the
+challenger's index first and then switches model and index in one write of the serving
+pointer, ``ranker.registry.promotion``), so a run killed anywhere leaves the previous champion
+serving with its index, or, once that write is done, the new pair; a re-run trains again.
 """
 
 from __future__ import annotations

@@ -1,9 +1,20 @@
-"""Putting a model version into service: the index must be embedded by the model's encoder.
+"""Putting a model version into service: prepare its index first, then switch in one write.
 
-Promotion, rollback and import all go through :func:`ensure_generation`: it finds a complete
-index generation of the current documents embedded by the model's encoder (a challenger's
-staged generation, or the one serving now), or builds it by re-embedding the collection, and
-only then do the pointers move.
+A model serves only over an index generation of the current documents embedded by its own
+encoder. Promotion, rollback, ``models import --promote`` and ``retrain`` all go through
+:func:`switch_to`, in two phases:
+
+1. Prepare, while the old pair keeps serving: :func:`ensure_generation` finds such a
+   generation (the serving one, or a challenger's staged one) or builds it by re-embedding
+   the collection into a new *staged* generation, which serves nothing yet. The generation is
+   then pinned so that no concurrent ingest prunes it.
+2. Switch: under the workspace writer lock, check the generation still matches the documents
+   (an ingest may have committed meanwhile: then prepare again), and write the serving pointer
+   naming the generation and the champion together (``Registry.switch``).
+
+So the model and the index change in one atomic step: a search sees the old pair or the new
+one, a process killed at any moment leaves the old pair serving (or, after the write, the new
+one), and a re-run finds the staged generation it prepared and finishes quickly.
 """
 
 from __future__ import annotations
@@ -16,31 +27,27 @@ from brainrank.ranker.config import Config
 from brainrank.ranker.learning.learned import ENCODER_DIR
 from brainrank.ranker.progress import Progress
 
+# Preparations a switch may redo because ingests kept changing the documents meanwhile.
+ATTEMPTS = 3
+
 
 def ensure_generation(cfg: Config, version, *, progress: Progress | None = None) -> int:
-    """Number of a generation of the current documents embedded by ``version``'s encoder."""
-    from brainrank.ranker.encoding.loading import load_encoder
+    """Number of a generation of the current documents embedded by ``version``'s encoder.
+
+    Builds a staged generation (re-embedding the collection) when none exists; nothing that
+    serves changes.
+    """
+    from brainrank.ranker.encoding.bulk import load_bulk_encoder
     from brainrank.ranker.retrieval.indexing import stage_generation
 
     ws = Workspace(cfg.workspace)
-    store = ws.open_store()
-    try:
-        store_version = store.version
-    finally:
-        store.close()
+    number = _matching_generation(ws, version)
+    if number is not None:
+        return number
     wanted = version.meta["encoder"]["fingerprint"]
-    for number in [ws.serving_generation(store_version), *reversed(ws.generations())]:
-        if number is None:
-            continue
-        manifest = ws.manifest(number)
-        if (
-            manifest.get("store_version") == store_version
-            and manifest.get("encoder", {}).get("fingerprint") == wanted
-        ):
-            return number
     bundled = version.path / ENCODER_DIR
     path = bundled if bundled.is_dir() else cfg.encoder.resolved_path()
-    encoder = load_encoder(path, cfg.encoder.max_length)
+    encoder = load_bulk_encoder(path, cfg.encoder)
     if encoder.fingerprint != wanted:
         raise BrainrankError(
             f"model {version.version} needs encoder {wanted}, which is neither bundled with it "
@@ -56,29 +63,75 @@ def ensure_generation(cfg: Config, version, *, progress: Progress | None = None)
 
 
 def promote(cfg: Config, version: str, *, progress: Progress | None = None):
-    """Make ``version`` the champion, switching the index to its encoder first if needed."""
+    """Make ``version`` the champion, with an index embedded by its encoder, in one switch."""
     from brainrank.ranker.registry.registry import Registry
 
-    ws = Workspace(cfg.workspace)
-    registry = Registry(ws.models_dir)
-    mv = registry.get(version)
-    number = ensure_generation(cfg, mv, progress=progress)
-    _activate(ws, number)
-    return registry.promote(mv.version)
+    mv = Registry(Workspace(cfg.workspace).models_dir).get(version)
+    return switch_to(cfg, mv, "promote", progress=progress)
 
 
 def rollback(cfg: Config, *, progress: Progress | None = None):
-    """Return to the previous champion (and its encoder's index)."""
+    """Return to the previous champion: prepare its encoder's index, then switch once."""
+    from brainrank.ranker.registry.registry import Registry
+
+    ws = Workspace(cfg.workspace)
+    state = ws.serving_state()
+    mv = Registry(ws.models_dir).rollback_target(state)
+    return switch_to(cfg, mv, "rollback", expect=state.champion, progress=progress)
+
+
+def switch_to(cfg: Config, mv, action: str, *, expect=None, progress: Progress | None = None):
+    """Prepare ``mv``'s generation, then make (generation, ``mv``) serve in one pointer write.
+
+    ``action`` is recorded in the history ("promote" or "rollback"). For a rollback,
+    ``expect`` is the champion it rolls back from: if another command moved the champion
+    during the preparation, nothing changes and the error says so.
+    """
     from brainrank.ranker.registry.registry import Registry
 
     ws = Workspace(cfg.workspace)
     registry = Registry(ws.models_dir)
-    mv = registry.rollback()
-    _activate(ws, ensure_generation(cfg, mv, progress=progress))
-    return mv
+    planned = {"expect": expect} if action == "rollback" else {}
+    for _ in range(ATTEMPTS):
+        number = ensure_generation(cfg, mv, progress=progress)
+        with ws.pin(number), ws.writer_lock(timeout=registry.lock_timeout):
+            if _matching_generation(ws, mv, only=number) is None:
+                continue  # an ingest committed since: the documents need a new generation
+            before = ws.serving_state().generation
+            result = registry.switch(action, mv.version, generation=number, **planned)
+            if number != before:
+                ws.prune()
+            return result
+    raise BrainrankError(
+        f"the documents changed {ATTEMPTS} times while model {mv.version}'s index was being "
+        "prepared; nothing was changed, run the command again once the ingests are done"
+    )
 
 
-def _activate(ws: Workspace, number: int) -> None:
-    with ws.writer_lock():
-        if ws.current_generation() != number:
-            ws.activate(number)
+def _matching_generation(ws: Workspace, version, only: int | None = None) -> int | None:
+    """A complete generation of the current documents embedded by ``version``'s encoder.
+
+    Prefers the one serving now, then the newest; ``only`` checks that single generation.
+    """
+    store = ws.open_store()
+    try:
+        store_version = store.version
+    finally:
+        store.close()
+    wanted = version.meta["encoder"]["fingerprint"]
+    if only is not None:
+        candidates = [only]
+    else:
+        candidates = [ws.serving_generation(store_version), *reversed(ws.generations())]
+    complete = set(ws.generations())
+    for number in candidates:
+        if number is None or number not in complete:
+            continue
+        manifest = ws.manifest(number)
+        # An empty collection has no vectors, so any encoder serves it.
+        embedded = (manifest.get("encoder") or {}).get("fingerprint") == wanted
+        if manifest.get("store_version") == store_version and (
+            embedded or manifest.get("documents") == 0
+        ):
+            return number
+    return None

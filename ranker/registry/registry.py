@@ -1,10 +1,9 @@
-"""The model registry: numbered, immutable model versions and an atomically swapped champion.
+"""The model registry: numbered, immutable model versions and the champion that serves.
 
-Layout under ``Workspace.models_dir``::
+Layout under ``Workspace.models_dir`` (the registry's folder is always ``<workspace>/models``)::
 
     versions/v0007/model.json   metadata; a folder without it is not a version
     versions/v0007/ranker/      opaque here, like encoder/ and baseline.json
-    CHAMPION                    one line naming the serving version, replaced atomically
     history.jsonl               one JSON line per promotion or rollback
     .staging/                   versions being written; each writer holds a lock file there
     .registry.lock              serialises numbering, pointer moves and pruning (its holder
@@ -29,6 +28,13 @@ import or prune removes it. The rename is ``index.atomic.replace_directory(overw
 (the name is known only under the lock, and a folder is never replaced); the locks are
 ``index.locks.ProcessLock`` (a step waits ``lock_timeout`` s, then names the lock's holder).
 
+The champion is named by the workspace's serving pointer (``index.serving``), together with
+the index generation it serves over, so the two change in one atomic write: ``switch`` writes
+it under the workspace writer lock (taken before the registry lock, never after), then appends
+the history line; a line lost to a kill is restored from the pointer's record of the change.
+``promote`` and ``rollback`` here keep the serving generation; ``ranker.registry.promotion``
+first prepares a generation embedded by the model's encoder, then switches.
+
 ``export`` and ``import_archive`` move versions between workspaces as .tar.gz files; the tar
 handling (atomic writing, refusing unsafe members) is ``ranker.registry.archive``'s; reading
 model.json into a ``ModelVersion`` is ``ranker.registry.version``'s.
@@ -50,7 +56,17 @@ from pathlib import Path
 from brainrank.index.atomic import replace_directory, write_text_atomic
 from brainrank.index.errors import BrainrankError, InputError
 from brainrank.index.locks import WAIT_SECONDS, ProcessLock
+from brainrank.index.serving import LEGACY_CHAMPION, ServingState
+from brainrank.index.workspace import Workspace
 from brainrank.ranker.registry.archive import unpack_archive, write_archive
+from brainrank.ranker.registry.history import (
+    append_entry,
+    change,
+    missing_change,
+    previous_champion,
+    read_history,
+)
+from brainrank.ranker.registry.imported import check_imported, check_model_json
 from brainrank.ranker.registry.version import (
     VERSION_NAME,
     ModelVersion,
@@ -58,6 +74,8 @@ from brainrank.ranker.registry.version import (
     load_version,
     now_iso,
     read_meta,
+    seal_meta,
+    version_files,
     version_name,
 )
 
@@ -65,6 +83,7 @@ log = logging.getLogger(__name__)
 
 _ALIAS = re.compile(r"^v?(\d+)$", re.IGNORECASE)
 _FIX_POINTER = "run `brainrank models promote VERSION` or `brainrank models rollback`"
+_ANY = object()  # switch(expect=...) default: whatever the champion is
 
 
 @dataclass
@@ -96,8 +115,9 @@ class Registry:
         return self.models_dir / ".staging"
 
     @property
-    def champion_file(self) -> Path:
-        return self.models_dir / "CHAMPION"
+    def workspace(self) -> Workspace:
+        """The workspace whose serving pointer names the champion."""
+        return Workspace(self.models_dir.parent)
 
     @property
     def history_file(self) -> Path:
@@ -145,6 +165,7 @@ class Registry:
                 raise BrainrankError(
                     f"{meta_path} says the encoder is bundled but there is no encoder/ folder"
                 )
+            files = version_files(tmp)  # hashed before the lock: an encoder is ~100 MB
             with self._locked():
                 number = self._next_number()
                 name = version_name(number)
@@ -158,6 +179,7 @@ class Registry:
                 else:
                     meta["created"] = now_iso()
                     meta["parent"] = draft.parent or meta.get("parent")
+                meta = seal_meta(meta, files)
                 write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
                 replace_directory(tmp, self.versions_dir / name, overwrite=False)
                 write_text_atomic(self.versions_dir / ".last_number", f"{number}\n")
@@ -254,21 +276,21 @@ class Registry:
             f"unknown model version {version!r}; known versions: {known} (or 'champion')"
         )
 
-    def _pointer(self) -> str | None:
-        try:
-            return self.champion_file.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            return None
+    def champion(self, state: ServingState | None = None) -> ModelVersion | None:
+        """The version the serving pointer names; None before the first promotion.
 
-    def champion(self) -> ModelVersion | None:
-        """The version CHAMPION names; None before the first promotion."""
-        name = self._pointer()
+        ``state``: a pointer already read (so generation and champion come from one read).
+        """
+        state = self.workspace.serving_state() if state is None else state
+        name = state.champion
         if name is None:
             return None
         folder = self.versions_dir / name
         if not VERSION_NAME.match(name) or not (folder / "model.json").is_file():
+            where = self.models_dir.parent / LEGACY_CHAMPION if state.legacy else None
+            where = where or self.workspace.serving_file
             raise BrainrankError(
-                f"{self.champion_file} names {name!r}, which is not a complete model version; "
+                f"{where} names model {name!r}, which is not a complete model version; "
                 f"{_FIX_POINTER}"
             )
         try:
@@ -278,81 +300,78 @@ class Registry:
 
     def history(self) -> list[dict]:
         """Promotions and rollbacks, oldest first; unreadable lines are noted in problems."""
-        self.problems = []
-        if not self.history_file.exists():
-            return []
-        entries = []
-        lines = self.history_file.read_text(encoding="utf-8").splitlines()
-        for lineno, line in enumerate(lines, 1):
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                entry = None
-            if isinstance(entry, dict):
-                entries.append(entry)
-            elif line.strip():
-                self.problems.append(f"{self.history_file}:{lineno}: not a JSON object, skipped")
+        entries, self.problems = read_history(self.history_file)
         return entries
 
-    def _rollback_target(self, current: str | None) -> str | None:
-        """The champion before ``current``: replay history as a stack, rollback = pop."""
-        stack: list[str] = []
-        for entry in self.history():
-            v = entry.get("version")
-            if not isinstance(v, str):
-                continue
-            if entry.get("action") == "rollback" and stack:
-                stack.pop()
-            if not stack or stack[-1] != v:
-                stack.append(v)
-        if current is not None and (not stack or stack[-1] != current):
-            stack.append(current)  # the pointer moved without a history line (crash)
-        return stack[-2] if len(stack) >= 2 else None
+    def rollback_target(self, state: ServingState | None = None) -> ModelVersion:
+        """The champion before the current one (what ``rollback`` returns to)."""
+        state = self.workspace.serving_state() if state is None else state
+        target = previous_champion(self.history(), state)
+        if target is None:
+            raise BrainrankError(
+                f"no earlier champion in {self.history_file} to roll back to; "
+                "promote a version with `brainrank models promote VERSION`"
+            )
+        try:
+            return self.get(target)
+        except InputError:
+            raise BrainrankError(
+                f"the previous champion {target} no longer exists (pruned or deleted); "
+                "promote a version with `brainrank models promote VERSION`"
+            ) from None
 
     # -- champion --------------------------------------------------------------------------
-    def _set_champion(self, action: str, version: str, previous: str | None) -> None:
-        write_text_atomic(self.champion_file, version + "\n")
-        line = json.dumps(
-            {"time": now_iso(), "action": action, "version": version, "previous": previous}
-        )
-        with open(self.history_file, "ab+") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell():  # a writer killed mid-line must not swallow this line
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    fh.write(b"\n")
-            fh.write(line.encode("utf-8") + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+    def switch(
+        self, action: str, version: str, *, generation: int | None = None, expect=_ANY
+    ) -> ModelVersion:
+        """Make ``version`` the champion over ``generation`` (default: the one serving now).
+
+        One atomic write of the serving pointer, then the history line. The caller holds the
+        workspace writer lock. ``expect`` is the champion the caller planned against (a
+        rollback's): if another process has moved it since, nothing changes and the error says
+        so. A no-op when the pair already serves.
+        """
+        ws = self.workspace
+        with self._locked():
+            state = ws.serving_state()
+            self._restore_history(state)
+            if expect is not _ANY and state.champion != expect:
+                raise BrainrankError(
+                    f"the champion changed from {expect} to {state.champion} while the {action} "
+                    "was getting ready; nothing was changed, run it again"
+                )
+            mv = self.get(version)
+            number = state.generation if generation is None else generation
+            if (state.champion, state.generation) == (mv.version, number):
+                return mv
+            entry = state.change
+            if state.champion != mv.version:
+                entry = change(action, mv.version, state.champion)
+            ws.set_serving(number, mv.version, entry)
+            if entry is not state.change:
+                append_entry(self.history_file, entry)
+        return mv
+
+    def _restore_history(self, state: ServingState) -> None:
+        """Append the pointer's last change when its history line was lost to a kill."""
+        lost = missing_change(self.history(), state)
+        if lost is not None:
+            append_entry(self.history_file, lost)
 
     def promote(self, version: str) -> ModelVersion:
-        """Make ``version`` the champion (atomic pointer swap) and record it in history."""
-        with self._locked():
-            target = self.get(version)
-            previous = self._pointer()
-            if previous != target.version:
-                self._set_champion("promote", target.version, previous)
-        return target
+        """Make ``version`` the champion over the serving generation, and record it in history.
+
+        No re-embedding: ``ranker.registry.promotion.promote`` prepares the index first.
+        """
+        with self.workspace.writer_lock(timeout=self.lock_timeout):
+            return self.switch("promote", version)
 
     def rollback(self) -> ModelVersion:
-        """Make the champion before the current one champion again."""
-        with self._locked():
-            current = self._pointer()
-            target = self._rollback_target(current)
-            if target is None:
-                raise BrainrankError(
-                    f"no earlier champion in {self.history_file} to roll back to; "
-                    "promote a version with `brainrank models promote VERSION`"
-                )
-            try:
-                mv = self.get(target)
-            except InputError:
-                raise BrainrankError(
-                    f"the previous champion {target} no longer exists (pruned or deleted); "
-                    "promote a version with `brainrank models promote VERSION`"
-                ) from None
-            self._set_champion("rollback", mv.version, current)
-        return mv
+        """Make the champion before the current one champion again (same generation)."""
+        with self.workspace.writer_lock(timeout=self.lock_timeout):
+            state = self.workspace.serving_state()
+            target = self.rollback_target(state)
+            return self.switch("rollback", target.version, expect=state.champion)
 
     def prune(self, keep: int = 10) -> list[str]:
         """Delete versions older than the newest ``keep``, never the champion or the previous one.
@@ -364,9 +383,10 @@ class Registry:
             raise InputError(f"keep must be 0 or more, got {keep}")
         with self._locked():
             self._clean_staging()
-            champion = self.champion()
+            state = self.workspace.serving_state()
+            champion = self.champion(state)
             current = champion.version if champion else None
-            protected = {current, self._rollback_target(current)}
+            protected = {current, previous_champion(self.history(), state)}
             old = self.versions()
             old = old[: max(len(old) - keep, 0)]
             doomed = [v for v in old if v.version not in protected]
@@ -391,7 +411,9 @@ class Registry:
         tmp = self.begin()
         try:
             unpack_archive(archive, tmp)
+            check_model_json(tmp, archive)
             meta = read_meta(tmp / "model.json", where=f"model.json in {archive}")
+            check_imported(tmp, meta, archive)  # loads nothing that can name code
             original = meta.get("version")
             _DRAFTS[tmp].imported_from = original if isinstance(original, str) else archive.name
         except BaseException:

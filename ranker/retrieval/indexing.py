@@ -2,7 +2,8 @@
 
 An ingest runs inside one document-store transaction: upsert and delete, then build a complete
 new index generation from the store's new contents (reusing embeddings of unchanged text),
-commit, and swap the ``CURRENT`` pointer. A process killed anywhere before the commit leaves
+commit, and move the serving pointer (``SERVING``: generation and champion, one atomic file;
+the champion is kept). A process killed anywhere before the commit leaves
 the store and the serving generation as they were; one killed after it is finished by
 :meth:`index.workspace.Workspace.recover` on the next run.
 """
@@ -10,6 +11,7 @@ the store and the serving generation as they were; one killed after it is finish
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,6 +23,7 @@ import numpy as np
 from brainrank.index.atomic import atomic_directory
 from brainrank.index.bm25 import BM25Index
 from brainrank.index.errors import BrainrankError
+from brainrank.index.integrity import seal
 from brainrank.index.params import EncoderInfo
 from brainrank.index.records import Document
 from brainrank.index.store import DocumentStore
@@ -29,6 +32,7 @@ from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
 from brainrank.ranker.progress import Progress
 from brainrank.ranker.retrieval.passages import PassageSplitter
+from brainrank.ranker.retrieval.verify import record_files, verify_generation
 
 # Bumped when a generation gains files; an ingest upgrades older generations (re-using their
 # embeddings) even when no document changed. 2: field indexes, term sequences, doc metadata.
@@ -48,6 +52,7 @@ class IngestReport:
     generation: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # bad input records skipped (skip_bad)
+    truncated: int = 0  # documents whose text was cut to [ingest] max_text_chars
 
     @property
     def changed(self) -> bool:
@@ -71,6 +76,10 @@ def update_indexes(
     """Upsert ``documents``, delete ``delete_ids`` and make the indexes match, atomically.
 
     ``encoder_path`` is recorded in the generation so searches load the same encoder.
+    ``rebuild`` builds every index afresh from the store, whatever state the index folder is
+    in (damaged manifests, half-deleted generations), and removes the damaged generations.
+    A store that does not match the generations built from it (replaced, rolled back) is an
+    error: an ingest never shrinks the collection to it.
     """
     progress = progress or Progress()
     report = IngestReport()
@@ -78,8 +87,12 @@ def update_indexes(
     with ws.writer_lock():
         store = ws.open_store()
         try:
-            ws.recover(store.version)
-            previous = ws.serving_generation(store.version)
+            if rebuild:
+                previous = _before_rebuild(ws, store)
+            else:
+                ws.recover(store.version)
+                previous = ws.serving_generation(store.version)
+                _check_store(ws, store, previous)
             with store.transaction():
                 counts = store.upsert(documents)
                 report.added, report.updated, report.unchanged = (
@@ -100,7 +113,7 @@ def update_indexes(
                     report.documents = store.count()
                     return report
                 version = store.bump_version()
-                number = ws.next_generation_number()
+                number = _free_number(ws)
                 prev_dir = None if rebuild or previous is None else ws.generation_dir(previous)
                 _build_generation(
                     ws.generation_dir(number),
@@ -116,10 +129,49 @@ def update_indexes(
                 )
             ws.activate(number)
             report.generation = number
+            if rebuild:
+                _remove_damaged(ws, keep=number)
         finally:
             store.close()
     report.seconds["total"] = time.perf_counter() - t0
     return report
+
+
+def _check_store(ws: Workspace, store: DocumentStore, serving: int | None) -> None:
+    """Refuse a store that the generations on disk were not built from (see
+    ``DocumentStore.check_built_from``); ``serving`` (when known) is held to the strict rule."""
+    for number in ws.generations():
+        where = ws.generation_dir(number).name
+        store.check_built_from(ws.manifest(number), where, committed=number == serving)
+
+
+def _before_rebuild(ws: Workspace, store: DocumentStore) -> None:
+    """Clear leftovers and check the store, reading nothing that may be damaged as required."""
+    for tmp in ws.indexes_dir.glob(".gen-*.tmp"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        serving = ws.serving_generation(store.version)
+    except BrainrankError:
+        serving = None  # a damaged pointer or manifest: what this rebuild repairs
+    _check_store(ws, store, serving)
+
+
+def _free_number(ws: Workspace) -> int:
+    """The next generation number, past every generation folder, complete or not."""
+    taken = [0, *ws.generations()]
+    taken += [int(p.name[4:]) for p in ws.indexes_dir.glob("gen-*") if p.name[4:].isdigit()]
+    return max(taken) + 1
+
+
+def _remove_damaged(ws: Workspace, keep: int) -> None:
+    """Delete generation folders that are incomplete or fail their cheap checks (rebuild)."""
+    for folder in sorted(ws.indexes_dir.glob("gen-*")):
+        if folder.name == ws.generation_dir(keep).name or not folder.is_dir():
+            continue
+        try:
+            verify_generation(folder)
+        except BrainrankError:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _build_generation(
@@ -235,8 +287,10 @@ def _build_generation(
             manifest["vector_kind"] = vectors_index.kind
         (tmp / "docs.json").write_text(json.dumps({"ids": ids, "hashes": [hashes[i] for i in ids]}))
         manifest["seconds"] = report.seconds
+        manifest["store_id"] = store.store_id
+        manifest["files"] = record_files(tmp)
         # The manifest is written last: a generation directory without one is incomplete.
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        (tmp / "manifest.json").write_text(json.dumps(seal(manifest), indent=2))
 
 
 def stage_generation(
@@ -259,7 +313,8 @@ def stage_generation(
         try:
             ws.recover(store.version)
             current = ws.serving_generation(store.version)
-            number = ws.next_generation_number()
+            _check_store(ws, store, current)
+            number = _free_number(ws)
             prev_dir = ws.generation_dir(current) if current is not None else None
             _build_generation(
                 ws.generation_dir(number),
@@ -289,6 +344,8 @@ def _previous(prev_dir: Path | None):
     if not docs["ids"]:
         return [], [], None, None
     try:
+        # In full: reused embeddings must not carry damage into the new generation.
+        verify_generation(prev_dir, full=True)
         vectors = VectorIndex.load(prev_dir / "vectors")
         passages = json.loads((prev_dir / "manifest.json").read_text()).get("passages")
     except (BrainrankError, OSError, ValueError):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+import zipfile
 
 import numpy as np
 
-from brainrank.index.errors import BrainrankError, InputError
+from brainrank.index.errors import BrainrankError, IndexMismatchError, InputError
+from brainrank.index.jsontext import check_text
 from brainrank.index.records import Hit
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
@@ -15,6 +17,7 @@ from brainrank.ranker.encoding.loading import encoder_path_for, load_query_encod
 from brainrank.ranker.retrieval.candidates import Candidates, Generation
 from brainrank.ranker.retrieval.fusion import minmax, order, rrf
 from brainrank.ranker.retrieval.result import SearchResult
+from brainrank.ranker.retrieval.verify import verify_generation
 
 MODES = ("bm25", "dense", "hybrid", "hybrid-rrf", "hybrid-minmax", "learned")
 
@@ -31,10 +34,13 @@ class SearchEngine:
     The encoder is loaded on the first dense or hybrid query (a BERT encoder's ONNX export, so
     queries never pay for TensorFlow), and checked against the encoder the vector index was
     built with. Searches may run from several threads at once; each result carries its own
-    features and query vector.
+    features and query vector. An engine serves the generation and the champion that the
+    serving pointer named when it was opened, read together (a promotion switches both, so
+    they always fit); open a new one to follow a later ingest or promotion (the service's
+    holder does).
     """
 
-    def __init__(self, cfg: Config, *, encoder=None, generation: int | None = None):
+    def __init__(self, cfg: Config, *, encoder=None, generation: int | None = None, state=None):
         self.cfg = cfg
         self.workspace = Workspace(cfg.workspace)
         empty = BrainrankError(
@@ -44,16 +50,23 @@ class SearchEngine:
         if not self.workspace.exists():
             raise empty
         self.store = self.workspace.open_store()
-        number = generation or self.workspace.serving_generation(self.store.version)
+        # ``state``: the serving pointer already read by the caller (with ``generation``).
+        self._state = self.workspace.serving_state() if state is None else state
+        number = generation or self.workspace.serving_generation(self.store.version, self._state)
         if number is None:
             raise empty
-        self.generation = Generation(self.workspace.generation_dir(number))
+        directory = self.workspace.generation_dir(number)
+        # Damage is one line naming the file and `brainrank reindex`, never a wrong answer.
+        verify_generation(directory)
+        self.store.check_built_from(self.workspace.manifest(number), directory.name)
+        self.generation = Generation(directory)
         if len(self.generation) == 0:
             raise empty
         self._encoder = encoder
         if encoder is not None:
             self.generation.vectors.check_encoder(encoder.fingerprint)
         self._models: dict[str, object] = {}
+        self._champion = None  # (ModelVersion or None,) once read
         self._loading = threading.Lock()  # one thread loads the encoder or a model, once
         _single_thread_faiss()
 
@@ -78,25 +91,29 @@ class SearchEngine:
         mode = self.cfg.retrieval.default_mode
         if mode != "auto":
             return mode
-        return "learned" if self.registry.champion() is not None else "hybrid"
+        return "learned" if self.champion() is not None else "hybrid"
+
+    def champion(self):
+        """The champion's ModelVersion as of opening (None before the first promotion)."""
+        if self._champion is None:
+            self._champion = (self.registry.champion(self._state),)
+        return self._champion[0]
 
     def model(self, version: str | None = None):
         """A learned model for serving (the champion by default), checked against the index."""
-        from brainrank.ranker.learning.learned import LearnedModel
-
         reg = self.registry
         if version == "latest":
             versions = reg.versions()
             mv = versions[-1] if versions else None
         else:
-            mv = reg.get(version) if version else reg.champion()
+            mv = reg.get(version) if version else self.champion()
         if mv is None:
             raise BrainrankError(
                 "no learned model yet: train one with `brainrank train --queries FILE --qrels FILE`"
             )
         with self._loading:
             if mv.version not in self._models:
-                model = LearnedModel.load(mv)
+                model = _load_model(mv)
                 model.check_generation(self.generation)
                 self._models[mv.version] = (model, model.extractor(self.generation))
         return self._models[mv.version]
@@ -104,6 +121,10 @@ class SearchEngine:
     def validate_query(self, query: str) -> str:
         if not isinstance(query, str) or not query.strip():
             raise InputError("the query is empty; type some words to search for")
+        try:
+            check_text(query, "the query")
+        except ValueError as exc:  # a lone surrogate: from a JSON escape or a non-UTF-8 argument
+            raise InputError(str(exc)) from None
         limit = self.cfg.retrieval.max_query_chars
         if len(query) > limit:
             raise InputError(
@@ -196,6 +217,23 @@ class SearchEngine:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _load_model(mv):
+    """A model version checked against the checksums in its model.json, then loaded; damage
+    is one line naming the file and the commands that put another model in service."""
+    from brainrank.ranker.learning.learned import LearnedModel
+    from brainrank.ranker.registry.version import REPAIR, verify_version
+
+    verify_version(mv)
+    try:
+        return LearnedModel.load(mv)
+    except IndexMismatchError:
+        raise
+    except BrainrankError as exc:
+        raise BrainrankError(f"model {mv.version}: {exc}; {REPAIR}") from None
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise BrainrankError(f"model {mv.version} is unreadable ({exc}); {REPAIR}") from None
 
 
 def _signals(cand: Candidates, i: int) -> dict[str, float]:

@@ -1,17 +1,18 @@
 """The engine a service worker searches with, replaced when the workspace moves on.
 
-Other processes change what should serve through two pointer files, each replaced atomically:
-``indexes/CURRENT`` names the index generation (``ingest``, ``reindex``, a promotion that
-activates a staged generation) and ``models/CHAMPION`` the model (``models promote``,
-``rollback``, ``models import --promote``, ``retrain``). A holder's watcher thread stats both
-every ``poll_seconds``. When either changed it opens a new ``SearchEngine`` on the generation
-that should serve, warms it with one search (loading the champion; the encoder is reused when
-the generation was embedded with the same one), and then replaces its reference in one
-assignment. A request reads the reference once and uses that engine to the end, so a swap never
-fails a request in flight; an engine swapped out is closed ``grace_seconds`` later. Until the
-first engine is open the holder is not ready. When opening or warming a new engine fails (for
-a moment between two pointer moves, or for good) the old engine serves on, with the champion it
-was warmed with, while the holder retries. Indexes and models are only read here.
+Other processes change what should serve through one pointer file, the workspace's
+``SERVING`` (``index.serving``), replaced atomically: it names the index generation and the
+champion model together (``ingest`` and ``reindex`` move the generation, ``models promote``,
+``rollback``, ``models import --promote`` and ``retrain`` move both at once). A holder's watcher
+thread stats it every ``poll_seconds`` (and the two legacy pointers it replaces, for a workspace
+not yet migrated). When it changed the holder reads it once, opens a new ``SearchEngine`` on the
+generation that should serve, warms it with one search with the champion the same read named
+(the encoder is reused when the generation was embedded with the same one), and then replaces
+its reference in one assignment. A request reads the reference once and uses that engine to the
+end, so a swap never fails a request in flight; an engine swapped out is closed
+``grace_seconds`` later. Until the first engine is open the holder is not ready. When opening
+or warming a new engine fails the old engine serves on, with the champion it was warmed with,
+while the holder retries. Indexes and models are only read here.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brainrank.index.errors import BrainrankError
+from brainrank.index.serving import LEGACY_CHAMPION, LEGACY_GENERATION
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
 from brainrank.ranker.encoding.loading import encoder_path_for, load_query_encoder
-from brainrank.ranker.registry.registry import Registry
 
 log = logging.getLogger("brainrank.serve")
 
@@ -118,9 +119,10 @@ class EngineHolder:
 
     # -- swapping ----------------------------------------------------------------------------
     def stamps(self) -> tuple:
-        """(inode, mtime, size) of the generation and champion pointers; None where missing."""
+        """(inode, mtime, size) of the serving pointer (and the legacy ones); None if missing."""
+        root = self.workspace.root
         out = []
-        for path in (self.workspace.indexes_dir / "CURRENT", self._registry().champion_file):
+        for path in (self.workspace.serving_file, root / LEGACY_GENERATION, root / LEGACY_CHAMPION):
             try:
                 st = os.stat(path)
             except FileNotFoundError:
@@ -136,8 +138,7 @@ class EngineHolder:
             return False
         new, warm_error = self._open()
         if warm_error is not None and self._serving is not None:
-            # Often a moment between two pointer moves (a rollback moves CHAMPION, then
-            # CURRENT): keep serving what works and try again at the next poll.
+            # Keep serving what works and try again at the next poll.
             new.searcher.close()
             raise BrainrankError(f"kept the engine serving; the new one fails: {warm_error}")
         with self._swap:
@@ -164,18 +165,19 @@ class EngineHolder:
             raise BrainrankError(
                 f"workspace {self.workspace.root} has no documents yet; run `brainrank ingest`"
             )
+        state = self.workspace.serving_state()  # one read: generation and champion agree
         store = self.workspace.open_store()
         try:
-            number = self.workspace.serving_generation(store.version)
+            number = self.workspace.serving_generation(store.version, state)
         finally:
             store.close()
         if number is None:
             raise BrainrankError(f"workspace {self.workspace.root} has no index generation yet")
         encoder = self._encoder(encoder_path_for(self.cfg, self.workspace.manifest(number)))
-        searcher = SearchEngine(self.cfg, encoder=encoder, generation=number)
+        searcher = SearchEngine(self.cfg, encoder=encoder, generation=number, state=state)
         model = warm_error = None
         try:
-            champion = searcher.registry.champion()
+            champion = searcher.champion()
             model = champion.version if champion is not None else None
             searcher.search(WARM_QUERY, k=1, model=model)
         except BrainrankError as exc:
@@ -194,9 +196,6 @@ class EngineHolder:
             encoder = load_query_encoder(path, self.cfg.encoder.max_length, threads=1)
             self._encoders = {path: encoder}
         return self._encoders[path]
-
-    def _registry(self) -> Registry:
-        return Registry(self.workspace.models_dir)
 
     def _close_retired(self) -> None:
         now = time.monotonic()

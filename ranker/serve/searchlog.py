@@ -2,8 +2,11 @@
 
 Every search served is recorded with source ``service`` (its features and query vector come
 with it, as for the CLI). When the log cannot be written (a corrupt file, a full disk, a lock
-held past ``LOG_WAIT_MS``) the search is answered anyway, with ``impression_id`` null: the
-failure is one warning in the server log and one count of ``brainrank_querylog_failures``.
+held past ``LOG_WAIT_MS``) the search is answered anyway, with ``impression_id`` null: every
+failure counts in ``brainrank_querylog_failures``, and the server log gets one warning per run
+of failures (again only after a search was logged in between), not one per search. After any
+failure but a lock timeout the file is opened afresh for the next search, so a damaged log set
+aside by ``brainrank check --repair`` is replaced by a new one without a restart.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from brainrank.index.errors import BrainrankError
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
 from brainrank.ranker.feedback.querylog import LOG_FILE, FeedbackReport, QueryLog
+from brainrank.ranker.feedback.store import LogDamagedError
 
 log = logging.getLogger("brainrank.serve")
 
@@ -46,6 +50,7 @@ class ServiceLog:
         self._on_failure = on_failure
         self._log: QueryLog | None = None
         self._opening = threading.Lock()
+        self._warned = False  # a warning was logged and no search was logged since
 
     def _open(self) -> QueryLog:
         with self._opening:
@@ -61,7 +66,20 @@ class ServiceLog:
         except (BrainrankError, sqlite3.Error, OSError, ValueError) as exc:
             result.impression_id = None
             self._on_failure()
-            log.warning("search answered but not logged to %s: %s", self.path, exc)
+            if not isinstance(exc, sqlite3.OperationalError):
+                self.close()  # reopen next time: the file may have been repaired or replaced
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "search answered but not logged to %s: %s (searches go on unlogged; "
+                    "brainrank_querylog_failures counts them)",
+                    self.path,
+                    exc,
+                )
+            return
+        if self._warned:
+            self._warned = False
+            log.info("the query log %s is written again", self.path)
 
     def import_clicks(self, records: list[dict]) -> FeedbackReport:
         """Store click records (``QueryLog.import_clicks``); ``LogUnavailable`` when the log
@@ -72,7 +90,9 @@ class ServiceLog:
             raise LogUnavailable(f"the query log is unavailable: {exc}") from None
         try:
             return qlog.import_clicks(records)
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, LogDamagedError) as exc:
+            if isinstance(exc, LogDamagedError):
+                self.close()
             log.warning("feedback not stored in %s: %s", self.path, exc)
             raise LogUnavailable(f"the query log could not be written: {exc}") from None
 

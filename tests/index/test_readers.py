@@ -146,17 +146,17 @@ def test_parquet_errors_name_the_row(tmp_path: Path) -> None:
     report = read_documents(path, skip_bad=True)
     assert [d.text for d in report.documents] == ["x"]
     assert report.skipped == [
-        'docs.parquet row 2: missing text (expected one of "text", "body", "contents")',
+        'docs.parquet row 2: missing text (expected "title" or one of "text", "body", "contents")',
         'docs.parquet row 3: duplicate id "a" (first seen on row 1)',
     ]
 
 
 def test_parquet_missing_column_and_garbage_file(tmp_path: Path) -> None:
     path = tmp_path / "docs.parquet"
-    pq.write_table(pa.table({"id": ["a"], "title": ["only a title"]}), path)
+    pq.write_table(pa.table({"id": ["a"], "name": ["no searchable text"]}), path)
     message = error_of(path, skip_bad=True)
     assert message.startswith("docs.parquet: missing required column")
-    assert '"text"' in message and "found: id, title" in message
+    assert '"title", "text"' in message and "found: id, name" in message
     path.write_bytes(b"not parquet at all")
     assert "not a readable Parquet file" in error_of(path)
 
@@ -171,9 +171,9 @@ JSONL_ERRORS = [
     ('{"title": "t", "text": "x"}', "missing id"),
     ('{"_id": "  ", "text": "x"}', "missing id"),
     ('{"_id": 1.5, "text": "x"}', "id must be a string or integer, found float"),
-    ('{"_id": "d1"}', 'missing text (expected one of "text", "body", "contents")'),
+    ('{"_id": "d1"}', 'missing text (expected "title" or one of "text", "body", "contents")'),
     ('{"_id": "d1", "text": " \\t "}', "empty text"),
-    ('{"_id": "d1", "title": "Only a title", "text": ""}', "empty text"),
+    ('{"_id": "d1", "title": " ", "text": ""}', "empty text"),
     ('{"_id": "d1", "text": 3}', "text must be a string, found int"),
     ('{"_id": "d1", "text": "x", "title": 3}', "title must be a string, found int"),
     ('{"_id": "d1", "text": "x", "date": "yesterday"}', 'unparseable timestamp "yesterday"'),
@@ -215,7 +215,7 @@ def test_csv_errors_name_the_physical_line(tmp_path: Path) -> None:
     assert [d.doc_id for d in report.documents] == ["a", "e"]
     assert report.skipped == [
         message,
-        "docs.csv line 6: empty text",
+        "docs.csv line 6: empty text: no title or body",
         "docs.csv line 7: invalid UTF-8 (byte 0xe9 at byte 6)",
         'docs.csv line 8: duplicate id "a" (first seen on line 2)',
     ]

@@ -175,7 +175,8 @@ def test_crash_between_commit_and_pointer_swap_is_recovered(tmp_path, encoder, s
     assert ws.current_generation() == 1  # the pointer never moved...
     engine = SearchEngine(cfg, encoder=encoder)  # ...but serving follows the committed store
     assert len(engine.generation) == 12
-    ws.recover(engine.store.version)
+    with ws.writer_lock():  # recovery moves the pointer: a writer's step
+        ws.recover(engine.store.version)
     assert ws.current_generation() == 2
 
 

@@ -38,7 +38,7 @@ VARIANTS = {
     "dnn_residual": dict(scorer="dnn", hidden=(16,), residual_feature=BASE, base_weight=1.5),
     "gam_residual": dict(scorer="gam", hidden=(8,), residual_feature=BASE, base_weight=1.5),
 }
-SAVED_FILES = ["model.keras", PORTABLE_FILE, "ranker.json", WEIGHTS_FILE]
+SAVED_FILES = [PORTABLE_FILE, "ranker.json", "ranker.weights.h5", WEIGHTS_FILE]
 
 
 def make_lists(n_lists: int, seed: int, list_size: int = 16):

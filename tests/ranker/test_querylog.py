@@ -205,3 +205,55 @@ def test_served_searches_cache_their_query_vector_for_the_query_monitor(tmp_path
     expected = engine.encoder.encode(["  Laptop won't  turn on "])[0]
     np.testing.assert_allclose(cached["laptop won't turn on"], expected, atol=1e-5)
     assert "car parts" not in cached  # keyword mode never embeds the query
+
+
+# ----- a damaged log never blocks a search (issue 12, item 5) -----------------------------------
+
+
+def _damaged_log(tmp_path):
+    """A log of 300 searches whose pages past the first have garbage headers."""
+    path = tmp_path / "logs" / "querylog.sqlite"
+    with QueryLog(path) as log:
+        for i in range(300):
+            log.record(result(f"query number {i} " * 5, ["d1"], mode="bm25", model=None))
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    for start in range(2 * page, len(data), page):
+        data[start : start + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_damaged_log_is_one_error_naming_the_file_and_the_repair(tmp_path):
+    from brainrank.index.errors import BrainrankError
+
+    path = _damaged_log(tmp_path)
+    with pytest.raises(BrainrankError) as info:  # on the old code: sqlite3.DatabaseError
+        with QueryLog(path) as log:
+            log.record(result("hello", ["d1"], mode="bm25", model=None))
+    message = str(info.value)
+    assert str(path) in message and "brainrank check --repair" in message
+
+
+def test_the_service_warns_once_counts_every_failure_and_recovers_after_repair(tmp_path, caplog):
+    from brainrank.ranker.feedback.store import check_file, set_aside
+    from brainrank.ranker.serve.searchlog import ServiceLog
+
+    path = _damaged_log(tmp_path)
+    failures = []
+    service = ServiceLog(path, on_failure=lambda: failures.append(1))
+    with caplog.at_level("WARNING", logger="brainrank.serve"):
+        for _ in range(3):
+            res = result("gift card", ["d1"], mode="bm25", model=None)
+            service.record(res)
+            assert res.impression_id is None  # answered, not logged
+    warnings = [r for r in caplog.records if "not logged" in r.getMessage()]
+    assert len(failures) == 3 and len(warnings) == 1  # the old code warned three times
+    assert "check --repair" in warnings[0].getMessage()
+    assert check_file(path) is not None
+    aside = set_aside(path)
+    assert aside.name.startswith("querylog.sqlite.corrupt-") and not path.exists()
+    res = result("gift card", ["d1"], mode="bm25", model=None)
+    service.record(res)  # a new log, without restarting the service
+    assert res.impression_id == "1" and check_file(path) is None
+    service.close()

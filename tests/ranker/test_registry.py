@@ -145,7 +145,8 @@ def test_promote_rollback_and_history(reg):
         reg.rollback()
     for v in ("v1", "v2", "v3"):
         reg.promote(v)
-    assert reg.champion_file.read_text() == "v0003\n"
+    pointer = json.loads(reg.workspace.serving_file.read_text())
+    assert (pointer["champion"], pointer["generation"]) == ("v0003", None)
     assert reg.rollback().version == "v0002"
     assert reg.rollback().version == "v0001"
     with pytest.raises(BrainrankError, match="no earlier champion"):
@@ -178,11 +179,17 @@ def test_torn_history_line_does_not_break_promotion(reg):
 
 def test_champion_pointing_at_missing_version_says_how_to_fix(reg):
     make(reg)
-    reg.champion_file.write_text("v0009\n")
-    with pytest.raises(BrainrankError, match="brainrank models promote"):
+    (reg.models_dir / "CHAMPION").write_text("v0009\n")  # a workspace from before SERVING
+    with pytest.raises(BrainrankError, match="CHAMPION names model 'v0009'.*models promote"):
         reg.champion()
     assert reg.promote("v1").version == "v0001"
     assert reg.champion().version == "v0001"
+    assert not (reg.models_dir / "CHAMPION").exists()  # migrated into the one pointer
+    ws = reg.workspace
+    with ws.writer_lock():
+        ws.set_serving(None, "v0009")
+    with pytest.raises(BrainrankError, match="SERVING names model 'v0009'.*models promote"):
+        reg.champion()
 
 
 def test_export_import_round_trip(reg, tmp_path):
@@ -202,7 +209,7 @@ def test_export_import_round_trip(reg, tmp_path):
         src, dst = tree(original.path), tree(mv.path)
         meta_src, meta_dst = json.loads(src.pop("model.json")), json.loads(dst.pop("model.json"))
         assert src == dst
-        for key in ("version", "imported_from", "imported", "parent"):
+        for key in ("version", "imported_from", "imported", "parent", "checksum"):
             meta_src.pop(key, None)
             meta_dst.pop(key, None)
         assert meta_src == meta_dst  # "created" is the original training time
@@ -346,3 +353,56 @@ def test_concurrent_writers_get_distinct_numbers(reg, tmp_path):
     got = outputs[0] + outputs[1]
     assert sorted(got) == [f"v{n:04d}" for n in range(1, 11)]
     assert [v.version for v in reg.versions()] == sorted(got)
+
+
+def test_a_history_line_lost_to_a_kill_is_restored_from_the_pointer(reg, monkeypatch):
+    import brainrank.ranker.registry.registry as registry_module
+
+    for _ in range(3):
+        make(reg)
+    for v in ("v1", "v2", "v3"):
+        reg.promote(v)
+
+    def killed(path, entry):
+        raise SystemExit("killed between the pointer write and the history line")
+
+    monkeypatch.setattr(registry_module, "append_entry", killed)
+    with pytest.raises(SystemExit):
+        reg.rollback()
+    monkeypatch.undo()
+    assert reg.champion().version == "v0002" and len(reg.history()) == 3
+    # The pointer remembers the rollback, so the next rollback goes on to v1 (not back to v3)...
+    assert reg.rollback_target().version == "v0001"
+    assert reg.rollback().version == "v0001"
+    # ...and the lost line is written back before the new one.
+    steps = [(e["action"], e["version"]) for e in reg.history()]
+    assert steps[3:] == [("rollback", "v0002"), ("rollback", "v0001")]
+
+
+def test_locks_time_out_naming_the_holding_command(reg, tmp_path):
+    make(reg)
+    reg = Registry(reg.models_dir, lock_timeout=0.5)
+    for lock in (reg.models_dir / ".registry.lock", reg.workspace.root / ".ingest.lock"):
+        body = (
+            "from brainrank.index.locks import ProcessLock\n"
+            f"lock = ProcessLock(Path({str(lock)!r})).acquire()\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n"
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _script(reg.models_dir, body)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout.readline().strip() == "held"
+            t = time.perf_counter()
+            with pytest.raises(BrainrankError) as caught:
+                reg.promote("v1")
+            assert time.perf_counter() - t < 10
+            message = str(caught.value)
+            assert f"{lock} is held by pid {proc.pid} running `" in message, message
+            assert "gave up after 0.5 s" in message and "\n" not in message
+        finally:
+            proc.kill()
+            proc.wait()
+    assert reg.champion() is None
+    assert reg.promote("v1").version == "v0001"

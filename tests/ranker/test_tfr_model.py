@@ -173,15 +173,20 @@ def test_load_errors_name_the_path(dnn, tmp_path):
         ListwiseRanker.load(missing)
     target = tmp_path / "ranker"
     dnn[0].save(target)
-    (target / tfr_model.MODEL_FILE).write_bytes(b"not a zip")
-    with pytest.raises(BrainrankError, match="model.keras"):
+    (target / tfr_model.WEIGHTS_FILE).write_bytes(b"not hdf5")
+    with pytest.raises(BrainrankError, match="ranker.weights.h5"):
         ListwiseRanker.load(target)
     meta = target / tfr_model.PARAMS_FILE
+    good_meta = meta.read_text()
     meta.write_text(json.dumps({"format": 1, "n_features": 6, "params": {"scorer": "tree"}}))
     with pytest.raises(BrainrankError, match="ranker.json.*scorer"):
         ListwiseRanker.load(target)
-    (target / tfr_model.MODEL_FILE).unlink()
-    with pytest.raises(BrainrankError, match="has no model.keras"):
+    (target / tfr_model.WEIGHTS_FILE).unlink()
+    with pytest.raises(BrainrankError, match="has no ranker.weights.h5"):
+        ListwiseRanker.load(target)
+    meta.write_text(good_meta)
+    (target / tfr_model.LEGACY_MODEL_FILE).write_bytes(b"not a zip")
+    with pytest.raises(BrainrankError, match="model.keras: not a .keras archive"):
         ListwiseRanker.load(target)
 
 

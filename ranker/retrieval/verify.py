@@ -1,0 +1,54 @@
+"""Checking an index generation against the checksums its manifest recorded when it was written.
+
+``indexing`` records every file of a generation (size and SHA-256) in its ``manifest.json`` and
+seals the manifest. A search verifies the generation it loads: the manifest, the keyword
+indexes, document ids and metadata are hashed every time; the two big vector files (FAISS
+index, embeddings) get a size, head and array-header check, so a cold start over a million
+documents stays fast. ``full=True`` hashes those too: before an ingest reuses a generation's
+embeddings, and in ``brainrank check``. Generations written before checksums carry none; they
+get the structural checks alone, and ``check`` says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from brainrank.index.integrity import (
+    check_npy_files,
+    damaged,
+    describe_files,
+    is_sealed,
+    read_manifest,
+    verify_files,
+)
+
+MANIFEST = "manifest.json"
+# Checked structurally on every load, hashed in full only on request.
+LARGE = frozenset({"vectors/vectors.faiss", "vectors/embeddings.npy"})
+REINDEX = "run `brainrank reindex` to rebuild the indexes"
+# What every generation with documents holds, checksums or not.
+_REQUIRED = ("bm25/brainrank_bm25.json", "vectors/vectors.json", "vectors/vectors.faiss")
+
+
+def record_files(directory: Path) -> dict[str, dict]:
+    """The checksums of a finished generation folder, for its manifest."""
+    return describe_files(directory, skip=(MANIFEST,))
+
+
+def verify_generation(directory: Path, *, full: bool = False) -> bool:
+    """Raise ``DamagedArtifactError`` (naming the file and ``brainrank reindex``) for damage.
+
+    Returns True when checksums were verified, False for a generation written before them
+    (then only its manifest and arrays are checked structurally).
+    """
+    manifest = read_manifest(directory / MANIFEST, REINDEX)
+    files = manifest.get("files")
+    if files is None or not is_sealed(manifest):
+        required = ("docs.json", *(_REQUIRED if manifest.get("documents") != 0 else ()))
+        for rel in required:
+            if not (directory / rel).is_file():
+                raise damaged(directory / rel, "the file is missing", REINDEX)
+        check_npy_files(directory, REINDEX)
+        return False
+    verify_files(directory, files, repair=REINDEX, full=full, large=LARGE.__contains__)
+    return True
