@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,13 @@ def tokenize(
     )
 
 
+@lru_cache(maxsize=4096)
+def _query_terms(query: str, params: BM25Params) -> tuple[str, ...]:
+    """A query's terms, remembered: one search tokenises its query for the full-text, title and
+    body indexes and for features, all with the same settings."""
+    return tuple(tokenize([query], params)[0])
+
+
 class BM25Index:
     """A bm25s index whose document positions match the generation's ``doc_ids`` list.
 
@@ -95,7 +103,7 @@ class BM25Index:
 
     def tokenize(self, query: str) -> list[str]:
         """The stemmed, stopword-free terms of ``query`` as the index sees them."""
-        return tokenize([query], self.params, stemmer=self._stemmer)[0]
+        return list(_query_terms(query, self.params))
 
     def term_ids(self, query: str) -> list[int]:
         """Ids of the query's terms that occur in the index, in query order (repeats kept)."""

@@ -87,6 +87,11 @@ def serve(
         os.environ[TOKEN_ENV] = token
     else:
         os.environ.pop(TOKEN_ENV, None)
+    # One worker per core, each computing on one thread: the numeric libraries' own pools
+    # would only fight the other workers for the cores (and tiny matrix products run slower
+    # spread over threads). Read by OpenBLAS and OpenMP when a worker loads them.
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     # A fresh folder per run, set before any worker imports prometheus_client.
     metrics_dir = tempfile.mkdtemp(prefix="brainrank-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
@@ -97,7 +102,17 @@ def serve(
         markup=False,
     )
     try:
-        uvicorn.run(APP, factory=True, host=host, port=port, workers=workers, log_level="info")
+        from brainrank.ranker.serve.protocol import NoDelayHTTPProtocol
+
+        uvicorn.run(
+            APP,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            http=NoDelayHTTPProtocol,
+        )
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise BrainrankError(

@@ -91,6 +91,9 @@ def open_session(model: Path | bytes, threads: int | None = None):
     options.log_severity_level = 3  # errors only: its warnings are noise on stderr for users
     if threads is not None:
         options.intra_op_num_threads = threads
+    # Idle pool threads sleep instead of spinning: spinning only wins on an otherwise idle
+    # machine, and costs the other workers (and the client) their cores under load.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     model_arg = model if isinstance(model, bytes) else os.fspath(model)
     return ort.InferenceSession(model_arg, sess_options=options, providers=["CPUExecutionProvider"])
 

@@ -96,6 +96,11 @@ def factory() -> FastAPI:
     # Beside uvicorn's lines: what is served and what failed, not every library's chatter.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s:     %(name)s: %(message)s")
     log.setLevel(logging.INFO)
+    from threadpoolctl import threadpool_limits
+
+    # A worker per core: the numeric libraries already loaded compute on one thread (the
+    # ones loaded later read OPENBLAS_NUM_THREADS and OMP_NUM_THREADS, set by `brainrank serve`).
+    threadpool_limits(limits=1)
     return create_app(load_config(), token=os.environ.get(TOKEN_ENV) or None)
 
 
