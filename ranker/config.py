@@ -185,6 +185,8 @@ class RetrainConfig:
 
     queries: Path | None = None  # judged queries (JSONL or TSV)
     qrels: Path | None = None  # their judgments (TREC or BEIR TSV)
+    # Without queries and qrels: the workspace's judgment store, this set or all sets merged.
+    judgment_set: str | None = None
     clicks_window: str = "90d"  # logged clicks of this period feed the challenger
     max_impressions: int = 100_000  # newest logged searches exported as impressions
     click_holdout: float = 0.2  # share of clicked queries kept out of training to compare

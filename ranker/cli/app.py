@@ -15,6 +15,7 @@ from brainrank.ranker.cli import (
     check,
     documents,
     encoder,
+    judgments,
     models,
     ops,
     search,
@@ -76,6 +77,7 @@ for _commands in (documents, search, training, ops, ui, serve, check):
     app.add_typer(_commands.app)
 app.add_typer(models.app, name="models")
 app.add_typer(encoder.app, name="encoder")
+app.add_typer(judgments.app, name="judgments")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from brainrank.ranker.cli.console import err, out, progress
 from brainrank.ranker.cli.options import (
     ConfigOpt,
     WorkspaceOpt,
+    existing_workspace,
     resolve_config,
 )
 
@@ -22,8 +23,30 @@ app = typer.Typer()
 
 @app.command()
 def train(
-    queries: Annotated[Path, typer.Option("--queries", help="Queries: JSONL or TSV")],
-    qrels: Annotated[Path, typer.Option("--qrels", help="Judgments: TREC qrels or BEIR TSV")],
+    queries: Annotated[
+        Path | None,
+        typer.Option(
+            "--queries",
+            help="Queries: JSONL or TSV (with --qrels; imported into the workspace's judgments)",
+            show_default="the workspace's judgments",
+        ),
+    ] = None,
+    qrels: Annotated[
+        Path | None,
+        typer.Option(
+            "--qrels",
+            help="Judgments: TREC qrels or BEIR TSV (with --queries)",
+            show_default="the workspace's judgments",
+        ),
+    ] = None,
+    set_name: Annotated[
+        str | None,
+        typer.Option(
+            "--set",
+            help="Judgment set: where --qrels is imported, or the one to train on",
+            show_default="default for an import; all sets, merged, to train on",
+        ),
+    ] = None,
     clicks: Annotated[
         Path | None,
         typer.Option(
@@ -51,8 +74,10 @@ def train(
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Train a challenger ranker, compare it with the champion on held-out queries."""
-    from brainrank.ranker.evaluation import read_qrels, read_queries
+    """Train a challenger ranker, compare it with the champion on held-out queries.
+
+    Learns from --queries/--qrels (then imported into the workspace's judgments, set
+    "default" unless --set), else from the workspace's judgments."""
     from brainrank.ranker.learning.train import TrainOptions
     from brainrank.ranker.learning.train import train as run_training
 
@@ -61,17 +86,25 @@ def train(
     if loss not in ("softmax", "approx_ndcg"):
         raise BrainrankError(f"unknown loss {loss!r}; choose softmax or approx_ndcg")
     cfg = resolve_config(workspace, config)
+    judged, from_files = _judgments(cfg, queries, qrels, set_name)
     options = TrainOptions(
         finetune_encoder=finetune, promote=promote, seed=seed, scorer=scorer, loss=loss
     )
     result = run_training(
         cfg,
-        read_queries(queries),
-        read_qrels(qrels),
+        judged.queries,
+        judged.qrels,
         clicks_path=clicks,
         options=options,
         progress=progress(),
+        judgment_sets=judged.sets,
     )
+    if from_files:
+        # Only after training: a failed run leaves the workspace's judgments as they were.
+        from brainrank.ranker.feedback.judgments import JudgmentStore
+
+        with JudgmentStore.open(cfg.workspace) as store:
+            store.add(judged.sets[0], judged.queries, judged.qrels, who=qrels.name)
     from brainrank.ranker.cli.render import comparison_table
 
     for warning in result.summary.get("warnings", []):
@@ -92,3 +125,29 @@ def train(
                 default=str,
             )
         )
+
+
+def _judgments(cfg, queries: Path | None, qrels: Path | None, set_name: str | None):
+    """(judgments to train on, whether they came from files): the files given (``train``
+    imports them into the workspace's store once it has trained), else the store's (one set,
+    or all merged)."""
+    from brainrank.ranker.feedback.judgments import (
+        DEFAULT_SET,
+        Judgments,
+        check_set_name,
+        workspace_judgments,
+    )
+
+    if set_name is not None:
+        check_set_name(set_name)
+    if (queries is None) != (qrels is None):
+        raise BrainrankError(
+            "give --queries and --qrels together, or neither to train on the workspace's judgments"
+        )
+    if queries is None or qrels is None:
+        existing_workspace(cfg)  # "no documents" says more than "no judgments" there
+        return workspace_judgments(cfg.workspace, set_name), False
+    from brainrank.ranker.evaluation import read_qrels, read_queries
+
+    texts, grades = read_queries(queries), read_qrels(qrels)
+    return Judgments((set_name or DEFAULT_SET,), texts, grades), True

@@ -89,8 +89,13 @@ def train(
     clicks_path: Path | None = None,
     options: TrainOptions = TrainOptions(),
     progress: Progress | None = None,
+    judgment_sets: tuple[str, ...] = (),
 ) -> TrainResult:
-    """Train, evaluate and register a challenger; promote it when it beats the incumbent."""
+    """Train, evaluate and register a challenger; promote it when it beats the incumbent.
+
+    ``judgment_sets`` names the workspace judgment sets the judgments came from; the version
+    records them with the number of judged queries and judgments it was given.
+    """
     from brainrank.ranker.learning.ranker_params import RankerParams
     from brainrank.ranker.learning.tfr_model import ListwiseRanker
     from brainrank.ranker.registry.registry import Registry
@@ -147,6 +152,11 @@ def train(
         "click_only_queries": len(items_train) - len(train_ids),
         "store_version": engine.store.version,
         "judgments": judgments.to_dict(),
+        "judgment_source": {
+            "sets": list(judgment_sets),
+            "queries": len(judged),
+            "judgments": int(sum(len(qrels[q]) for q in judged)),
+        },
         "warnings": judgments.warnings() + (click_check.warnings() if click_check else []),
     }
 

@@ -10,7 +10,7 @@ DCG@10); promote it unless it is worse by more than the margins; save the monito
 of the new champion; write a report into the registry (``models/retrain/``) either way.
 
 Safe from cron: ``Workspace.writer_lock("retrain")`` keeps two runs apart (the second fails
-fast); a run whose inputs (document store, judgment files, clicks) are those of the last
+fast); a run whose inputs (document store, judgments, clicks) are those of the last
 completed run, with the champion that run left, is skipped; training and promotion are
 crash-safe on their own (a version appears whole or not at all; the promotion prepares the
 challenger's index first and then switches model and index in one write of the serving
@@ -103,14 +103,14 @@ def retrain(
                     monitor=trigger,
                     seconds=round(time.perf_counter() - t0, 2),
                 )
-        queries, qrels = _judgments(rcfg)
+        queries, qrels, digest, sets = _judgments(rcfg, ws)
         store_version = _refresh_indexes(cfg, ws, encoder_factory, progress)
         with tempfile.TemporaryDirectory(prefix="brainrank-retrain-") as tmp:
             cold = _cold_queries(queries, qrels, rcfg)
             clicks_path, held, n_logged = _click_logs(ws, champion, rcfg, now, Path(tmp), cold)
             inputs = {
                 "store_version": store_version,
-                "judgments": _digest([rcfg.queries, rcfg.qrels]),
+                "judgments": digest,
                 "clicks": _digest([clicks_path]) if clicks_path else None,
                 "logged_impressions": n_logged,
             }
@@ -128,7 +128,7 @@ def retrain(
                     seconds=round(time.perf_counter() - t0, 2),
                 )
             report = _train_and_decide(
-                cfg, rcfg, mcfg, queries, qrels, clicks_path, held, champion, progress
+                cfg, rcfg, mcfg, queries, qrels, clicks_path, held, champion, progress, sets
             )
         report.started, report.monitor, report.inputs = started, trigger, inputs
         report.champion_before = before
@@ -137,7 +137,9 @@ def retrain(
     return report
 
 
-def _train_and_decide(cfg, rcfg, mcfg, queries, qrels, clicks_path, held, champion, progress):
+def _train_and_decide(
+    cfg, rcfg, mcfg, queries, qrels, clicks_path, held, champion, progress, sets=()
+):
     from brainrank.ranker.learning.train import TrainOptions, train
     from brainrank.ranker.registry.promotion import promote
     from brainrank.ranker.registry.registry import Registry
@@ -149,7 +151,15 @@ def _train_and_decide(cfg, rcfg, mcfg, queries, qrels, clicks_path, held, champi
         max_epochs=rcfg.max_epochs,
         finetune_encoder=rcfg.finetune_encoder,
     )
-    result = train(cfg, queries, qrels, clicks_path=clicks_path, options=options, progress=progress)
+    result = train(
+        cfg,
+        queries,
+        qrels,
+        clicks_path=clicks_path,
+        options=options,
+        progress=progress,
+        judgment_sets=sets,
+    )
     propensities = _propensities(clicks_path, mcfg.k)
     metrics = {"holdout": result.metrics}
     incumbent = "champion" if champion is not None else "hybrid"
@@ -244,15 +254,29 @@ def _propensities(clicks_path: Path | None, k: int):
     return np.maximum(estimate_propensities(read_click_log(clicks_path), k), 1e-3)
 
 
-def _judgments(rcfg: RetrainConfig):
+def _judgments(rcfg: RetrainConfig, ws: Workspace):
+    """(queries, qrels, content digest, judgment sets): the files the [retrain] table names,
+    else the workspace's judgment store (``judgment_set``, or all sets merged)."""
     from brainrank.ranker.evaluation import read_qrels, read_queries
+    from brainrank.ranker.feedback.judgments import JudgmentStore, workspace_judgments
 
-    if rcfg.queries is None or rcfg.qrels is None:
+    if rcfg.queries is not None and rcfg.qrels is not None:
+        files = [rcfg.queries, rcfg.qrels]
+        return read_queries(rcfg.queries), read_qrels(rcfg.qrels), _digest(files), ()
+    if rcfg.queries is not None or rcfg.qrels is not None:
         raise BrainrankError(
-            "retraining needs judgments: set queries and qrels in the [retrain] table of the "
-            'config (e.g. queries = "queries.jsonl", qrels = "qrels.txt")'
+            "the [retrain] table names only one of queries and qrels; set both, or neither to "
+            "use the workspace's judgments"
         )
-    return read_queries(rcfg.queries), read_qrels(rcfg.qrels)
+    if rcfg.judgment_set is None and not JudgmentStore.exists(ws.root):
+        raise BrainrankError(
+            "retraining needs judgments: import some with `brainrank judgments import QRELS "
+            "--queries FILE`, train once with `brainrank train --queries FILE --qrels QRELS`, "
+            "or set queries and qrels in the [retrain] table of the config (e.g. queries = "
+            '"queries.jsonl", qrels = "qrels.txt")'
+        )
+    found = workspace_judgments(ws.root, rcfg.judgment_set)
+    return found.queries, found.qrels, found.digest(), found.sets
 
 
 def _refresh_indexes(cfg, ws: Workspace, encoder_factory, progress) -> int:
