@@ -340,15 +340,16 @@ def _previous(prev_dir: Path | None):
     """Doc ids, hashes, vector index and passage settings of the generation being replaced."""
     if prev_dir is None or not (prev_dir / "docs.json").exists():
         return [], [], None, None
-    docs = json.loads((prev_dir / "docs.json").read_text())
-    if not docs["ids"]:
-        return [], [], None, None
     try:
-        # In full: reused embeddings must not carry damage into the new generation.
+        # Verified first, in full: reused embeddings must not carry damage into the new
+        # generation (ValueError covers bad JSON and bad UTF-8 in files older than checksums).
         verify_generation(prev_dir, full=True)
+        docs = json.loads((prev_dir / "docs.json").read_text(encoding="utf-8"))
+        if not docs["ids"]:
+            return [], [], None, None
         vectors = VectorIndex.load(prev_dir / "vectors")
         passages = json.loads((prev_dir / "manifest.json").read_text()).get("passages")
-    except (BrainrankError, OSError, ValueError):
+    except (BrainrankError, OSError, ValueError, KeyError, TypeError):
         return [], [], None, None  # a damaged previous generation is rebuilt, not reused
     return docs["ids"], docs["hashes"], vectors, passages
 

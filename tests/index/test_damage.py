@@ -226,6 +226,17 @@ def test_damaged_embeddings_are_never_reused(cfg, encoder, sample_docs):
     assert rep.reused_embeddings == 0 and rep.embedded == len(sample_docs) + 1
 
 
+@pytest.mark.parametrize(
+    "damage", [truncate, flip, lambda p: p.write_bytes(bytes(p.stat().st_size))]
+)
+def test_a_damaged_document_list_is_rebuilt_not_reused(cfg, encoder, sample_docs, damage):
+    """docs.json of the generation an ingest replaces, damaged (bench_faults.py found this
+    one raising a JSON traceback): the ingest rebuilds everything from the store."""
+    damage(cfg.workspace / GEN / "docs.json")
+    rep = ingest(cfg, encoder, [Document("new-1", "Hovercraft rental", "Rent a hovercraft.")])
+    assert rep.reused_embeddings == 0 and rep.embedded == len(sample_docs) + 1
+
+
 def test_big_files_get_cheap_checks_on_load_and_full_ones_on_request(tmp_path):
     folder = tmp_path / "art"
     folder.mkdir()
