@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -49,6 +50,22 @@ def export(rev: str) -> Path:
                 (package / name).symlink_to(Path("..") / name)
         tmp.rename(target)
     return target
+
+
+def legacy_copy(ws: Path) -> Path:
+    """A copy of ``ws`` with the two pointer files older code reads (``indexes/CURRENT`` and
+    ``models/CHAMPION``) written from its one ``SERVING`` pointer."""
+    copy = ws.with_name(ws.name + "-legacy")
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(ws, copy, ignore=shutil.ignore_patterns("querylog.sqlite*"))
+    serving = copy / "SERVING"
+    if serving.is_file():
+        state = json.loads(serving.read_text())
+        (copy / "indexes" / "CURRENT").write_text(f"gen-{int(state['generation']):06d}\n")
+        if state.get("champion"):
+            (copy / "models" / "CHAMPION").write_text(state["champion"] + "\n")
+    return copy
 
 
 def side(tree: Path | None) -> tuple[list[str], dict]:
@@ -103,14 +120,17 @@ def main() -> None:
     queries, qrels = data / "queries.jsonl", data / "qrels" / f"{args.split}.tsv"
     query = json.loads(queries.open().readline())["text"]
     sides = {"old": side(export(args.old)), "new": side(None)}
+    # Older code reads the two pointer files the one SERVING pointer replaced: it gets a copy.
+    where = {"old": legacy_copy(ws), "new": ws}
     runs: dict[str, list[dict]] = {"old": [], "new": []}
     cold: dict[tuple[str, str], list[float]] = {}
     modes = args.modes.split(",")
     for _ in range(args.rounds):
         for name, (prefix, env) in sides.items():
-            runs[name].append(evaluate(prefix, env, ws, queries, qrels, args.modes, args.model))
+            at = where[name]
+            runs[name].append(evaluate(prefix, env, at, queries, qrels, args.modes, args.model))
             for mode in modes:
-                cold.setdefault((name, mode), []).append(cold_search(prefix, env, ws, query, mode))
+                cold.setdefault((name, mode), []).append(cold_search(prefix, env, at, query, mode))
 
     def median(name, mode, key):
         return statistics.median(r[mode]["latency_ms"][key] for r in runs[name])

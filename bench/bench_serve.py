@@ -36,7 +36,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from bench_compare import export, side
+from bench_compare import export, legacy_copy, side
 from common import REPO, dataset_dir, machine, print_table
 
 BRAINRANK = [sys.executable, "-c", "from brainrank.ranker.cli.app import main; main()"]
@@ -270,22 +270,22 @@ def swap(ws: Path, texts: list[str], data: Path, args) -> None:
 
 
 def cold(ws: Path, query: str, args) -> None:
-    sides = {"new": side(None)}
-    if args.old:
-        sides = {"old": side(export(args.old)), **sides}
+    sides = {"new": (*side(None), ws)}
+    if args.old:  # older code reads the old pointer files, from a copy
+        sides = {"old": (*side(export(args.old)), legacy_copy(ws)), **sides}
     rows = []
     for mode in ("bm25", "hybrid", "learned"):
         times: dict[str, list[float]] = {name: [] for name in sides}
         peaks: dict[str, list[float]] = {name: [] for name in sides}
         for _ in range(5):
-            for name, (prefix, env) in sides.items():
+            for name, (prefix, env, where) in sides.items():
                 code = (
                     "import resource, subprocess, sys, time; t = time.perf_counter(); "
                     "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
                     "print(time.perf_counter() - t, "
                     "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
                 )
-                cmd = [*prefix, "search", query, "--mode", mode, "-w", str(ws)]
+                cmd = [*prefix, "search", query, "--mode", mode, "-w", str(where)]
                 out = subprocess.run(
                     [sys.executable, "-c", code, *cmd],
                     env=env,
