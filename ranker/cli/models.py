@@ -103,8 +103,13 @@ def models_import(
 
     cfg = resolve_config(workspace, config)
     ws = existing_workspace(cfg)
-    mv = Registry(ws.models_dir).import_archive(archive)
-    ensure_generation(cfg, mv, progress=progress())
+    registry = Registry(ws.models_dir)
+    mv = registry.import_archive(archive)
+    try:
+        ensure_generation(cfg, mv, progress=progress())
+    except BaseException:  # a version whose index cannot be built would be unusable: no trace
+        registry.withdraw(mv.version)
+        raise
     err.print(f"imported {archive} as {mv.version}", highlight=False, markup=False)
     if promote:  # one switch of model and index; a kill before it leaves the old pair serving
         switch_to(cfg, mv, "promote", progress=progress())

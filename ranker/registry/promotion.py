@@ -44,7 +44,7 @@ def ensure_generation(cfg: Config, version, *, progress: Progress | None = None)
     number = _matching_generation(ws, version)
     if number is not None:
         return number
-    wanted = version.meta["encoder"]["fingerprint"]
+    wanted = encoder_fingerprint(version)
     bundled = version.path / ENCODER_DIR
     path = bundled if bundled.is_dir() else cfg.encoder.resolved_path()
     encoder = load_bulk_encoder(path, cfg.encoder)
@@ -118,7 +118,7 @@ def _matching_generation(ws: Workspace, version, only: int | None = None) -> int
         store_version = store.version
     finally:
         store.close()
-    wanted = version.meta["encoder"]["fingerprint"]
+    wanted = encoder_fingerprint(version)
     if only is not None:
         candidates = [only]
     else:
@@ -135,3 +135,15 @@ def _matching_generation(ws: Workspace, version, only: int | None = None) -> int
         ):
             return number
     return None
+
+
+def encoder_fingerprint(version) -> str:
+    """The fingerprint of the encoder ``version`` was trained with, from its model.json."""
+    encoder = version.meta.get("encoder")
+    fingerprint = encoder.get("fingerprint") if isinstance(encoder, dict) else None
+    if not isinstance(fingerprint, str) or not fingerprint:
+        raise BrainrankError(
+            f"model {version.version} records no encoder fingerprint in its model.json, so no "
+            "index can be matched with it; export it again from a workspace that trained it"
+        )
+    return fingerprint

@@ -397,6 +397,20 @@ class Registry:
                 shutil.rmtree(grave, ignore_errors=True)
         return [v.version for v in doomed]
 
+    def withdraw(self, version: str) -> None:
+        """Delete a version that never served (an import whose index could not be built)."""
+        with self._locked():
+            mv = self.get(version)
+            served = {e.get("version") for e in self.history()} | {
+                getattr(self.champion(), "version", None)
+            }
+            if mv.version in served:
+                raise BrainrankError(f"model {mv.version} has served; it cannot be withdrawn")
+            self.staging_dir.mkdir(exist_ok=True)
+            grave = self.staging_dir / f"withdrawn-{mv.version}-{secrets.token_hex(4)}"
+            os.replace(mv.path, grave)
+            shutil.rmtree(grave, ignore_errors=True)
+
     # -- archives --------------------------------------------------------------------------
     def export(self, version: str, archive: Path) -> Path:
         """Write the version folder as a .tar.gz (into ``archive``/vNNNN.tar.gz for a folder)."""

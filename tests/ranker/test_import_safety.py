@@ -170,6 +170,24 @@ def test_a_broken_ranker_fails_the_import_not_the_first_search(
     assert_no_trace(reg)
 
 
+def test_an_import_whose_index_cannot_be_built_leaves_no_version(saved, tmp_path, sample_config):
+    """The archive is sound but names no encoder an index could be built with: the command
+    fails with one line and the version it committed is withdrawn."""
+    from typer.testing import CliRunner
+
+    from brainrank.ranker.cli.app import app
+
+    ws = tmp_path / "ws"
+    shutil.copytree(sample_config.workspace, ws)
+    _, _, folder, _ = saved
+    files = {"v0009/model.json": _meta(), **_folder_files(folder, "v0009/ranker")}
+    archive = _tar(tmp_path / "no-encoder.tar.gz", files)
+    res = CliRunner().invoke(app, ["models", "import", str(archive), "-w", str(ws)])
+    assert res.exit_code == 1, res.output
+    assert "records no encoder fingerprint" in res.output and "Traceback" not in res.output
+    assert_no_trace(Registry(ws / "models"))
+
+
 def test_a_bundled_encoder_missing_its_tokenizer_fails_the_import(saved, tmp_path, reg):
     _, _, folder, _ = saved
     files = {"v0009/model.json": _meta(), **_folder_files(folder, "v0009/ranker")}
