@@ -17,6 +17,7 @@ from pathlib import Path
 from brainrank.index.errors import BrainrankError
 from brainrank.index.store import DocumentStore, repair_hint
 from brainrank.index.workspace import Workspace
+from brainrank.ranker.feedback.judgments import JUDGMENT_TABLES, JUDGMENTS_FILE
 from brainrank.ranker.feedback.store import LOG_FILE, check_file, connect, set_aside
 from brainrank.ranker.retrieval.verify import REINDEX, verify_generation
 
@@ -60,6 +61,7 @@ def check_workspace(
     _check_models(ws, findings)
     for path in dict.fromkeys([ws.logs_dir / LOG_FILE, *log_paths]):
         _check_log(Path(path), repair, findings)
+    _check_judgments(ws.root / JUDGMENTS_FILE, findings)
     return findings
 
 
@@ -191,3 +193,19 @@ def _check_log(path: Path, repair: bool, findings: list[Finding]) -> None:
     connect(path).close()  # the new, empty log
     detail = f"{problem}; moved to {aside.name} and started a new log"
     findings.append(Finding("query log", str(path), REPAIRED, detail))
+
+
+def _check_judgments(path: Path, findings: list[Finding]) -> None:
+    """The judgment store: people's work, so it is reported, never moved aside."""
+    if not path.exists():
+        findings.append(Finding("judgments", str(path), NOTE, "no judgments imported yet"))
+        return
+    problem = check_file(path, JUDGMENT_TABLES, "a judgment store")
+    if problem is None:
+        findings.append(Finding("judgments", str(path), OK, "integrity check passed"))
+        return
+    fix = (
+        "restore it from a backup, or move it aside and import the judgments again with "
+        "`brainrank judgments import`"
+    )
+    findings.append(Finding("judgments", str(path), DAMAGED, problem, fix))

@@ -34,6 +34,7 @@ from brainrank.ranker.feedback.store import BUSY_TIMEOUT_MS, Transaction, _retry
 
 JUDGMENTS_FILE = "judgments.sqlite"
 DEFAULT_SET = "default"
+JUDGMENT_TABLES = ("sets", "queries", "judgments")
 _SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 NONE_YET = (
     "import some with `brainrank judgments import QRELS --queries FILE` "

@@ -136,9 +136,9 @@ def connect(path: Path, *, wait: float = BUSY_TIMEOUT_MS / 1000) -> sqlite3.Conn
     return db
 
 
-def check_file(path: Path) -> str | None:
-    """SQLite's full integrity check of the log at ``path`` (read-only): None when sound,
-    else what is wrong."""
+def check_file(path: Path, tables=TABLES, what: str = "a query log") -> str | None:
+    """SQLite's full integrity check of the file at ``path`` (read-only) and that it holds
+    ``tables`` (the query log's by default): None when sound, else what is wrong."""
     try:
         db = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True, timeout=5)
         try:
@@ -150,8 +150,8 @@ def check_file(path: Path) -> str | None:
         return str(exc)
     if problems != ["ok"]:
         return "; ".join(problems[:3])
-    missing = [t for t in TABLES if t not in names]
-    return f"not a query log: no table {', '.join(missing)}" if missing else None
+    missing = [t for t in tables if t not in names]
+    return f"not {what}: no table {', '.join(missing)}" if missing else None
 
 
 def set_aside(path: Path) -> Path:

@@ -151,6 +151,28 @@ def test_a_damaged_query_log_never_blocks_search_and_check_repair_sets_it_aside(
     assert "not logged" not in res.stderr
 
 
+def test_a_damaged_judgment_store_fails_the_check_and_is_left_in_place(cfg):
+    from tests.conftest import DATA
+
+    res = run(
+        "judgments", "import", DATA / "qrels-train.txt", "--queries", DATA / "queries.jsonl",
+        "-w", cfg.workspace,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    code, report = check(cfg)
+    assert code == 0, damaged(report)
+    assert ("judgments", "ok") in {(f["part"], f["status"]) for f in report["findings"]}
+    path = cfg.workspace / "judgments.sqlite"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # a zeroed run inside its pages
+    data[:16] = b"not an sqlite db"
+    path.write_bytes(bytes(data))
+    code, report = check(cfg, "--repair")
+    (found,) = [f for f in damaged(report) if f["part"] == "judgments"]
+    assert code == 1 and "judgments import" in found["repair"]
+    assert path.read_bytes() == bytes(data)  # people's work: reported, never moved aside
+
+
 def test_check_of_a_missing_workspace_is_one_line(tmp_path):
     res = run("check", "-w", tmp_path / "nowhere")
     assert res.exit_code == 1 and "no workspace" in res.output and "Traceback" not in res.output
