@@ -17,20 +17,21 @@ against it when written, and tests compare the two.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
 
-from brainrank.index.errors import BrainrankError
 from brainrank.ranker.config import EncoderConfig
-from brainrank.ranker.encoding.batching import encode_batched, load_tokenizer
+from brainrank.ranker.encoding.batching import load_tokenizer
 from brainrank.ranker.encoding.precision import resolve_precision
 from brainrank.ranker.encoding.runtime import (
     ONNX_FILE,
     ExportMissingError,
     OnnxEncoder,
+    check_max_length,
+    onnx_inputs,
     read_export_meta,
 )
 
@@ -38,20 +39,15 @@ from brainrank.ranker.encoding.runtime import (
 _OV_PRECISION = {"float32": "f32", "bfloat16": "bf16"}
 
 
-class OpenVinoEncoder:
-    """An exported encoder compiled by OpenVINO for bulk embedding (``encode``, ``tokenize``,
-    ``tokenizer``, ``fingerprint``, ``dim``, ``max_length``, ``name``, ``precision``)."""
+class OpenVinoEncoder(OnnxEncoder):
+    """An exported encoder compiled by OpenVINO for bulk embedding: ``OnnxEncoder``'s interface
+    (same tokenizer, batching and fingerprint), another runtime, and its ``precision``."""
 
-    def __init__(self, *, name, request, tokenizer, meta, max_length, precision):
+    def __init__(self, *, request, precision: str, **fields):
         """Use ``OpenVinoEncoder.load``; this only wires together what it has read."""
-        self.name: str = name
-        self.dim: int = int(meta["dim"])
-        self.fingerprint: str = meta["fingerprint"]
-        self.max_length: int = max_length
+        super().__init__(session=None, **fields)
         self.precision: str = precision
         self._request = request
-        self._tokenizer = tokenizer
-        self._max_positions = int(meta.get("max_position_embeddings", 512))
 
     @classmethod
     def load(
@@ -67,12 +63,7 @@ class OpenVinoEncoder:
         model_dir = Path(model_dir)
         meta = read_export_meta(model_dir)
         resolved = resolve_precision(precision)
-        positions = int(meta.get("max_position_embeddings", 512))
-        if not 2 <= max_length <= positions:
-            raise BrainrankError(
-                f"max_length {max_length} must be between 2 and the model's "
-                f"max_position_embeddings {positions}"
-            )
+        max_positions = check_max_length(max_length, meta)
         properties = {"INFERENCE_PRECISION_HINT": _OV_PRECISION[resolved]}
         if threads is not None:
             properties["INFERENCE_NUM_THREADS"] = int(threads)
@@ -81,49 +72,19 @@ class OpenVinoEncoder:
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
             raise ExportMissingError(f"cannot compile {model_dir / ONNX_FILE}: {exc}") from exc
         return cls(
-            name=model_dir.resolve().name,
             request=compiled.create_infer_request(),
-            tokenizer=load_tokenizer(model_dir, max_length),
-            meta=meta,
-            max_length=max_length,
             precision=resolved,
+            name=model_dir.resolve().name,
+            tokenizer=load_tokenizer(model_dir, max_length),
+            dim=meta["dim"],
+            max_length=max_length,
+            max_positions=max_positions,
+            fingerprint=meta["fingerprint"],
         )
 
-    @property
-    def tokenizer(self):
-        """The loaded tokenizer (truncating at ``max_length``, no padding)."""
-        return self._tokenizer
-
-    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids per text, with [CLS]/[SEP] and truncated to ``max_length``."""
-        return [e.ids for e in self._tokenizer.encode_batch(list(texts))]
-
-    def encode(
-        self,
-        texts: Sequence[str],
-        *,
-        batch_size: int = 32,
-        progress: Callable[[int], None] | None = None,
-    ) -> np.ndarray:
-        """Embed texts as float32 [n, dim] unit vectors; ``progress(k)`` after each batch of k."""
-
-        def infer(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-            feed = {
-                "input_ids": input_ids.astype(np.int64),
-                "attention_mask": mask.astype(np.int64),
-            }
-            out = self._request.infer(feed)
-            return np.asarray(next(iter(out.values())), dtype=np.float32)
-
-        return encode_batched(
-            texts,
-            self.tokenize,
-            infer,
-            self.dim,
-            batch_size=batch_size,
-            progress=progress,
-            max_width=self._max_positions,
-        )
+    def _infer(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = self._request.infer(onnx_inputs(input_ids, mask))
+        return np.asarray(next(iter(out.values())), dtype=np.float32)
 
 
 def bulk_runtime(path: Path, setting: str) -> str:
@@ -157,10 +118,8 @@ def load_bulk_encoder(path: Path | str, cfg: EncoderConfig, *, reference=None):
 def bulk_context(encoder, precision: str):
     """The context to embed in: TensorFlow's bfloat16 rewrite for a TF encoder, else nothing
     (OpenVINO's precision is fixed when the encoder is compiled)."""
-    if isinstance(encoder, OpenVinoEncoder):
+    if isinstance(encoder, OnnxEncoder):  # OpenVINO's too
         return nullcontext(encoder.precision)
-    if isinstance(encoder, OnnxEncoder):
-        return nullcontext("float32")
     return _tf_precision(precision)
 
 

@@ -98,8 +98,21 @@ def open_session(model: Path | bytes, threads: int | None = None):
     return ort.InferenceSession(model_arg, sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def check_max_length(max_length: int, meta: dict) -> int:
+    """The model's max_position_embeddings, once ``max_length`` is known to fit in it."""
+    max_positions = int(meta.get("max_position_embeddings", 512))
+    if not 2 <= max_length <= max_positions:
+        raise BrainrankError(
+            f"max_length {max_length} must be between 2 and the model's "
+            f"max_position_embeddings {max_positions}"
+        )
+    return max_positions
+
+
 class OnnxEncoder:
     """A sentence encoder served by ONNX Runtime: tokenizer, session and the weights' identity."""
+
+    precision = "float32"  # queries are always embedded in float32
 
     def __init__(self, *, name, session, tokenizer, dim, max_length, max_positions, fingerprint):
         """Use ``OnnxEncoder.load``; this only wires together what it has read."""
@@ -141,12 +154,7 @@ class OnnxEncoder:
     @classmethod
     def from_session(cls, session, model_dir: Path, meta: dict, *, max_length: int):
         """Pair a session with the folder's tokenizer; ``meta`` gives fingerprint and sizes."""
-        max_positions = int(meta.get("max_position_embeddings", 512))
-        if not 2 <= max_length <= max_positions:
-            raise BrainrankError(
-                f"max_length {max_length} must be between 2 and the model's "
-                f"max_position_embeddings {max_positions}"
-            )
+        max_positions = check_max_length(max_length, meta)
         tokenizer = load_tokenizer(model_dir, max_length)
         return cls(
             name=model_dir.resolve().name,
@@ -178,20 +186,21 @@ class OnnxEncoder:
 
         Each batch is padded to its longest text only: the graph needs no fixed shapes.
         """
-
-        def infer(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-            feed = {
-                "input_ids": input_ids.astype(np.int64),
-                "attention_mask": mask.astype(np.int64),
-            }
-            return self._session.run(["embedding"], feed)[0]
-
         return encode_batched(
             texts,
             self.tokenize,
-            infer,
+            self._infer,
             self.dim,
             batch_size=batch_size,
             progress=progress,
             max_width=self._max_positions,
         )
+
+    def _infer(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The vectors of one padded batch."""
+        return self._session.run(["embedding"], onnx_inputs(input_ids, mask))[0]
+
+
+def onnx_inputs(input_ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """The graph's inputs for one padded batch (the export takes int64 ids and mask)."""
+    return {"input_ids": input_ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}

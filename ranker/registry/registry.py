@@ -390,11 +390,8 @@ class Registry:
             old = self.versions()
             old = old[: max(len(old) - keep, 0)]
             doomed = [v for v in old if v.version not in protected]
-            self.staging_dir.mkdir(exist_ok=True)
             for v in doomed:
-                grave = self.staging_dir / f"pruned-{v.version}-{secrets.token_hex(4)}"
-                os.replace(v.path, grave)
-                shutil.rmtree(grave, ignore_errors=True)
+                self._delete(v, "pruned")
         return [v.version for v in doomed]
 
     def withdraw(self, version: str) -> None:
@@ -406,10 +403,15 @@ class Registry:
             }
             if mv.version in served:
                 raise BrainrankError(f"model {mv.version} has served; it cannot be withdrawn")
-            self.staging_dir.mkdir(exist_ok=True)
-            grave = self.staging_dir / f"withdrawn-{mv.version}-{secrets.token_hex(4)}"
-            os.replace(mv.path, grave)
-            shutil.rmtree(grave, ignore_errors=True)
+            self._delete(mv, "withdrawn")
+
+    def _delete(self, mv: ModelVersion, why: str) -> None:
+        """Remove a version folder, first renamed into .staging/ (so a kill mid-delete leaves no
+        half-version); under the registry lock."""
+        self.staging_dir.mkdir(exist_ok=True)
+        grave = self.staging_dir / f"{why}-{mv.version}-{secrets.token_hex(4)}"
+        os.replace(mv.path, grave)
+        shutil.rmtree(grave, ignore_errors=True)
 
     # -- archives --------------------------------------------------------------------------
     def export(self, version: str, archive: Path) -> Path:
