@@ -19,7 +19,6 @@ from brainrank.ranker.retrieval.candidates import Candidates, Generation
 from brainrank.ranker.retrieval.fusion import minmax, minmax_normalise, rrf
 
 SCHEMA_VERSION = 3  # 2: judged_doc; 3: judged_similar
-_BIGRAM_BASE = 1 << 31  # term ids are int32
 BASE_FEATURES = (
     "fused",  # min-max fusion of BM25 and dense, the base ranking
     "rrf",  # reciprocal rank fusion, scaled so rank 1 in both lists = 1
@@ -180,35 +179,37 @@ class FeatureExtractor:
             zeros = np.zeros(n)
             return zeros, zeros, zeros
         idf = self.generation.bm25.idf(unique_terms)
-        q = np.array(unique_terms)
-        # One pass over all candidates' terms: present[doc, j] = query term j occurs in doc.
-        present = np.zeros((n, len(q)), dtype=bool)
-        if n:
-            flat = np.concatenate(seqs)
-            owner = np.repeat(np.arange(n), [len(x) for x in seqs])
-            order = np.argsort(q)
-            slot = np.searchsorted(q[order], flat).clip(0, len(q) - 1)
-            hit = q[order][slot] == flat
-            present[owner[hit], order[slot[hit]]] = True
+        q = np.asarray(unique_terms, dtype=np.int64)
+        m = len(q)
+        # One pass over all candidates' terms: slot[t] = which query term the t-th term of the
+        # concatenated candidates is (-1: none), by a lookup table over the term ids in play.
+        lengths = np.fromiter((len(x) for x in seqs), dtype=np.int64, count=n)
+        flat = np.concatenate(seqs).astype(np.int64) if n else np.zeros(0, np.int64)
+        owner = np.repeat(np.arange(n), lengths)
+        table = np.full(int(max(flat.max(initial=0), q.max())) + 1, -1, dtype=np.int64)
+        table[q] = np.arange(m)
+        slot = table[flat]
+        hit = slot >= 0
+        present = np.zeros((n, m), dtype=bool)
+        present[owner[hit], slot[hit]] = True
         coverage = present.mean(axis=1) if n else np.zeros(0)
         coverage_idf = present @ idf / idf.sum() if idf.sum() > 0 else coverage
         pairs = [(a, b) for a, b in zip(terms, terms[1:], strict=False) if a != b]
         if not pairs:
             return coverage, coverage_idf, np.zeros(n)
-        # Bigrams as single int64 codes; one pass over all candidates' bigrams, as above:
-        # found[doc, j] = the query's j-th distinct bigram occurs in doc.
-        wanted = np.array([a * _BIGRAM_BASE + b for a, b in pairs], dtype=np.int64)
+        # The query's bigrams as codes over term slots (left * m + right); which[j] = the
+        # distinct bigram of the j-th (repeats counted). found[doc, d] = bigram d occurs in doc:
+        # adjacent terms of one document, both query terms, whose code is a wanted bigram.
+        wanted = np.array([table[a] * m + table[b] for a, b in pairs], dtype=np.int64)
         distinct, which = np.unique(wanted, return_inverse=True)
+        bigram = np.full(m * m, -1, dtype=np.int64)
+        bigram[distinct] = np.arange(len(distinct))
         found = np.zeros((n, len(distinct)), dtype=bool)
-        long_enough = [i for i, seq in enumerate(seqs) if len(seq) >= 2]
-        if long_enough:
-            codes = np.concatenate(
-                [seqs[i][:-1].astype(np.int64) * _BIGRAM_BASE + seqs[i][1:] for i in long_enough]
-            )
-            owner = np.repeat(long_enough, [len(seqs[i]) - 1 for i in long_enough])
-            slot = np.searchsorted(distinct, codes).clip(0, len(distinct) - 1)
-            hit = distinct[slot] == codes
-            found[owner[hit], slot[hit]] = True
+        left, right = slot[:-1], slot[1:]
+        inside = (left >= 0) & (right >= 0) & (owner[:-1] == owner[1:])
+        d = bigram[left[inside] * m + right[inside]]
+        keep = d >= 0
+        found[owner[:-1][inside][keep], d[keep]] = True
         # Share of the query's bigrams (repeats counted) found in each document.
         phrase = found[:, which].mean(axis=1)
         return coverage, coverage_idf, phrase
