@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from brainrank.index.errors import BrainrankError
 from brainrank.index.params import BM25Params, VectorParams
+from brainrank.ranker.durations import parse_duration, parse_schedule
 
 # [encoder] bulk_precision values (ranker.encoding.precision.bulk_precision).
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -29,7 +29,6 @@ BULK_RUNTIMES = ("auto", "openvino", "tensorflow")
 DEFAULT_WORKSPACE = Path("brainrank-data")
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 FUSIONS = ("rrf", "minmax")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def _default_cache_dir() -> Path:
@@ -93,60 +92,6 @@ class RetrievalConfig:
     default_mode: str = "auto"  # auto: learned once a champion model exists, else hybrid
 
 
-def parse_duration(text: str | float | int, name: str = "duration") -> float:
-    """Seconds in "90s", "15m", "12h", "7d", "2w" or a plain number of seconds."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text)
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(text))
-    if not m:
-        raise ValueError(f"{name} {text!r} is not a duration like 90s, 15m, 12h, 7d or 2w")
-    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
-
-
-def parse_schedule(expr: str, timezone: str = "UTC", where: str = "schedule"):
-    """An APScheduler trigger from a crontab line ("30 3 * * *") or "every 90s"/"every 10m"."""
-    from apscheduler.triggers.cron import CronTrigger
-    from apscheduler.triggers.interval import IntervalTrigger
-
-    text = expr.strip()
-    try:
-        if text.lower().startswith("every "):
-            seconds = parse_duration(text[6:], where)
-            if seconds <= 0:
-                raise ValueError("the interval must be positive")
-            return IntervalTrigger(seconds=seconds, timezone=timezone)
-        fields = text.split()
-        if len(fields) == 5:
-            fields[4] = _crontab_weekdays(fields[4])
-        return CronTrigger.from_crontab(" ".join(fields), timezone=timezone)
-    except (ValueError, LookupError) as exc:
-        raise BrainrankError(
-            f"config {where} {expr!r} is not a crontab expression (minute hour day month "
-            f"weekday, e.g. '30 3 * * *') or an interval like 'every 10m': {exc}"
-        ) from None
-
-
-_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-
-
-def _crontab_weekdays(field: str) -> str:
-    """Crontab weekday numbers (0 or 7 = Sunday) as names: APScheduler counts 0 = Monday."""
-    out = []
-    for part in field.split(","):
-        span, _, step = part.partition("/")
-        if span == "*" and step:
-            span = "0-6"
-        if not any(c.isdigit() for c in span):
-            out.append(part)  # "*" and names mean the same in both
-            continue
-        lo, _, hi = span.partition("-")
-        days = range(int(lo), int(hi or lo) + 1, int(step or 1))
-        if not days or min(days) < 0 or max(days) > 7:
-            raise ValueError(f"weekday {part!r} is outside 0-7")
-        out += [_DAYS[d % 7] for d in days]
-    return ",".join(dict.fromkeys(out))
-
-
 @dataclass(frozen=True)
 class MonitorConfig:
     """The [monitor] table: the live window and each drift alarm (``monitoring.drift``)."""
@@ -192,8 +137,7 @@ class RetrainConfig:
     click_holdout: float = 0.2  # share of clicked queries kept out of training to compare
     min_click_eval: int = 20  # held-out clicked searches needed for the click comparison
     max_click_eval: int = 300  # at most this many of them are replayed
-    margin: float = 0.01  # challenger nDCG@10 may be this much below the champion's
-    click_margin: float = 0.05  # ... and its IPS click DCG@10 this share below
+    click_margin: float = 0.05  # challenger IPS click DCG@10 may be this share below the champion's
     max_epochs: int = 100
     seed: int = 0
     finetune_encoder: bool = False
@@ -202,8 +146,29 @@ class RetrainConfig:
         parse_duration(self.clicks_window, "clicks_window")
         if not 0 <= self.click_holdout < 1:
             raise ValueError(f"click_holdout must be in [0, 1), not {self.click_holdout}")
-        if self.margin < 0 or not 0 <= self.click_margin < 1:
-            raise ValueError("margin must be >= 0 and click_margin in [0, 1)")
+        if not 0 <= self.click_margin < 1:
+            raise ValueError("click_margin must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class PromotionConfig:
+    """The [promotion] table: when ``train`` and ``retrain`` promote on their own
+    (``learning.decision``). A negative margin lets a challenger through unless it is worse
+    by more than that at the interval's lower bound."""
+
+    margin: float = 0.0  # the nDCG@10 difference's lower bound must be above this
+    min_holdout_queries: int = 20  # fewer held-out queries: cross-validate over all judged
+    confidence: float = 0.95
+    resamples: int = 1000  # bootstrap resamples of the held-out queries
+    folds: int = 5  # cross-validation folds
+
+    def __post_init__(self):
+        if not -1.0 <= self.margin < 1.0:
+            raise ValueError(f"margin must be in [-1, 1), not {self.margin}")
+        if self.min_holdout_queries < 1 or self.resamples < 100 or self.folds < 2:
+            raise ValueError("min_holdout_queries >= 1, resamples >= 100 and folds >= 2")
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"confidence must be in [0.5, 1), not {self.confidence}")
 
 
 @dataclass(frozen=True)
@@ -244,6 +209,7 @@ class Config:
     vectors: VectorParams = field(default_factory=VectorParams)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)  # [monitor], [retrain], [schedule]
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     source: Path | None = None  # the TOML file this came from, if any
 
@@ -304,6 +270,7 @@ _SECTIONS = {
     "vectors": VectorParams,
     "retrieval": RetrievalConfig,
     "service": ServiceConfig,
+    "promotion": PromotionConfig,
 }
 _OPS_SECTIONS = {"monitor": MonitorConfig, "retrain": RetrainConfig, "schedule": ScheduleConfig}
 _PATH_KEYS = ("path", "queries", "qrels", "log_path")  # values that are paths but default to None

@@ -56,6 +56,16 @@ def make_config(workspace: Path, **retrieval):
     return cfg
 
 
+def permissive(cfg):
+    """``cfg`` promoting any challenger (margin -1 on one held-out query): for tests of what a
+    promotion does, not of whether a 15-epoch model on the sample earns one."""
+    import dataclasses
+
+    from brainrank.ranker.config import PromotionConfig
+
+    return dataclasses.replace(cfg, promotion=PromotionConfig(margin=-1.0, min_holdout_queries=1))
+
+
 def ingest(cfg, encoder, docs=(), delete=(), rebuild=False):
     from brainrank.index.workspace import Workspace
     from brainrank.ranker.retrieval.indexing import update_indexes

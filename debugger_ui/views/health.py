@@ -109,6 +109,10 @@ def _verdict(ctx: Context, report, window: str) -> None:
     # The headline `brainrank monitor` prints first, then each reason.
     if report.stale:
         st.error(f"**{report.headline()}**\n\n" + "\n".join(f"- {r}" for r in report.reasons))
+    elif report.with_data < len(report.monitors):
+        # Fresh as far as anyone could tell: not a green light for the monitors that abstained.
+        idle = [name for name, m in report.monitors.items() if m["status"] == "no data"]
+        st.warning(f"**{report.headline()}**\n\nNo data for: {', '.join(idle)}.")
     else:
         st.success(f"**{report.headline()}**")
     if not ctx.has_query_log:

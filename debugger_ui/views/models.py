@@ -12,6 +12,7 @@ from brainrank.debugger_ui import state
 from brainrank.debugger_ui.access import READ_ONLY, require_writable
 from brainrank.debugger_ui.loaders import Context
 from brainrank.index.errors import BrainrankError
+from brainrank.ranker.learning.decision import model_warnings
 
 _PENDING = "models_pending_action"
 _FLASH = "models_flash"
@@ -93,6 +94,11 @@ def render(ctx: Context) -> None:
     names = [v.version for v in sorted(ctx.versions, key=lambda v: -v.number)]
     chosen = state.choice("model", "Version", names, ctx.champion or names[0], widget="_models")
     mv = next(v for v in ctx.versions if v.version == chosen)
+    for warning in model_warnings(mv.meta):
+        st.warning(f"{mv.version}: {warning}")
+    recorded = mv.meta.get("promotion")
+    if recorded and recorded.get("comparisons"):
+        st.caption(f"Promotion check ({recorded['method']}): {recorded['reason']}")
     left, right = st.columns(2)
     left.markdown(f"**{mv.version}** held-out metrics (at training time)")
     left.dataframe(pd.DataFrame(mv.metrics).T.rename_axis("ranking").reset_index(), hide_index=True)

@@ -35,6 +35,14 @@ def models_list(workspace: WorkspaceOpt = None, config: ConfigOpt = None) -> Non
     registry = Registry(existing_workspace(cfg).models_dir)
     champion = registry.champion()
     out.print(models_table(registry.versions(), champion.version if champion else None))
+    if champion is not None:
+        from brainrank.ranker.learning.decision import model_warnings
+
+        for warning in model_warnings(champion.meta):
+            err.print(
+                f"[yellow]warning:[/] the champion {champion.version}: {escape(warning)}",
+                highlight=False,
+            )
     for problem in registry.problems:
         err.print(f"[yellow]warning:[/] {escape(str(problem))}", highlight=False)
 
@@ -56,11 +64,14 @@ def models_promote(
     version: VersionArg, workspace: WorkspaceOpt = None, config: ConfigOpt = None
 ) -> None:
     """Make a version the champion (re-embedding the collection if its encoder differs)."""
+    from brainrank.ranker.learning.decision import model_warnings
     from brainrank.ranker.registry.promotion import promote
 
     cfg = resolve_config(workspace, config)
     mv = promote(cfg, version, progress=progress())
     err.print(f"{mv.version} is now the champion", highlight=False, markup=False)
+    for warning in model_warnings(mv.meta):  # the user's call, but an informed one
+        err.print(f"[yellow]warning:[/] {mv.version}: {escape(warning)}", highlight=False)
 
 
 @app.command("rollback")

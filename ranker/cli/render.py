@@ -59,13 +59,39 @@ def metrics_table(results: dict[str, dict]) -> Table:
 
 def comparison_table(result) -> Table:
     """Held-out metrics of the challenger next to the champion and the fixed modes."""
-    table = Table(title=f"Model {result.version} on held-out queries")
+    held = result.summary.get("holdout_queries", "")
+    table = Table(title=f"Model {result.version} on {held} held-out queries".replace("  ", " "))
     table.add_column("ranking")
     for m in ("nDCG@10", "RR@10", "R@100", "AP"):
         table.add_column(m, justify="right")
+    cv = result.summary.get("cross_validation")
+    if cv:  # with a small holdout the decision rests on these
+        table.add_column(f"nDCG@10 cross-validated ({cv['queries']} queries)", justify="right")
     for name, ms in result.metrics.items():
         label = f"{name} ({result.version})" if name == "challenger" else name
-        table.add_row(label, *(f"{ms[m]:.4f}" for m in ("nDCG@10", "RR@10", "R@100", "AP")))
+        row = [f"{ms[m]:.4f}" for m in ("nDCG@10", "RR@10", "R@100", "AP")]
+        if cv:
+            value = cv["nDCG@10"].get(name)
+            row.append(f"{value:.4f}" if value is not None else "-")
+        table.add_row(label, *row)
+    return table
+
+
+def decision_table(decision) -> Table:
+    """The promotion check: challenger minus each incumbent, with the bootstrap interval."""
+    where = "held-out" if decision.method == "holdout" else "cross-validated"
+    table = Table(
+        title=f"Promotion check: nDCG@10 difference on {decision.queries} {where} queries"
+    )
+    for col in ("vs", "mean", "95% CI", f"lower bound > {decision.margin:+.4f}"):
+        table.add_column(col, justify="left" if col == "vs" else "right")
+    for c in decision.comparisons:
+        table.add_row(
+            c.against,
+            f"{c.mean:+.4f}",
+            f"{c.low:+.4f} to {c.high:+.4f}",
+            "yes" if c.low > decision.margin else "no",
+        )
     return table
 
 

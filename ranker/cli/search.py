@@ -102,8 +102,20 @@ def _search_here(cfg, query: str, k: int, mode: str | None, model: str | None) -
     engine = SearchEngine(cfg)
     try:
         result = engine.search(query, k=k, mode=mode, model=model)
+        champion = engine.champion() if result.mode == "learned" else None
     finally:
         engine.close()
+    if champion is not None and result.model == champion.version:
+        from brainrank.ranker.learning.decision import beaten_by_fixed_mode
+
+        beaten = beaten_by_fixed_mode(champion.meta)
+        if beaten is not None:
+            err.print(
+                f"[yellow]warning:[/] the champion {champion.version} scored below the fixed "
+                f"mode {beaten[0]} in its evaluation (nDCG@10 {beaten[2]:.4f} vs "
+                f"{beaten[1]:.4f}; `brainrank models list`)",
+                highlight=False,
+            )
     try:
         with QueryLog.open(cfg.workspace, source="cli") as log:
             log.record(result)

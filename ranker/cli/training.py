@@ -105,11 +105,13 @@ def train(
 
         with JudgmentStore.open(cfg.workspace) as store:
             store.add(judged.sets[0], judged.queries, judged.qrels, who=qrels.name)
-    from brainrank.ranker.cli.render import comparison_table
+    from brainrank.ranker.cli.render import comparison_table, decision_table
 
     for warning in result.summary.get("warnings", []):
         err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
     (err if as_json else out).print(comparison_table(result))
+    if result.decision is not None and result.decision.comparisons:
+        (err if as_json else out).print(decision_table(result.decision))
     verdict = "promoted to champion" if result.promoted else "kept as challenger"
     err.print(f"model {result.version} {verdict}: {result.reason}", highlight=False, markup=False)
     if as_json:
@@ -120,6 +122,7 @@ def train(
                     "promoted": result.promoted,
                     "reason": result.reason,
                     "metrics": result.metrics,
+                    "promotion": result.decision.to_dict() if result.decision else None,
                     "training": result.summary,
                 },
                 default=str,

@@ -37,6 +37,11 @@ def stable_split(keys: list[str], fraction: float, salt: str) -> tuple[list[str]
     return [k for k in keys if k not in held_set], held
 
 
+def kfold(keys: list[str], folds: int, salt: str) -> dict[str, int]:
+    """A stable fold in ``range(folds)`` for each key (by its hash, as ``stable_split``)."""
+    return {k: min(int(_unit(k, salt) * folds), folds - 1) for k in keys}
+
+
 def query_split(
     query_ids: list[str], holdout_fraction: float, val_fraction: float, seed: int
 ) -> QuerySplit:

@@ -15,6 +15,7 @@ filled in after the lists are built, out of fold for the train lists. The split 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,16 @@ import numpy as np
 from brainrank.index.errors import InputError
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
-from brainrank.ranker.evaluation import METRICS, Qrels, check_judgments, score_run
+from brainrank.ranker.evaluation import METRICS, Qrels, check_judgments, per_query, score_run
+from brainrank.ranker.learning.crossval import cross_validate, pool, score_lists, subset
+from brainrank.ranker.learning.decision import (
+    CROSS_VALIDATION,
+    FIXED_MODES,
+    HOLDOUT,
+    Decision,
+    decide,
+)
+from brainrank.ranker.learning.encoder_stage import fine_tuned_here, finetune_for_training
 from brainrank.ranker.learning.features import FeatureExtractor, FeatureSchema
 from brainrank.ranker.learning.gates import DomainGate, QueryGate, list_summary
 from brainrank.ranker.learning.judged import set_judged_features
@@ -72,13 +82,7 @@ class TrainResult:
     reason: str
     metrics: dict[str, dict]
     summary: dict = field(default_factory=dict)
-
-
-# Encoder fine-tuning: at most this many (query, relevant document) pairs per query, and a time
-# budget (the schedule shrinks to the steps that fit). SciFact (at most 5 per query) takes
-# 281 s on 2 cores, well inside it.
-FINETUNE_PAIRS_PER_QUERY = 5
-FINETUNE_SECONDS = 900.0
+    decision: Decision | None = None
 
 
 def train(
@@ -96,8 +100,6 @@ def train(
     ``judgment_sets`` names the workspace judgment sets the judgments came from; the version
     records them with the number of judged queries and judgments it was given.
     """
-    from brainrank.ranker.learning.ranker_params import RankerParams
-    from brainrank.ranker.learning.tfr_model import ListwiseRanker
     from brainrank.ranker.registry.registry import Registry
 
     progress = progress or Progress()
@@ -172,7 +174,7 @@ def train(
         if options.finetune_encoder:
             # Only the train queries: validation must see the encoder as unseen queries
             # will, or early stopping would trust an overfit dense signal.
-            staged_gen, ft_summary = _finetune(
+            staged_gen, ft_summary = finetune_for_training(
                 cfg, ws, engine, tmp, queries, qrels, train_ids, progress
             )
             summary["encoder_finetune"] = ft_summary
@@ -218,29 +220,27 @@ def train(
         summary["query_memory_queries"] = len(memory) if memory is not None else 0
         summary["feature_seconds"] = round(time.perf_counter() - t, 2)
 
-        params = RankerParams(
-            scorer=options.scorer,
-            loss=options.loss,
-            residual_feature=schema.index("fused"),
-            seed=options.seed,
-            max_epochs=options.max_epochs,
+        ranker, gate, query_gate, challenger, history = _fit(
+            schema, fit, tr, va, clicks, prior, memory, options, progress
         )
-        ranker = ListwiseRanker.create(len(schema.names), params)
-        t = time.perf_counter()
-        with progress.task("Training ranker (epochs)", options.max_epochs) as advance:
-            history = ranker.fit(fit.x, fit.y, va.x, va.y, on_epoch=lambda e, logs: advance(1))
-        summary["ranker_seconds"] = round(time.perf_counter() - t, 2)
+        summary["ranker_seconds"] = history.pop("seconds")
         summary["ranker"] = history
-
-        gate = DomainGate.fit(
-            np.array([list_summary(x[y >= 0], schema) for x, y in zip(tr.x, tr.y, strict=True)])
-        )
-        query_gate = None
-        if tr.vectors is not None and va.vectors is not None:
-            query_gate = QueryGate.fit(tr.vectors, va.vectors)
-        challenger = LearnedModel(None, ranker, schema, gate, clicks, query_gate, prior, memory)
         holdout_qrels = {q: qrels[q] for q in holdout}
-        metrics = _compare(engine, challenger, ho, holdout_qrels, champion)
+        metrics, per = _compare(engine, challenger, ho, holdout_qrels, champion)
+        decision = _decide(
+            cfg,
+            engine,
+            challenger_engine.generation,
+            schema,
+            (tr, va, ho),
+            qrels,
+            champion,
+            per,
+            options,
+            progress,
+            clicks,
+            summary,
+        )
 
         ranker.save(tmp / RANKER_DIR)
         gate.save(tmp / GATE_FILE)
@@ -253,8 +253,6 @@ def train(
         (tmp / PRIOR_FILE).write_text(json.dumps(prior, sort_keys=True))
         (tmp / "baseline.json").write_text(json.dumps(feature_baseline(tr.x, tr.y, schema.names)))
         summary["seconds"] = round(time.perf_counter() - t_start, 2)
-        incumbent = "champion" if champion else "hybrid"
-        better = metrics["challenger"]["nDCG@10"] > metrics[incumbent]["nDCG@10"]
         meta = {
             "created": datetime.now(UTC).isoformat(),
             "feature_schema": schema.to_dict(),
@@ -263,6 +261,7 @@ def train(
             "training": summary,
             "options": asdict(options),
             "metrics": metrics,
+            "promotion": decision.to_dict(),
             "holdout_queries": holdout,
             "staged_generation": staged_gen,
             "parent": champion.version if champion else None,
@@ -274,39 +273,144 @@ def train(
         ws.update_manifest(staged_gen, encoder_path=str(version.path / ENCODER_DIR))
 
     promoted = False
-    reason = (
-        f"challenger nDCG@10 {metrics['challenger']['nDCG@10']:.4f} vs {incumbent} "
-        f"{metrics[incumbent]['nDCG@10']:.4f} on {len(holdout)} held-out queries"
-    )
-    if options.promote and better:
+    if options.promote and decision.promote:
         from brainrank.ranker.registry.promotion import promote
 
         promote(cfg, version.version, progress=progress)
         promoted = True
-    return TrainResult(version.version, promoted, reason, metrics, summary)
+    return TrainResult(version.version, promoted, decision.reason, metrics, summary, decision)
 
 
-def fine_tuned_here(ws: Workspace, generation) -> bool:
-    """Whether a generation was embedded by an encoder some model of this workspace fine-tuned."""
-    path = generation.manifest.get("encoder_path")
-    return bool(path) and Path(path).is_relative_to(ws.models_dir)
+def _fit(schema, fit, tr, va, clicks, prior, memory, options, progress, *, quiet=False):
+    """Fit the ranker on ``fit`` (early stopping on ``va``) and its gates on ``tr``; the
+    model as it will serve, and the training history (with its seconds)."""
+    from brainrank.ranker.learning.ranker_params import RankerParams
+    from brainrank.ranker.learning.tfr_model import ListwiseRanker
+
+    params = RankerParams(
+        scorer=options.scorer,
+        loss=options.loss,
+        residual_feature=schema.index("fused"),
+        seed=options.seed,
+        max_epochs=options.max_epochs,
+    )
+    ranker = ListwiseRanker.create(len(schema.names), params)
+    t = time.perf_counter()
+    if quiet:
+        history = ranker.fit(fit.x, fit.y, va.x, va.y)
+    else:
+        with progress.task("Training ranker (epochs)", options.max_epochs) as advance:
+            history = ranker.fit(fit.x, fit.y, va.x, va.y, on_epoch=lambda e, logs: advance(1))
+    history = {**history, "seconds": round(time.perf_counter() - t, 2)}
+    gate = DomainGate.fit(
+        np.array([list_summary(x[y >= 0], schema) for x, y in zip(tr.x, tr.y, strict=True)])
+    )
+    query_gate = None
+    if tr.vectors is not None and va.vectors is not None:
+        query_gate = QueryGate.fit(tr.vectors, va.vectors)
+    model = LearnedModel(None, ranker, schema, gate, clicks, query_gate, prior, memory)
+    return ranker, gate, query_gate, model, history
 
 
 def _compare(engine, challenger, lists, qrels, champion):
-    """Holdout metrics of challenger, champion and the fixed modes the champion would face."""
-    scores = np.full(lists.y.shape, -np.inf)
-    for i in range(len(lists.keys)):
-        n = len(lists.doc_ids[i])
-        vector = lists.vectors[i] if lists.vectors is not None else None
-        scores[i, :n] = challenger.score_features(lists.x[i, :n], vector).scores
-    out = {"challenger": score_run(qrels, rank_lists(scores, lists))}
-    for mode in ("hybrid", "bm25", "dense", "hybrid-rrf"):
-        out[mode] = score_run(qrels, _mode_run(engine, lists, mode))
+    """Holdout metrics of challenger, champion and the fixed modes the champion would face,
+    and each one's per-query nDCG@10 (for the promotion decision)."""
+    runs = {"challenger": rank_lists(score_lists(challenger, lists), lists)}
+    for mode in FIXED_MODES:
+        runs[mode] = _mode_run(engine, lists, mode)
     if champion is not None:
-        out["champion"] = score_run(qrels, _mode_run(engine, lists, "learned"))
-    return {
-        name: {m: round(v, 4) for m, v in ms.items() if m in METRICS} for name, ms in out.items()
+        runs["champion"] = _mode_run(engine, lists, "learned")
+    metrics = {
+        name: {m: round(v, 4) for m, v in score_run(qrels, run).items() if m in METRICS}
+        for name, run in runs.items()
     }
+    return metrics, {name: per_query(qrels, run) for name, run in runs.items()}
+
+
+def _decide(
+    cfg,
+    engine,
+    generation,
+    schema,
+    lists,
+    qrels,
+    champion,
+    per,
+    options,
+    progress,
+    clicks,
+    summary,
+) -> Decision:
+    """The promotion verdict: on the holdout when it is large enough, else cross-validated
+    over every judged query (``learning.crossval``)."""
+    settings = cfg.promotion
+    tr, va, ho = lists
+    names = ["champion"] if champion is not None else list(FIXED_MODES)
+    if len(ho.keys) >= settings.min_holdout_queries:
+        return decide(per["challenger"], {n: per[n] for n in names}, settings, seed=options.seed)
+    if options.finetune_encoder:
+        return Decision(
+            False,
+            HOLDOUT,
+            len(ho.keys),
+            settings.margin,
+            (),
+            f"only {len(ho.keys)} held-out queries, and cross-validation does not cover "
+            "encoder fine-tuning; promote by hand after checking `brainrank eval`",
+        )
+    pooled = pool([tr, va, ho])
+    judged = {k: qrels[k] for k in pooled.keys if k in qrels}
+    # Each fold traces a new ranker's graph; TensorFlow warns about retracing when it is
+    # expected, and the warning would only confuse.
+    tf_log = logging.getLogger("tensorflow")
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)
+    try:
+        with progress.task("Cross-validation (folds)", settings.folds) as advance:
+            oof = cross_validate(
+                generation,
+                schema,
+                pooled,
+                judged,
+                lambda t, v, prior, memory: _fit(
+                    schema, t, t, v, clicks, prior, memory, options, progress, quiet=True
+                )[3],
+                folds=settings.folds,
+                seed=options.seed,
+                on_fold=lambda: advance(1),
+            )
+    finally:
+        tf_log.setLevel(level)
+    incumbents = {}
+    if champion is not None:
+        # Only queries the champion never trained on: its own holdout.
+        unseen = set(champion.meta.get("holdout_queries") or ()) & set(judged)
+        incumbents["champion"] = (
+            per_query(
+                {q: judged[q] for q in unseen},
+                _mode_run(
+                    engine,
+                    subset(pooled, [i for i, k in enumerate(pooled.keys) if k in unseen]),
+                    "learned",
+                ),
+            )
+            if unseen
+            else {}
+        )
+    else:
+        rows = [i for i, k in enumerate(pooled.keys) if k in judged]
+        for mode in FIXED_MODES:
+            incumbents[mode] = per_query(judged, _mode_run(engine, subset(pooled, rows), mode))
+    summary["cross_validation"] = {
+        "folds": settings.folds,
+        "queries": len(oof),
+        "nDCG@10": {
+            name: round(float(np.mean([scores[q] for q in oof if q in scores])), 4)
+            for name, scores in {"challenger": oof, **incumbents}.items()
+            if any(q in scores for q in oof)
+        },
+    }
+    return decide(oof, incumbents, settings, method=CROSS_VALIDATION, seed=options.seed)
 
 
 def _mode_run(engine: SearchEngine, lists: ListSet, mode: str) -> dict[str, list[str]]:
@@ -314,55 +418,3 @@ def _mode_run(engine: SearchEngine, lists: ListSet, mode: str) -> dict[str, list
         key: [h.doc_id for h in engine.search(text, k=100, mode=mode).hits]
         for key, text in zip(lists.keys, lists.texts, strict=True)
     }
-
-
-def _finetune(cfg, ws, engine, tmp, queries, qrels, ids, progress):
-    """Fine-tune a copy of the serving encoder into ``tmp/encoder`` and stage an index for it."""
-    from brainrank.ranker.encoding.bulk import load_bulk_encoder
-    from brainrank.ranker.encoding.finetune import (
-        FinetuneParams,
-        finetune_encoder,
-        mine_bm25_negatives,
-    )
-    from brainrank.ranker.encoding.loading import encoder_path_for, load_encoder
-    from brainrank.ranker.retrieval.indexing import stage_generation
-
-    base = encoder_path_for(cfg, engine.generation.manifest)
-    tuned = load_encoder(base, cfg.encoder.max_length)
-    gen = engine.generation
-    docs = engine.store.get(gen.doc_ids)
-    texts = [docs[d].full_text for d in gen.doc_ids]
-    position = {d: i for i, d in enumerate(gen.doc_ids)}
-    pairs, positives, query_texts = [], [], []
-    for q in ids:
-        graded = sorted((-g, d) for d, g in qrels[q].items() if g > 0 and d in position)
-        rel = {position[d] for _, d in graded}
-        # The best-graded few per query: a query with hundreds of judged documents (NFCorpus)
-        # would otherwise take over the schedule and the time budget.
-        for p in sorted(position[d] for _, d in graded[:FINETUNE_PAIRS_PER_QUERY]):
-            pairs.append((queries[q], texts[p]))
-            positives.append(rel)
-            query_texts.append(queries[q])
-    if not pairs:
-        raise InputError("no judged relevant documents to fine-tune the encoder on")
-    negatives_idx = mine_bm25_negatives(gen.bm25.scores, texts, query_texts, positives, k=1)
-    negatives = [[texts[i] for i in row] for row in negatives_idx]
-    # 1e-4 beat 5e-5 and 2e-5 on a held-out 20% of SciFact train queries (dense nDCG@10
-    # 0.700 vs 0.690 vs 0.673; bench/bench_finetune.py); test was not used to choose it.
-    params = FinetuneParams(
-        learning_rate=1e-4,
-        precision=cfg.encoder.bulk_precision,
-        max_seconds=FINETUNE_SECONDS,
-    )
-    with progress.task("Fine-tuning encoder (pairs)", len(pairs) * params.epochs) as advance:
-        summary = finetune_encoder(tuned, pairs, negatives, params, progress=advance)
-    out = tuned.save(tmp / ENCODER_DIR)
-    number, report = stage_generation(
-        ws,
-        cfg,
-        encoder_factory=lambda: load_bulk_encoder(out, cfg.encoder, reference=tuned),
-        encoder_path=out,
-        progress=progress,
-    )
-    summary["reembed_seconds"] = round(report.seconds.get("total", 0.0), 2)
-    return number, summary

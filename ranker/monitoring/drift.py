@@ -156,15 +156,7 @@ def _features(champion, ref, sample, cfg) -> dict:
         if row["feature"] in baseline:
             row["baseline"] = baseline_histogram(baseline[row["feature"]], live[:, j])
     drifted = [r for r in table if r["drifted"]]
-    reasons = [
-        f"feature {r['feature']} drifted: PSI {r['psi']:.2f}, {r['test']} p={r['p']:.1e}"
-        + (
-            f", {r['out_of_range']:.0%} outside the training range"
-            if (r["out_of_range"] or 0) > cfg.out_of_range
-            else ""
-        )
-        for r in drifted
-    ]
+    reasons = [f"feature {r['feature']} drifted: {'; '.join(r['fired'])}" for r in drifted]
     return section(reasons, searches=len(own), distinct_queries=groups, features=table)
 
 
@@ -215,6 +207,15 @@ def _queries(cfg, champion, ref, sample, log, mcfg, embed, max_embed) -> dict:
             f"query embedding centroid moved by {c['shift']:.3f} (cosine distance; sampling "
             f"alone stays below {c['null_q99']:.3f})"
         )
+    measured = "terms" in out or c.get("shift") is not None or learned >= mcfg.min_searches
+    if not measured:  # nothing compared: "ok" would claim a check that never ran
+        return {
+            **no_data(
+                "no training queries to compare with, no centroid shift measured and "
+                f"{learned} learned searches (min_searches {mcfg.min_searches})"
+            ),
+            **out,
+        }
     return section(reasons, **out)
 
 

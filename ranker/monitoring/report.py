@@ -47,8 +47,9 @@ class MonitorReport:
         return [name for name, m in self.monitors.items() if m["status"] == "alarm"]
 
     def headline(self) -> str:
-        """The verdict in one line, e.g. "stale: model v0002, 120 searches in the last 1d;
-        alarm from features". It names no clock time, so two runs over the same traffic agree."""
+        """The verdict in one line, e.g. "stale: model v0002, 120 searches in the last 1d; 4 of
+        5 monitors had enough data; alarm from features". It names no clock time, so two runs
+        over the same traffic agree."""
         model = f"model {self.model}" if self.model else "no champion model"
         alarms = self.alarms
         if alarms:
@@ -57,8 +58,14 @@ class MonitorReport:
             outcome = "no monitor raised an alarm"
         return (
             f"{self.verdict}: {model}, {self.window['searches']} searches in the last "
-            f"{_span(self.window['seconds'])}; {outcome}"
+            f"{_span(self.window['seconds'])}; {self.with_data} of {len(self.monitors)} "
+            f"monitors had enough data; {outcome}"
         )
+
+    @property
+    def with_data(self) -> int:
+        """How many monitors had enough data to judge (the others say "no data")."""
+        return sum(m["status"] != "no data" for m in self.monitors.values())
 
     def summary(self) -> list[dict]:
         """One row per monitor: ``monitor``, ``status`` ("alarm", "ok" or "no data") and

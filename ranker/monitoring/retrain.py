@@ -1,13 +1,15 @@
 """Retraining: a challenger from the judgments and the clicks gathered so far, promoted only when
-it is not worse than the champion.
+it is shown to beat the champion.
 
 One run: (with ``if_needed``) ask the monitors and stop when the champion is fresh; bring the
 indexes up to date; export the query log's clicked searches as a click log (merged with the
 champion's own click log, without the judged queries training holds out); train a challenger
 without promoting it; compare it with the champion on the held-out judged queries (nDCG@10,
 from ``ranker.learning.train``) and on held-out clicked queries (inverse-propensity-weighted click
-DCG@10); promote it unless it is worse by more than the margins; save the monitoring reference
-of the new champion; write a report into the registry (``models/retrain/``) either way.
+DCG@10); promote it only when it is better at the lower bound of the paired bootstrap
+(``[promotion]``, ``learning.decision``) and not worse on clicks by more than the click
+margin; save the monitoring reference of the new champion; write a report into the registry
+(``models/retrain/``) either way.
 
 Safe from cron: ``Workspace.writer_lock("retrain")`` keeps two runs apart (the second fails
 fast); a run whose inputs (document store, judgments, clicks) are those of the last
@@ -161,11 +163,10 @@ def _train_and_decide(
         judgment_sets=sets,
     )
     propensities = _propensities(clicks_path, mcfg.k)
-    metrics = {"holdout": result.metrics}
-    incumbent = "champion" if champion is not None else "hybrid"
-    new, old = result.metrics["challenger"]["nDCG@10"], result.metrics[incumbent]["nDCG@10"]
-    reasons = [f"held-out nDCG@10 {new:.4f} vs {incumbent} {old:.4f}"]
-    ok = new >= old - rcfg.margin
+    metrics = {"holdout": result.metrics, "promotion": result.decision.to_dict()}
+    # The same rule as `brainrank train` ([promotion]): better at the bootstrap's lower bound.
+    reasons = [result.decision.reason]
+    ok = result.decision.promote
     if champion is not None and len(held) >= rcfg.min_click_eval:
         engine = SearchEngine(cfg)
         clicks = {
@@ -188,8 +189,10 @@ def _train_and_decide(
     else:
         status, after = "kept", champion.version if champion else None
     reason = "; ".join(reasons)
-    reason += f" (margins {rcfg.margin}, {rcfg.click_margin}): " + (
-        f"{result.version} promoted" if ok else f"{result.version} is worse; champion kept"
+    reason += f" (click margin {rcfg.click_margin}): " + (
+        f"{result.version} promoted"
+        if ok
+        else f"{result.version} kept as challenger; {'champion' if champion else 'nothing'} kept"
     )
     if after is not None and Reference.load(registry.models_dir, after) is None:
         try:

@@ -135,10 +135,18 @@ def feature_drift(
         if ranges and name in ranges:
             lo, hi = ranges[name]
             row["out_of_range"] = float(np.mean((q < lo - 1e-6) | (q > hi + 1e-6)))
-        row["drifted"] = bool(
-            (row["psi"] >= cfg.psi_threshold and p < level)
-            or (row["out_of_range"] or 0.0) > cfg.out_of_range
-        )
+        # What fired, with its threshold: an alarm names only the statistics that raised it.
+        row["fired"] = []
+        if row["psi"] >= cfg.psi_threshold and p < level:
+            row["fired"].append(
+                f"PSI {row['psi']:.2f} >= {cfg.psi_threshold:g} and {test} p={p:.1e} < {level:.1e}"
+            )
+        if (row["out_of_range"] or 0.0) > cfg.out_of_range:
+            row["fired"].append(
+                f"{row['out_of_range']:.0%} of live values outside the training range "
+                f"(more than {cfg.out_of_range:.0%})"
+            )
+        row["drifted"] = bool(row["fired"])
         out.append(row)
     return out
 

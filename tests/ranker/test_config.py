@@ -36,7 +36,8 @@ def test_ops_tables_and_relative_paths(tmp_path):
         tmp_path,
         "[retrieval]\ndense_weight = 0.5\n"
         '[monitor]\nwindow = "24h"\npsi_threshold = 0.3\n'
-        '[retrain]\nqueries = "q.jsonl"\nqrels = "/abs/qrels.txt"\nmargin = 0.02\n'
+        '[retrain]\nqueries = "q.jsonl"\nqrels = "/abs/qrels.txt"\nclick_margin = 0.02\n'
+        "[promotion]\nmargin = -0.01\nmin_holdout_queries = 30\n"
         '[schedule]\nmonitor = "every 15m"\n'
         '[encoder]\npath = "models/mine"\n',
     )
@@ -47,7 +48,9 @@ def test_ops_tables_and_relative_paths(tmp_path):
     assert ops.monitor.k == MonitorConfig().k
     # [retrain] files are found beside the config file, the encoder from the working directory.
     assert ops.retrain.queries == path.parent / "q.jsonl"
-    assert ops.retrain.qrels == Path("/abs/qrels.txt") and ops.retrain.margin == 0.02
+    assert ops.retrain.qrels == Path("/abs/qrels.txt") and ops.retrain.click_margin == 0.02
+    assert cfg.promotion.margin == -0.01 and cfg.promotion.min_holdout_queries == 30
+    assert cfg.promotion.resamples == 1000 and cfg.promotion.confidence == 0.95
     assert cfg.encoder.path == Path("models/mine")
     assert ops.schedule.monitor == "every 15m" and ops.schedule.retrain == "30 3 * * *"
     assert cfg.to_dict()["ops"]["retrain"]["queries"] == str(path.parent / "q.jsonl")
@@ -59,7 +62,11 @@ def test_ops_tables_and_relative_paths(tmp_path):
         ('[monitor]\nwindw = "7d"\n', r"unknown key\(s\) in config \[monitor\]: windw"),
         ('[monitor]\nwindow = "a week"\n', r"config \[monitor\]: window 'a week'"),
         ("[monitor]\nk = 2.5\n", r"config \[monitor\] k must be an integer"),
-        ('[retrain]\nmargin = "small"\n', r"config \[retrain\] margin must be a number"),
+        ('[retrain]\nclick_margin = "small"\n', r"config \[retrain\] click_margin must be a"),
+        ("[retrain]\nmargin = 0.01\n", r"unknown key\(s\) in config \[retrain\]: margin"),
+        ("[promotion]\nmargin = 2.0\n", r"config \[promotion\]: margin must be in"),
+        ("[promotion]\nmin_holdout_queries = 0\n", r"config \[promotion\]: min_holdout"),
+        ("[promotion]\nconfidence = 0.1\n", r"config \[promotion\]: confidence must be"),
         ("[retrain]\nqueries = 3\n", r"config \[retrain\] queries must be a path"),
         ("[retrain]\nclick_holdout = 1.5\n", r"config \[retrain\]: click_holdout must be in"),
         ('[schedule]\nretrain = "nightly"\n', r"config \[schedule\] retrain 'nightly'"),

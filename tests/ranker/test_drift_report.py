@@ -39,16 +39,35 @@ def test_stale_headline_names_the_model_window_and_alarms():
     rep = report(STALE)
     assert rep.alarms == ["features", "staleness"]
     assert rep.headline() == (
-        "stale: model v0003, 120 searches in the last 1d; alarms from features, staleness"
+        "stale: model v0003, 120 searches in the last 1d; 3 of 4 monitors had enough data; "
+        "alarms from features, staleness"
     )
 
 
 def test_fresh_headline():
     rep = report({"corpus": section([], changed_share=0.0)}, model=None, seconds=12 * 3600)
     assert rep.headline() == (
-        "fresh: no champion model, 120 searches in the last 12h; no monitor raised an alarm"
+        "fresh: no champion model, 120 searches in the last 12h; 1 of 1 monitors had enough "
+        "data; no monitor raised an alarm"
     )
-    assert report({}, seconds=90).headline().endswith("in the last 90s; no monitor raised an alarm")
+    assert (
+        report({}, seconds=90)
+        .headline()
+        .endswith("in the last 90s; 0 of 0 monitors had enough data; no monitor raised an alarm")
+    )
+
+
+def test_fresh_with_silent_monitors_says_how_many_looked():
+    rep = report(
+        {
+            "queries": no_data("12 searches in the window (min_searches 30)"),
+            "corpus": section([], changed_share=0.0),
+        }
+    )
+    assert rep.verdict == "fresh" and rep.with_data == 1
+    assert "1 of 2 monitors had enough data" in rep.headline()
+    rows = {r["monitor"]: r["status"] for r in rep.summary()}
+    assert rows == {"queries": "no data", "corpus": "ok"}
 
 
 def test_summary_gives_reasons_else_the_note_else_the_telling_number():

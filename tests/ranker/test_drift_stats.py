@@ -100,3 +100,28 @@ def test_query_drift_and_bm25_see_the_same_terms():
     # The index was built from exactly these terms.
     assert index.lengths().tolist() == [len(t) for t in tokens]
     assert tokenize([], params) == []
+
+
+def test_a_drift_verdict_names_only_what_fired():
+    """Out of range with an unchanged shape fires on the range alone; the reason must not
+    lean on a PSI or a test that said "no change"."""
+    from brainrank.ranker.config import MonitorConfig
+    from brainrank.ranker.monitoring.stats import feature_drift
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(400, 2))
+    live = rng.normal(size=(400, 2))
+    live[:, 1] = rng.normal(size=400) * 3  # the second feature spreads past the training range
+    cfg = MonitorConfig()
+    rows = feature_drift(
+        ref, 400, live, 400, ("same", "wide"), cfg, {"same": (-9, 9), "wide": (-2, 2)}
+    )
+    same, wide = rows
+    assert not same["drifted"] and same["fired"] == []
+    assert wide["drifted"]
+    assert any("outside the training range (more than 5%)" in f for f in wide["fired"])
+    for fired in wide["fired"]:
+        if fired.startswith("PSI"):  # a distribution alarm says both numbers that fired
+            assert wide["psi"] >= cfg.psi_threshold and wide["p"] < cfg.alpha / 2
+    shifted = feature_drift(ref, 400, ref + 3.0, 400, ("same", "wide"), cfg)
+    assert all(r["fired"] and r["fired"][0].startswith("PSI") for r in shifted)

@@ -26,7 +26,7 @@ import pytest
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.registry.registry import Registry
 from brainrank.ranker.retrieval.search import SearchEngine
-from tests.conftest import DATA, REPO, make_config
+from tests.conftest import DATA, REPO, make_config, permissive
 
 QUERY = "money back"
 
@@ -63,6 +63,7 @@ POINTS = {{
 }}
 stop_before(*POINTS[{point!r}], {point!r})
 cfg = load_config(workspace={ws!r}, env={{}})
+from tests.conftest import permissive
 {command}
 """
 
@@ -75,8 +76,8 @@ COMMANDS = {
     ),
     "retrain": (
         "from brainrank.ranker.monitoring.retrain import retrain\n"
-        "retrain(cfg, RetrainConfig(queries={queries!r}, qrels={qrels!r}, max_epochs=5, "
-        "margin=1.0, click_margin=0.99))"
+        "retrain(permissive(cfg), RetrainConfig(queries={queries!r}, qrels={qrels!r}, "
+        "max_epochs=5, click_margin=0.99))"
     ),
 }
 
@@ -373,9 +374,8 @@ def test_sigkill_during_retrain(bases, tmp_path, point):
         queries=DATA / "queries.jsonl",
         qrels=DATA / "qrels-train.txt",
         max_epochs=5,
-        margin=1.0,
         click_margin=0.99,
     )
-    report = retrain(cfg, rcfg)
+    report = retrain(permissive(cfg), rcfg)
     assert report.status == "promoted", report.reason
     serves(cfg, report.champion_after, bases["minilm"])

@@ -18,15 +18,15 @@ from brainrank.ranker.monitoring.drift import monitor
 from brainrank.ranker.monitoring.reference import Reference
 from brainrank.ranker.monitoring.retrain import history, retrain
 from brainrank.ranker.registry.registry import Registry
-from tests.conftest import DATA, ingest, make_config
+from tests.conftest import DATA, ingest, make_config, permissive
 
 # The sample holds out only 4 judged queries, where one swapped document moves nDCG@10 by
-# more than 0.05; the margin here only keeps the test from hanging on that noise.
+# more than 0.05: the workspace promotes any challenger (``permissive``), and the click margin
+# only keeps the test from hanging on that noise.
 RCFG = RetrainConfig(
     queries=DATA / "queries.jsonl",
     qrels=DATA / "qrels-train.txt",
     max_epochs=15,
-    margin=0.15,
     click_margin=0.5,
     min_click_eval=3,
 )
@@ -35,7 +35,7 @@ RCFG = RetrainConfig(
 @pytest.fixture
 def workspace(trained_config, tmp_path):
     shutil.copytree(trained_config.workspace, tmp_path / "ws")
-    return make_config(tmp_path / "ws")
+    return permissive(make_config(tmp_path / "ws"))
 
 
 def champion(cfg):
