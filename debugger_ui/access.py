@@ -7,9 +7,9 @@ The debugger has no login. Two defences keep a browser that should not reach it 
   header of such a request still names the other site. Only the bound address, the loopback
   names when bound to loopback or to every interface, and names given with ``--allow-host``
   are served (bound to every interface, any IP literal too: rebinding needs a DNS name).
-* **Read-only by default.** Promote, roll back and the query log are written only when the
-  server was started with ``brainrank ui --writable``; the functions that write refuse
-  otherwise, whatever a client sends.
+* **Read-only by default.** Promote, roll back, the query log, grades and comparison
+  snapshots are written only when the server was started with ``brainrank ui --writable``;
+  the functions that write refuse otherwise, whatever a client sends.
 
 Standard library only, so the checks are tested without Streamlit.
 """
@@ -24,8 +24,8 @@ from brainrank.index.errors import BrainrankError
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 ALL_INTERFACES = frozenset({"", "0.0.0.0", "::"})
 READ_ONLY = (
-    "This debugger is read-only: promoting, rolling back and logging searches are off. "
-    "Restart it with `brainrank ui --writable` to allow them."
+    "This debugger is read-only: promoting, rolling back, logging searches, grading results "
+    "and saving snapshots are off. Restart it with `brainrank ui --writable` to allow them."
 )
 
 

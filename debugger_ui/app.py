@@ -22,6 +22,7 @@ import streamlit as st  # noqa: E402
 from brainrank.debugger_ui import access, state  # noqa: E402
 from brainrank.debugger_ui.loaders import Context  # noqa: E402
 from brainrank.debugger_ui.views import compare, health, models, search, why_not  # noqa: E402
+from brainrank.debugger_ui.views.common import pick_judgments  # noqa: E402
 from brainrank.index.errors import BrainrankError  # noqa: E402
 from brainrank.ranker.cli.ui_settings import parse_args  # noqa: E402
 
@@ -56,7 +57,7 @@ def main() -> None:
     )
     try:
         ctx = Context(settings)
-        judged = ctx.judged
+        judged = pick_judgments(ctx)  # the sidebar's picker: files given or the store's sets
     except BrainrankError as exc:  # a broken config or judgments file: say so, nothing else
         st.error(str(exc))
         state.publish()
@@ -69,7 +70,7 @@ def main() -> None:
     if not settings.writable:
         st.sidebar.caption(access.READ_ONLY)
     if judged is not None:
-        st.sidebar.caption(f"{len(judged)} judged queries from `{settings.queries.name}`")
+        st.sidebar.caption(f"{len(judged)} judged quer{'y' if len(judged) == 1 else 'ies'}")
     VIEWS[page](ctx)
     state.publish()
 

@@ -5,7 +5,9 @@ workspace and the index generation serving now, so a promotion that switches the
 ingest gets a fresh engine on the next run. Rankings and explanations are ``st.cache_data``
 keyed by query, mode and an explicit model version (never "the champion", which moves), so a
 cached entry can never go stale. A ranking carries the feature rows and query vector the search
-computed, so the Search page can log what it shows without ranking again. Monitor
+computed, so the Search page can log what it shows without ranking again. Judgments come
+from the files given or the workspace's judgment store, read on every run (a grade given on
+the Search page shows at once). Monitor
 reports depend on the clock and on traffic, so they live ``MONITOR_TTL`` seconds. All
 computation is ``ranker``'s; this module only calls it.
 """
@@ -19,7 +21,14 @@ from pathlib import Path
 import streamlit as st
 
 from brainrank.debugger_ui.access import require_writable
-from brainrank.debugger_ui.judgments import JudgedSet, ndcg10_per_query
+from brainrank.debugger_ui.judgments import (
+    JudgedSet,
+    SetRun,
+    set_run,
+    store_judged,
+    store_set_names,
+    write_grade,
+)
 from brainrank.index.errors import BrainrankError
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.cli.ui_settings import Settings
@@ -30,6 +39,9 @@ FULL_DEPTH = 1000
 FIXED_MODES = ("hybrid", "bm25", "dense", "hybrid-rrf", "hybrid-minmax")
 # Seconds a monitor report is reused (the Health page says when it was computed).
 MONITOR_TTL = 60
+# Judgment sources besides the store's sets (whose names cannot start with "_").
+ALL_SETS = "_all"
+FILES = "_files"
 
 
 @dataclass(frozen=True)
@@ -63,8 +75,11 @@ class Context:
         self.cfg: Config = load_config(settings.config, workspace=settings.workspace)
         self.workspace = Workspace(self.cfg.workspace)
         self.key = f"{Path(self.cfg.workspace).resolve()}|{settings.config or ''}"
-        # Promote, roll back and the query log write only when started with --writable.
+        # Promote, roll back, the query log, grades and snapshots write only when started
+        # with --writable.
         self.writable = settings.writable
+        self._judgment_source: str | None = None  # None: the first of judgment_sources
+        self.judgment_problem = ""  # why the judgment store could not be read
 
     @cached_property
     def serving(self):
@@ -118,12 +133,80 @@ class Context:
             return Ranking("learned", self.champion)
         return Ranking("hybrid")
 
+    # ----- judgments: the files given (--queries/--qrels) or the workspace's store --------
+
     @cached_property
-    def judged(self) -> JudgedSet | None:
+    def judgment_sets(self) -> list[str]:
+        """The judgment store's sets; [] without a store (a damaged one: judgment_problem)."""
+        try:
+            return store_set_names(self.workspace.root)
+        except BrainrankError as exc:
+            self.judgment_problem = str(exc)
+            return []
+
+    @property
+    def judgment_sources(self) -> list[str]:
+        """What the judged views can use: the files given, all the store's sets merged (what
+        `brainrank train` learns from), each set."""
+        s = self.settings
+        files = [FILES] if s.queries is not None and s.qrels is not None else []
+        sets = [ALL_SETS, *self.judgment_sets] if self.judgment_sets else []
+        return files + sets
+
+    @property
+    def judgment_source(self) -> str | None:
+        """The source picked (``use_judgments``) if still there, else the first one."""
+        sources = self.judgment_sources
+        if self._judgment_source in sources:
+            return self._judgment_source
+        return sources[0] if sources else None
+
+    def source_label(self, source: str) -> str:
+        if source == FILES:
+            return f"files {self.settings.qrels.name}"
+        return "all sets, merged" if source == ALL_SETS else f"set {source}"
+
+    def use_judgments(self, source: str | None) -> None:
+        self._judgment_source = source
+        self.__dict__.pop("judged", None)
+
+    def refresh_judgments(self) -> None:
+        """Forget what this run read from the judgment store (after a grade was written)."""
+        for name in ("judgment_sets", "judged"):
+            self.__dict__.pop(name, None)
+
+    def _files_judged(self) -> JudgedSet | None:
         s = self.settings
         if s.queries is None or s.qrels is None:
             return None
         return _judged(str(s.queries), str(s.qrels), _mtime(s.queries), _mtime(s.qrels))
+
+    @cached_property
+    def judged(self) -> JudgedSet | None:
+        """The judged queries of the source in use; None when there is none."""
+        source = self.judgment_source
+        if source is None:
+            return None
+        if source == FILES:
+            return self._files_judged()
+        return store_judged(self.workspace.root, None if source == ALL_SETS else source)
+
+    def set_grades(self, set_name: str, query: str) -> tuple[str | None, dict[str, int]]:
+        """(query id or None, doc id -> grade) of ``query`` in one set of the store."""
+        judged = store_judged(self.workspace.root, set_name)
+        qid = judged.find(query)
+        return qid, (dict(judged.qrels[qid]) if qid else {})
+
+    def save_grade(self, set_name: str, query: str, doc_id: str, grade: int) -> str:
+        """Write one grade to the judgment store at once (``judgments.write_grade``); returns
+        the query id. A read-only debugger (the default) refuses with ``ReadOnlyError``."""
+        require_writable(self.writable, f"grade {doc_id}")
+        files = self._files_judged()
+        qid = write_grade(
+            self.workspace.root, set_name, query, doc_id, grade, others=[files] if files else []
+        )
+        self.refresh_judgments()
+        return qid
 
     @cached_property
     def monitor_config(self):
@@ -187,6 +270,21 @@ class Context:
         """(CandidateFeatures, Explanation of ``doc_ids``, GAM sub-scores or None)."""
         return _explained(self.engine, self.key, self.generation, query, model, doc_ids)
 
+    def decomposed(self, query: str, ranking: Ranking):
+        """``ranker.learning.decompose.Decomposition`` of every candidate's score."""
+        return _decomposed(
+            self.engine, self.key, self.generation, query, ranking.mode, ranking.model
+        )
+
+    def correction(self, query: str, model: str, doc_id: str):
+        """SHAP ``Explanation`` of ``doc_id``'s learned correction (score less fusion part)."""
+        return _correction(self.engine, self.key, self.generation, query, model, doc_id)
+
+    def matches(self, query: str, doc_id: str, query_vector=None):
+        """(BM25 ``TermTable``, dense ``PassageMatch`` or None without a query vector)."""
+        dense = query_vector is not None
+        return _matches(self.engine, self.key, self.generation, query, doc_id, dense, query_vector)
+
     def documents(self, doc_ids: list[str]) -> dict:
         """Documents by id from the store (ids not in it are left out)."""
         return self.engine.store.get(doc_ids)
@@ -201,17 +299,21 @@ class Context:
             self.engine, self.key, self.generation, query, doc_id, ranking.spec, result
         )
 
-    def ndcg10_per_query(self, ranking: Ranking) -> dict[str, float]:
-        s = self.settings
+    def set_run(self, ranking: Ranking) -> SetRun:
+        """nDCG@10 and top 10 of every judged query of the source in use under ``ranking``."""
+        judged = self.judged
         return _per_query(
             self.engine,
             self.key,
             self.generation,
-            self.judged,
-            f"{s.queries}|{s.qrels}|{_mtime(s.queries)}|{_mtime(s.qrels)}",
+            judged,
+            f"{self.judgment_source}|{judged.digest}",
             ranking.mode,
             ranking.model,
         )
+
+    def ndcg10_per_query(self, ranking: Ranking) -> dict[str, float]:
+        return self.set_run(ranking).ndcg10
 
 
 def _mtime(path) -> float:
@@ -262,6 +364,31 @@ def _explained(_engine, key: str, generation: int, query: str, model: str, doc_i
     return features, explanation, sub
 
 
+@st.cache_data(show_spinner="Splitting the scores…", max_entries=128)
+def _decomposed(_engine, key: str, generation: int, query: str, mode: str, model: str | None):
+    from brainrank.ranker.learning.decompose import decompose
+
+    return decompose(_engine, query, mode, model)
+
+
+@st.cache_data(show_spinner="Explaining the correction (SHAP)…", max_entries=256)
+def _correction(_engine, key: str, generation: int, query: str, model: str, doc_id: str):
+    from brainrank.ranker.learning.explain import explain
+
+    parts = _decomposed(_engine, key, generation, query, "learned", model)
+    learned, _ = _engine.model(model)
+    x = parts.features[[parts.row(doc_id)]]
+    return explain(learned, x, background=parts.features, method="auto", target="correction")
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _matches(_engine, key, generation, query: str, doc_id: str, dense: bool, _vector):
+    from brainrank.ranker.retrieval.matches import matched_passage, matched_terms
+
+    passage = matched_passage(_engine, _vector, doc_id) if dense else None
+    return matched_terms(_engine, query, doc_id), passage
+
+
 @st.cache_data(show_spinner="Explaining (SHAP)…", max_entries=128)
 def _why_not(_engine, key: str, generation: int, query: str, model: str, target: str, above: str):
     from brainrank.ranker.learning.explain import candidate_features, why_not
@@ -281,7 +408,7 @@ def _standing(_engine, key, generation, query, doc_id, spec: str, _result):
 
 @st.cache_data(show_spinner="Ranking every judged query…", max_entries=32)
 def _per_query(_engine, key, generation, _judged, judged_key: str, mode: str, model: str | None):
-    return ndcg10_per_query(_engine, _judged, mode, model)
+    return set_run(_engine, _judged, mode, model)
 
 
 @st.cache_data(show_spinner="Running the monitors…", ttl=MONITOR_TTL, max_entries=16)

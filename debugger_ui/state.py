@@ -20,7 +20,22 @@ PAGES = {
     "health": "Health",
 }
 # Order of the parameters in the URL.
-URL_KEYS = ("page", "q", "mode", "model", "doc", "k", "rank", "a", "b", "set", "window", "feature")
+URL_KEYS = (
+    "page",
+    "q",
+    "mode",
+    "model",
+    "doc",
+    "k",
+    "rank",
+    "a",
+    "b",
+    "set",
+    "snap",
+    "jset",
+    "window",
+    "feature",
+)
 _VIEW = "view"
 _RESET = "_reset_widgets"
 

@@ -135,6 +135,50 @@ class BM25Index:
         df = indptr[ids + 1] - indptr[ids]
         return np.log1p((self.n_docs - df + 0.5) / (df + 0.5))
 
+    def document_frequency(self, term_ids: Sequence[int]) -> np.ndarray:
+        """Documents holding each term (int64), from the score matrix's column lengths."""
+        if not term_ids:
+            return np.zeros(0, dtype=np.int64)
+        indptr = self._retriever.scores["indptr"]
+        ids = np.asarray(term_ids, dtype=np.int64)
+        return (indptr[ids + 1] - indptr[ids]).astype(np.int64)
+
+    def scoring_idf(self, term_ids: Sequence[int]) -> np.ndarray:
+        """The idf bm25s folded into each term's scores, by the index's own idf method."""
+        from bm25s.scoring import _select_idf_scorer
+
+        idf = _select_idf_scorer(self._retriever.idf_method)
+        return np.array(
+            [idf(int(df), N=self.n_docs) for df in self.document_frequency(term_ids)],
+            dtype=np.float64,
+        )
+
+    def term_weights(self, term_ids: Sequence[int], position: int) -> np.ndarray:
+        """Each term's addend to the BM25 score of the document at ``position`` (float32).
+
+        Read from bm25s's score matrix: the term's column entry for the document (0 where it
+        does not occur), plus bm25s's non-occurrence score for BM25L and BM25+. Summed over a
+        query's term ids (repeats kept) they are ``scores_for_terms(term_ids)[position]``.
+        """
+        out = np.zeros(len(term_ids), dtype=np.float32)
+        if not term_ids:
+            return out
+        scores = self._retriever.scores
+        data, indices, indptr = scores["data"], scores["indices"], scores["indptr"]
+        for j, t in enumerate(term_ids):
+            lo, hi = int(indptr[t]), int(indptr[t + 1])
+            found = np.flatnonzero(indices[lo:hi] == position)
+            if len(found):
+                out[j] = data[lo + found[0]]
+        nonoccurrence = getattr(self._retriever, "nonoccurrence_array", None)
+        if nonoccurrence is not None:
+            out += nonoccurrence[np.asarray(term_ids, dtype=np.int64)].astype(np.float32)
+        return out
+
+    def stem(self, words: Sequence[str]) -> list[str]:
+        """The index's terms for single words (lowercased and stemmed as the index does)."""
+        return self._stemmer.stemWords([w.lower() for w in words])
+
     def sequences(self, positions: np.ndarray) -> list[np.ndarray]:
         """Term-id sequences of the documents at ``positions`` (stopwords removed)."""
         if self._sequences is None:

@@ -43,6 +43,23 @@ def pick_ranking(ctx: Context, key: str, label: str, default: Ranking, *, where=
     return Ranking.parse(spec)
 
 
+def pick_judgments(ctx: Context, *, where=st.sidebar):
+    """The judgments picker, bound to view["jset"]: the files the debugger was started with,
+    the workspace's judgment sets merged, or one set. ``ctx.judged`` follows it; returns it."""
+    sources = ctx.judgment_sources
+    if ctx.judgment_problem:
+        where.warning(ctx.judgment_problem)
+    if not sources:
+        return None
+    source = state.choice(
+        "jset", "Judgments", sources, sources[0], format_func=ctx.source_label, where=where
+    )
+    ctx.use_judgments(source)
+    if source == sources[0]:
+        state.put("jset", None)  # the default: links stay short
+    return ctx.judged
+
+
 def pick_mode_and_model(ctx: Context, *, where=st) -> Ranking:
     """Mode and model pickers bound to view["mode"] and view["model"]."""
     default = ctx.default_ranking()

@@ -9,7 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from brainrank.debugger_ui import state
+from brainrank.debugger_ui.judgments import TOP
 from brainrank.debugger_ui.loaders import Context, Ranking
+from brainrank.debugger_ui.views import explanation, grading
 from brainrank.debugger_ui.views.common import (
     NO_MODEL_HINT,
     contribution_chart,
@@ -60,6 +62,7 @@ def _results(ctx: Context, query: str, ranking: Ranking, k: int) -> None:
     if not hits:
         st.info("No document matched this query.")
         return
+    grading.apply_pending(ctx)  # grades picked since the last run, before judgments are read
     qid = ctx.judged.find(query) if ctx.judged else None
     grades = ctx.judged.qrels[qid] if qid else {}
     if qid:
@@ -70,7 +73,10 @@ def _results(ctx: Context, query: str, ranking: Ranking, k: int) -> None:
         cols[0].metric("nDCG@10", f"{ctx.judged.ndcg10(qid, ranked):.4f}")
         cols[1].metric(f"Relevant in top {k}", f"{found} of {len(relevant)}")
         cols[2].metric("Judged query", qid)
-    st.dataframe(_hits_frame(result, hits, grades if qid else None), hide_index=True)
+    # Grades (and "unjudged" in the top 10) whenever there are judgments to show or to give.
+    overlay = ctx.judged is not None or ctx.writable
+    st.dataframe(_hits_frame(result, hits, grades if overlay else None), hide_index=True)
+    grading.render(ctx, query, result, hits)
 
     top_ids = [h.doc_id for h in hits]
     ranked_ids = [h.doc_id for h in result.hits]
@@ -87,6 +93,7 @@ def _results(ctx: Context, query: str, ranking: Ranking, k: int) -> None:
         widget="_select",
         format_func=lambda d: f"#{rank_of[d]}  {d}  {title_of(result, d)}",
     )
+    explanation.render(ctx, query, ranking, doc, result)  # fusion, correction, what matched
     if ranking.mode == "learned":
         _explanation(ctx, query, ranking.model, options, doc, result)
     else:
@@ -136,7 +143,10 @@ def _hits_frame(result, hits, grades: dict | None) -> pd.DataFrame:
         }
         if grades is not None:
             grade = grades.get(h.doc_id)
-            row["judged"] = "✓ relevant" if grade and grade > 0 else ("✗" if grade == 0 else "")
+            if grade is None:
+                row["judged"] = grading.UNJUDGED if h.rank <= TOP else ""
+            else:
+                row["judged"] = "✓ relevant" if grade > 0 else "✗"
             row["grade"] = "" if grade is None else str(grade)
         row.update(
             {

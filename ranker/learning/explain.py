@@ -11,6 +11,10 @@ For an additive (GAM) ranker ``f(x) = sum_j f_j(x_j)`` the SHAP value under an I
 masker has a closed form: every coalition adds the same marginal contribution of feature j,
 ``f_j(x_j) - mean_b f_j(b_j)``, so that is the SHAP value exactly, whatever the permutations
 sampled. ``gam_subscores`` gives the ``f_j(x_j)`` and the tests hold SHAP to that identity.
+
+``target="correction"`` explains the learned correction alone, ``score - base_weight * fused``
+(``learning.decompose``): the fusion part is exact and needs no attribution, so the values then
+say what the model changed on top of the fusion, and sum (with the base value) to that change.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from brainrank.index.errors import InputError
+from brainrank.ranker.learning.decompose import correction_scores, correction_subscores
 
 METHODS = ("permutation", "exact", "additive", "auto")
+TARGETS = ("score", "correction")
 # Exact SHAP evaluates 2^F coalitions per document; beyond this it is the slow choice.
 EXACT_MAX_FEATURES = 10
 MAX_BACKGROUND = 100
@@ -40,6 +46,7 @@ class Explanation:
     method: str = "permutation"
     background_size: int = 0
     doc_ids: tuple[str, ...] = ()  # the explained documents, when known (row order)
+    target: str = "score"  # or "correction": the score less its fusion part
 
 
 @dataclass(frozen=True)
@@ -67,8 +74,15 @@ class WhyNot:
         ]
 
 
-def score_function(model):
-    """The per-document score function SHAP explains: float64 [n] from rows [n, F]."""
+def score_function(model, target: str = "score"):
+    """The per-document function SHAP explains: float64 [n] from rows [n, F].
+
+    ``target``: the model's score, or its learned ``correction`` (score less the fusion part).
+    """
+    if target not in TARGETS:
+        raise InputError(f"unknown explanation target {target!r}; choose one of {TARGETS}")
+    if target == "correction":
+        return lambda x: correction_scores(model, x)
 
     def f(x: np.ndarray) -> np.ndarray:
         return np.asarray(model.ranker.score_docs(np.asarray(x, dtype=np.float32)), np.float64)
@@ -85,8 +99,9 @@ def explain(
     permutations: int = PERMUTATIONS,
     max_background: int = MAX_BACKGROUND,
     seed: int = 0,
+    target: str = "score",
 ) -> Explanation:
-    """SHAP values of ``model``'s score for each row of ``x`` [n_docs, F].
+    """SHAP values of ``model``'s score (or ``target="correction"``) for each row of ``x``.
 
     ``background`` defaults to ``x`` itself; pass all of a query's candidates (the debugger
     does) or a training sample. More than ``max_background`` rows are subsampled with ``seed``.
@@ -114,13 +129,16 @@ def explain(
     if len(bg) == 0:
         raise InputError("the background sample is empty; SHAP needs at least one row")
     bg = subsample(bg, max_background, seed)
-    f = score_function(model)
+    f = score_function(model, target)
     scores = f(x) if len(x) else np.zeros(0)
     if len(x) == 0:
-        return Explanation(np.zeros((0, len(names))), np.zeros(0), names, scores, method, len(bg))
+        return Explanation(
+            np.zeros((0, len(names))), np.zeros(0), names, scores, method, len(bg), target=target
+        )
     if method == "additive":
         base = np.full(len(x), f(bg).mean())
-        return Explanation(gam_shap(model, x, bg), base, names, scores, method, len(bg))
+        values = gam_shap(model, x, bg, target)
+        return Explanation(values, base, names, scores, method, len(bg), target=target)
     if method == "auto":
         method = "exact" if len(names) <= EXACT_MAX_FEATURES else "permutation"
     masker = shap.maskers.Independent(bg, max_samples=len(bg))
@@ -132,7 +150,7 @@ def explain(
         out = explainer(x, max_evals=permutations * (2 * len(names) + 1), silent=True)
     values = np.asarray(out.values, dtype=np.float64).reshape(len(x), len(names))
     base = np.broadcast_to(np.asarray(out.base_values, dtype=np.float64), (len(x),)).copy()
-    return Explanation(values, base, names, scores, method, len(bg))
+    return Explanation(values, base, names, scores, method, len(bg), target=target)
 
 
 def _shap():
@@ -145,20 +163,24 @@ def _shap():
     return shap
 
 
-def gam_subscores(model, x: np.ndarray) -> np.ndarray:
-    """Exact per-feature contributions [n_docs, F] of a GAM ranker; rows sum to its score."""
+def gam_subscores(model, x: np.ndarray, target: str = "score") -> np.ndarray:
+    """Exact per-feature contributions [n_docs, F] of a GAM ranker; rows sum to its score
+    (``target="correction"``: to its correction, the residual term left out)."""
     if getattr(model.ranker.params, "scorer", None) != "gam":
         raise InputError(
             f"exact sub-scores need a GAM ranker (train with --scorer gam); this model's scorer "
             f"is {model.ranker.params.scorer!r}"
         )
     x = _rows(x, len(model.schema.names), "x")
+    if target == "correction":
+        return correction_subscores(model, x)
     return np.asarray(model.ranker.subscores(x), dtype=np.float64)
 
 
-def gam_shap(model, x: np.ndarray, background: np.ndarray) -> np.ndarray:
+def gam_shap(model, x: np.ndarray, background: np.ndarray, target: str = "score") -> np.ndarray:
     """SHAP values of a GAM in closed form: ``f_j(x_j) - mean over background of f_j(b_j)``."""
-    return gam_subscores(model, x) - gam_subscores(model, background).mean(axis=0)
+    sub_bg = gam_subscores(model, background, target)
+    return gam_subscores(model, x, target) - sub_bg.mean(axis=0)
 
 
 def why_not(

@@ -164,6 +164,140 @@ def keep_open(url: str) -> Iterator[None]:
             _stop(proc)
 
 
+class Page:
+    """One headless Chromium tab driven over the DevTools protocol: run JavaScript in the page,
+    click, press keys. (``--dump-dom`` only reads a page; grading needs a user's hands.)"""
+
+    def __init__(self, ws_url: str):
+        from websockets.sync.client import connect
+
+        self._ws = connect(ws_url, max_size=None, open_timeout=30)
+        self._id = 0
+
+    def call(self, method: str, timeout: float = 30, **params) -> dict:
+        """Send one DevTools command and return its result (events in between are skipped)."""
+        import json
+
+        self._id += 1
+        self._ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = json.loads(self._ws.recv(timeout=max(deadline - time.monotonic(), 0.1)))
+            if reply.get("id") != self._id:
+                continue
+            if "error" in reply:
+                raise RuntimeError(f"{method}: {reply['error']}")
+            return reply["result"]
+
+    def evaluate(self, expression: str):
+        """The value of a JavaScript expression in the page (JSON-serialisable)."""
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails'].get('text')}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, *, timeout: float = 60, what: str = ""):
+        """Poll ``expression`` until it is truthy; return its value."""
+        deadline = time.monotonic() + timeout
+        probe = f"(() => {{ const v = ({expression}); return v instanceof Node ? true : v; }})()"
+        while True:
+            value = self.evaluate(probe)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"page never showed {what or expression} within {timeout:.0f}s")
+            time.sleep(0.25)
+
+    def idle(self, timeout: float = 60) -> None:
+        """Wait until Streamlit has finished running the script (no "Running..." widget)."""
+        time.sleep(0.3)  # a rerun starts a moment after the click that asked for it
+        self.wait_for(
+            "!document.querySelector('[data-testid=\"stStatusWidget\"]')",
+            timeout=timeout,
+            what="the end of the script run",
+        )
+
+    def press(self, key: str, code: str | None = None, key_code: int = 0) -> None:
+        """One key press (down and up) on the focused element, as a keyboard sends it."""
+        for kind in ("keyDown", "keyUp"):
+            self.call(
+                "Input.dispatchKeyEvent",
+                type=kind,
+                key=key,
+                code=code or key,
+                windowsVirtualKeyCode=key_code,
+            )
+
+    def close(self) -> None:
+        self._ws.close()
+
+
+# DevTools key codes of the keys the tests press.
+KEYS = {"Tab": 9, "ArrowRight": 39, "ArrowLeft": 37, "ArrowDown": 40, "ArrowUp": 38, " ": 32}
+
+
+@contextmanager
+def open_page(url: str, *, window: tuple[int, int] = (1280, 1600), timeout: float = 60):
+    """A headless Chromium showing ``url``, driven as a ``Page`` until the block ends."""
+    with _profile() as profile:
+        proc = subprocess.Popen(
+            [
+                chromium() or "chromium",
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                f"--window-size={window[0]},{window[1]}",
+                "--remote-debugging-port=0",  # Chromium picks a port and writes it down
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        page = None
+        try:
+            port = _devtools_port(Path(profile), timeout)
+            page = Page(_page_socket(port, timeout))
+            page.call("Page.navigate", url=url)
+            yield page
+        finally:
+            if page is not None:
+                page.close()
+            _stop(proc)
+
+
+def _devtools_port(profile: Path, timeout: float) -> int:
+    marker = profile / "DevToolsActivePort"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return int(marker.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"Chromium wrote no {marker.name} within {timeout:.0f}s"
+                ) from None
+            time.sleep(0.2)
+
+
+def _page_socket(port: int, timeout: float) -> str:
+    """The DevTools websocket of the browser's one tab."""
+    import json
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as r:
+                targets = json.loads(r.read())
+            pages = [t for t in targets if t.get("type") == "page"]
+            if pages:
+                return pages[0]["webSocketDebuggerUrl"]
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Chromium's DevTools on port {port} showed no page")
+        time.sleep(0.2)
+
+
 def wait_for_text(
     url: str, text: str, png: Path | None = None, *, timeout: float = 120, **kwargs
 ) -> str:

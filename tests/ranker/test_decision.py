@@ -64,7 +64,9 @@ def test_losing_to_one_incumbent_refuses_and_names_it():
     base = rng.uniform(0.2, 0.8, 30)
     mine = scores(base + 0.1)
     decision = decide(
-        mine, {"bm25": scores(base), "dense": scores(base + 0.1 + rng.normal(0, 0.05, 30))}, SETTINGS
+        mine,
+        {"bm25": scores(base), "dense": scores(base + 0.1 + rng.normal(0, 0.05, 30))},
+        SETTINGS,
     )
     assert not decision.promote
     assert "vs dense" in decision.reason and "not above the margin +0.0000" in decision.reason
