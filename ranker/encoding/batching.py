@@ -9,7 +9,7 @@ Arrays in, arrays out; no TensorFlow here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +78,26 @@ def encode_batched(
     out = np.zeros((len(texts), dim), dtype=np.float32)
     if not len(texts):
         return out
+    for rows, input_ids, mask in padded_batches(
+        texts, tokenize, batch_size, bucket=bucket, max_width=max_width, pow2_height=pow2_height
+    ):
+        out[rows] = infer(input_ids, mask)[: len(rows)]
+        if progress is not None:
+            progress(len(rows))
+    return out
+
+
+def padded_batches(
+    texts: Sequence[str],
+    tokenize: Callable[[Sequence[str]], list[list[int]]],
+    batch_size: int,
+    *,
+    bucket: int = 1,
+    max_width: int | None = None,
+    pow2_height: bool = False,
+) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+    """(rows, ids, mask) per batch of ``encode_batched``: the input positions of the batch's
+    texts, longest first, and their padded token ids and attention mask."""
     ids = tokenize(texts)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     for start in range(0, len(order), batch_size):
@@ -90,7 +110,4 @@ def encode_batched(
         if pow2_height:
             height = min(1 << (height - 1).bit_length(), batch_size)
         input_ids, mask = pad([ids[i] for i in rows], width, height)
-        out[rows] = infer(input_ids, mask)[: len(rows)]
-        if progress is not None:
-            progress(len(rows))
-    return out
+        yield rows, input_ids, mask

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from brainrank.ranker.config import EncoderConfig
-from brainrank.ranker.encoding.batching import load_tokenizer
+from brainrank.ranker.encoding.batching import load_tokenizer, padded_batches
 from brainrank.ranker.encoding.precision import resolve_precision
 from brainrank.ranker.encoding.runtime import (
     ONNX_FILE,
@@ -43,11 +43,12 @@ class OpenVinoEncoder(OnnxEncoder):
     """An exported encoder compiled by OpenVINO for bulk embedding: ``OnnxEncoder``'s interface
     (same tokenizer, batching and fingerprint), another runtime, and its ``precision``."""
 
-    def __init__(self, *, request, precision: str, **fields):
+    def __init__(self, *, request, precision: str, queue=None, **fields):
         """Use ``OpenVinoEncoder.load``; this only wires together what it has read."""
         super().__init__(session=None, **fields)
         self.precision: str = precision
         self._request = request
+        self._queue = queue  # an AsyncInferQueue over the streams, when there are several
 
     @classmethod
     def load(
@@ -56,8 +57,14 @@ class OpenVinoEncoder(OnnxEncoder):
         max_length: int = 256,
         precision: str = "auto",
         threads: int | None = None,
+        streams: int | None = None,
     ) -> OpenVinoEncoder:
-        """Compile a folder's ONNX export; raises ExportMissingError when it has none."""
+        """Compile a folder's ONNX export; raises ExportMissingError when it has none.
+
+        ``streams`` batches run at once, each on its share of the cores; by default OpenVINO's
+        throughput hint chooses how many, and as many batches are kept in flight as it
+        recommends. ``streams=1`` runs one batch at a time on all the threads.
+        """
         import openvino as ov
 
         model_dir = Path(model_dir)
@@ -67,12 +74,19 @@ class OpenVinoEncoder(OnnxEncoder):
         properties = {"INFERENCE_PRECISION_HINT": _OV_PRECISION[resolved]}
         if threads is not None:
             properties["INFERENCE_NUM_THREADS"] = int(threads)
+        if streams is not None and int(streams) < 1:
+            raise ValueError(f"streams must be at least 1, got {streams}")
+        if streams != 1:
+            properties["PERFORMANCE_HINT"] = "THROUGHPUT"
+            if streams is not None:
+                properties["NUM_STREAMS"] = str(int(streams))
         try:
             compiled = ov.Core().compile_model(str(model_dir / ONNX_FILE), "CPU", properties)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
             raise ExportMissingError(f"cannot compile {model_dir / ONNX_FILE}: {exc}") from exc
         return cls(
             request=compiled.create_infer_request(),
+            queue=_queue(ov, compiled) if streams != 1 else None,
             precision=resolved,
             name=model_dir.resolve().name,
             tokenizer=load_tokenizer(model_dir, max_length),
@@ -85,6 +99,37 @@ class OpenVinoEncoder(OnnxEncoder):
     def _infer(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         out = self._request.infer(onnx_inputs(input_ids, mask))
         return np.asarray(next(iter(out.values())), dtype=np.float32)
+
+    def encode(self, texts, *, batch_size: int = 32, progress=None) -> np.ndarray:
+        """As ``OnnxEncoder.encode``; with several streams the batches run concurrently and
+        each lands in its own rows (a vector still never depends on its batch-mates)."""
+        if self._queue is None or isinstance(texts, str):
+            return super().encode(texts, batch_size=batch_size, progress=progress)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        done: list[int] = []  # batch sizes finished, reported from this thread
+
+        def finished(request, rows) -> None:
+            out[rows] = request.get_output_tensor(0).data[: len(rows)]
+            done.append(len(rows))
+
+        self._queue.set_callback(finished)
+        batches = padded_batches(texts, self.tokenize, batch_size, max_width=self._max_positions)
+        for rows, input_ids, mask in batches:
+            self._queue.start_async(onnx_inputs(input_ids, mask), rows)
+            while progress is not None and done:
+                progress(done.pop())
+        self._queue.wait_all()
+        while progress is not None and done:
+            progress(done.pop())
+        return out
+
+
+def _queue(ov, compiled):
+    """As many requests in flight as the compiled model recommends (one per stream or so)."""
+    jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    return ov.AsyncInferQueue(compiled, max(jobs, 1)) if jobs > 1 else None
 
 
 def bulk_runtime(path: Path, setting: str) -> str:

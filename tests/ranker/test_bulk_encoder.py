@@ -105,3 +105,16 @@ def test_ingest_embeds_on_openvino_without_tensorflow(sample_config, tmp_path):
     got, want = ours.vectors.embeddings, reference.vectors.embeddings
     assert got.shape == want.shape
     assert cosines(got, want).min() >= 0.9999
+
+
+def test_batches_in_flight_land_in_their_own_rows(folder, texts):
+    """Several streams finish batches out of order; each vector still lands in its text's row,
+    equal to one batch at a time, and progress counts every text once."""
+    seen: list[int] = []
+    many = OpenVinoEncoder.load(folder, max_length=256, precision="float32", streams=2)
+    got = many.encode(texts, batch_size=3, progress=seen.append)
+    want = OpenVinoEncoder.load(folder, 256, "float32", streams=1).encode(texts, batch_size=3)
+    assert cosines(got, want).min() >= 0.99999 and sum(seen) == len(texts)
+    assert many.encode([], batch_size=3).shape == (0, many.dim)
+    with pytest.raises(ValueError, match="streams must be at least 1"):
+        OpenVinoEncoder.load(folder, 256, "float32", streams=0)
