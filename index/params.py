@@ -18,6 +18,7 @@ class BM25Params:
 
 
 KINDS = ("auto", "flat", "hnsw", "ivf")
+QUANTIZERS = ("auto", "none", "sq8", "pq")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,12 @@ class VectorParams:
     hnsw_ef_construction: int = 100
     hnsw_ef_search: int = 64
     ivf_nprobe: int = 16
+    # How an approximate index stores vectors: none (float32), sq8 (8-bit scalar, a quarter
+    # of the memory) or pq (product codes of pq_m bytes); auto: sq8 from quantize_above vectors.
+    quantizer: str = "auto"
+    quantize_above: int = 500_000
+    pq_m: int = 48  # sub-quantizers (bytes per vector); must divide the dimension
+    recall_queries: int = 200  # sampled passages the build-time recall check searches for
     use_gpu: bool = True  # only when faiss-gpu is installed and a GPU is visible
 
     def __post_init__(self) -> None:
@@ -36,11 +43,25 @@ class VectorParams:
             raise ValueError(f"vector index kind {self.kind!r} is not one of {', '.join(KINDS)}")
         if self.approximate not in ("hnsw", "ivf"):
             raise ValueError(f"approximate index {self.approximate!r} must be 'hnsw' or 'ivf'")
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(
+                f"vector quantizer {self.quantizer!r} is not one of {', '.join(QUANTIZERS)}"
+            )
+        if self.pq_m < 1 or self.recall_queries < 1 or self.quantize_above < 1:
+            raise ValueError("pq_m, recall_queries and quantize_above must be at least 1")
 
     def resolve_kind(self, n: int) -> str:
         if self.kind != "auto":
             return self.kind
         return "flat" if n < self.exact_below else self.approximate
+
+    def resolve_quantizer(self, n: int) -> str:
+        """How the approximate index for ``n`` vectors stores them (flat indexes: none)."""
+        if self.resolve_kind(n) == "flat":
+            return "none"
+        if self.quantizer != "auto":
+            return self.quantizer
+        return "sq8" if n >= self.quantize_above else "none"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,13 @@ Each document has one or more passage vectors. FAISS ids are passage rows (throu
 through the generation's ``doc_ids`` list. A document scores as its best passage. Passages are
 stored grouped by document in position order, so a document's rows are one slice. The index
 remembers which encoder produced its vectors and refuses query vectors from any other.
+
+Large collections get an approximate index (HNSW or IVF, optionally over 8-bit scalar or
+product-quantized codes; ``VectorParams``). Building one measures its recall: R@100 of the
+approximate search against exact search for a sample of the collection's own passages, stored
+in ``vectors.json`` (and the generation's manifest) and printed by ingest. Loading maps the
+FAISS index and the embeddings into memory instead of reading them, so a cold process does
+not read a million vectors before its first answer.
 """
 
 from __future__ import annotations
@@ -30,8 +37,12 @@ class VectorIndex:
         encoder: EncoderInfo,
         kind: str,
         params: VectorParams,
+        quantizer: str = "none",
+        recall: dict | None = None,
     ):
         self._index = index
+        self.quantizer = quantizer
+        self.recall = recall  # {"R@100": ..., "queries": ..., "vectors": ...} when measured
         self.embeddings = embeddings
         self.owner = owner
         self.encoder = encoder
@@ -62,13 +73,37 @@ class VectorIndex:
         """Index ``embeddings``; row i belongs to document ``owner[i]`` (default: i)."""
         emb = _check_matrix(embeddings, encoder.dim)
         owner = _check_owner(owner, len(emb))
-        kind = params.resolve_kind(len(emb))
-        index = faiss.IndexIDMap2(_make_base(kind, encoder.dim, len(emb), params))
-        if kind == "ivf" and len(emb):
-            index.train(emb)
+        kind, quantizer = params.resolve_kind(len(emb)), params.resolve_quantizer(len(emb))
+        index = faiss.IndexIDMap2(_make_base(kind, quantizer, encoder.dim, len(emb), params))
+        if not index.is_trained and len(emb):
+            index.train(_training_sample(emb))
         if len(emb):
             index.add_with_ids(emb, np.arange(len(emb), dtype=np.int64))
-        return cls(index, emb, owner, encoder, kind, params)
+        built = cls(index, emb, owner, encoder, kind, params, quantizer)
+        if kind != "flat" and len(emb):
+            built.recall = built.measure_recall()
+        return built
+
+    def measure_recall(self, k: int = 100) -> dict:
+        """R@k of this index's passage search against exact search, for a seeded sample of
+        the collection's own passages as queries."""
+        n = len(self.embeddings)
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(n, size=min(self.params.recall_queries, n), replace=False))
+        queries = np.ascontiguousarray(self.embeddings[sample])
+        depth = min(k, n)
+        _, found = self._index.search(queries, depth)
+        hits = 0
+        for start in range(0, len(queries), 64):  # exact top-k, a block of queries at a time
+            block = np.asarray(self.embeddings @ queries[start : start + 64].T).T
+            exact = np.argpartition(-block, depth - 1, axis=1)[:, :depth]
+            for row, truth in zip(found[start : start + 64], exact, strict=True):
+                hits += len(np.intersect1d(row[row >= 0], truth))
+        return {
+            f"R@{k}": round(hits / (len(queries) * depth), 4),
+            "queries": int(len(queries)),
+            "vectors": int(n),
+        }
 
     def extend(self, embeddings: np.ndarray, owner: np.ndarray | None = None) -> VectorIndex:
         """A new index holding these vectors plus ``embeddings`` of documents after the last.
@@ -82,11 +117,25 @@ class VectorIndex:
             owner = np.arange(self.size, self.size + len(new), dtype=np.int64)
         all_emb = np.vstack([self.embeddings, new]) if len(new) else self.embeddings
         all_owner = _check_owner(np.concatenate([self.owner, owner]), len(all_emb))
-        if self.kind == "flat" or self.params.resolve_kind(len(all_emb)) != self.kind:
+        if (
+            self.kind == "flat"
+            or self.params.resolve_kind(len(all_emb)) != self.kind
+            or self.params.resolve_quantizer(len(all_emb)) != self.quantizer
+        ):
             return VectorIndex.build(all_emb, self.encoder, self.params, all_owner)
         index = faiss.deserialize_index(faiss.serialize_index(_to_cpu(self._index)))
         index.add_with_ids(new, np.arange(len(self.embeddings), len(all_emb), dtype=np.int64))
-        return VectorIndex(index, all_emb, all_owner, self.encoder, self.kind, self.params)
+        # The recall measured at build time carries over (its "vectors" says at what size).
+        return VectorIndex(
+            index,
+            all_emb,
+            all_owner,
+            self.encoder,
+            self.kind,
+            self.params,
+            self.quantizer,
+            self.recall,
+        )
 
     def check_encoder(self, fingerprint: str | None) -> None:
         if fingerprint != self.encoder.fingerprint:
@@ -142,6 +191,8 @@ class VectorIndex:
         np.save(directory / "owner.npy", self.owner, allow_pickle=False)
         meta = {
             "kind": self.kind,
+            "quantizer": self.quantizer,
+            "recall": self.recall,
             "encoder": asdict(self.encoder),
             "params": asdict(self.params),
             "documents": self.size,
@@ -153,9 +204,10 @@ class VectorIndex:
     def load(cls, directory: Path) -> VectorIndex:
         try:
             meta = json.loads((directory / "vectors.json").read_text())
-            embeddings = np.load(directory / "embeddings.npy", allow_pickle=False)
+            # Mapped, not read: pages load as searches touch them.
+            embeddings = np.load(directory / "embeddings.npy", mmap_mode="r", allow_pickle=False)
             owner = np.load(directory / "owner.npy", allow_pickle=False)
-            index = faiss.read_index(str(directory / "vectors.faiss"))
+            index = faiss.read_index(str(directory / "vectors.faiss"), _MMAP)
             params, encoder = VectorParams(**meta["params"]), EncoderInfo(**meta["encoder"])
             _check_loaded(index, embeddings, owner, meta, encoder.dim)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError, IndexMismatchError) as exc:
@@ -165,7 +217,16 @@ class VectorIndex:
             ) from None
         if params.use_gpu:
             index = _to_gpu(index)
-        return cls(index, embeddings, owner, encoder, meta["kind"], params)
+        return cls(
+            index,
+            embeddings,
+            owner,
+            encoder,
+            meta["kind"],
+            params,
+            meta.get("quantizer", "none"),
+            meta.get("recall"),
+        )
 
     def _set_search_params(self) -> None:
         base = faiss.downcast_index(self._index.index) if hasattr(self._index, "index") else None
@@ -207,16 +268,37 @@ def _check_owner(owner: np.ndarray | None, n: int) -> np.ndarray:
     return owner
 
 
-def _make_base(kind: str, dim: int, n: int, params: VectorParams) -> faiss.Index:
+# The FAISS index file is memory-mapped where FAISS can (flat codes, HNSW storage, IVF lists).
+_MMAP = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+# Quantizers and IVF centroids train on at most this many vectors (a uniform sample).
+TRAIN_SAMPLE = 100_000
+
+
+def _make_base(kind: str, quantizer: str, dim: int, n: int, params: VectorParams) -> faiss.Index:
     if kind == "flat":
         return faiss.IndexFlatIP(dim)
+    if quantizer == "pq" and dim % params.pq_m:
+        raise IndexMismatchError(
+            f"[vectors] pq_m {params.pq_m} must divide the vector dimension {dim}"
+        )
+    codes = {"none": "Flat", "sq8": "SQ8", "pq": f"PQ{params.pq_m}"}[quantizer]
     if kind == "hnsw":
-        base = faiss.IndexHNSWFlat(dim, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        base.hnsw.efConstruction = params.hnsw_ef_construction
-        return base
-    # About 4*sqrt(n) lists is the usual starting point; FAISS wants >= 39 points per list.
-    nlist = max(1, min(int(4 * math.sqrt(max(n, 1))), max(1, n // 39)))
-    return faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        spec = f"HNSW{params.hnsw_m}" + ("" if quantizer == "none" else f"_{codes}")
+    else:
+        # About 4*sqrt(n) lists is the usual starting point; FAISS wants >= 39 points per list.
+        nlist = max(1, min(int(4 * math.sqrt(max(n, 1))), max(1, n // 39)))
+        spec = f"IVF{nlist},{codes}"
+    base = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+    if kind == "hnsw":
+        faiss.downcast_index(base).hnsw.efConstruction = params.hnsw_ef_construction
+    return base
+
+
+def _training_sample(emb: np.ndarray) -> np.ndarray:
+    if len(emb) <= TRAIN_SAMPLE:
+        return emb
+    rows = np.sort(np.random.default_rng(0).choice(len(emb), TRAIN_SAMPLE, replace=False))
+    return np.ascontiguousarray(emb[rows])
 
 
 def _check_matrix(x: np.ndarray, dim: int) -> np.ndarray:

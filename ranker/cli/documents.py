@@ -66,6 +66,14 @@ def ingest(
         highlight=False,
         markup=False,
     )
+    if rep.vector_recall:
+        r = rep.vector_recall
+        err.print(
+            f"approximate vector index: R@100 {r['R@100']:.3f} of exact search on "
+            f"{r['queries']} sampled passages ({r['vectors']} vectors)",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _notes(label: str, messages: list[str], what: str, shown: int = 20) -> None:

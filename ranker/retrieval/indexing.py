@@ -53,6 +53,7 @@ class IngestReport:
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # bad input records skipped (skip_bad)
     truncated: int = 0  # documents whose text was cut to [ingest] max_text_chars
+    vector_recall: dict | None = None  # the approximate vector index's measured recall
 
     @property
     def changed(self) -> bool:
@@ -285,6 +286,8 @@ def _build_generation(
             manifest["vectors"] = len(emb)
             manifest["encoder"] = asdict(info)
             manifest["vector_kind"] = vectors_index.kind
+            manifest["vector_quantizer"] = vectors_index.quantizer
+            manifest["vector_recall"] = report.vector_recall = vectors_index.recall
         (tmp / "docs.json").write_text(json.dumps({"ids": ids, "hashes": [hashes[i] for i in ids]}))
         manifest["seconds"] = report.seconds
         manifest["store_id"] = store.store_id

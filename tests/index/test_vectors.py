@@ -143,3 +143,54 @@ def test_passages_survive_save_load_and_extend(tmp_path):
 def test_owners_with_gaps_are_refused():
     with pytest.raises(IndexMismatchError, match="without gaps"):
         VectorIndex.build(embedding_like(3), ENC, owner=np.array([0, 2, 2]))
+
+
+@pytest.mark.parametrize(
+    ("kind", "quantizer", "floor"),
+    [("hnsw", "none", 0.9), ("hnsw", "sq8", 0.85), ("ivf", "sq8", 0.85), ("ivf", "pq", 0.5)],
+)
+def test_build_measures_recall_against_exact(kind, quantizer, floor):
+    """The recall the build records is what an exact search says it is."""
+    x = embedding_like(4000)
+    params = VectorParams(kind=kind, quantizer=quantizer, pq_m=8, recall_queries=50)
+    index = VectorIndex.build(x, ENC, params)
+    assert index.quantizer == quantizer
+    measured = index.recall
+    assert measured["queries"] == 50 and measured["vectors"] == 4000
+    # By hand: the same seeded sample of passages as queries, R@100 against exact search.
+    sample = np.sort(np.random.default_rng(0).choice(4000, size=50, replace=False))
+    _, rows = index.search(x[sample], 100, encoder_fingerprint=ENC.fingerprint)  # 1 passage each
+    truth = exact_top(x, x[sample], 100)
+    by_hand = np.mean([len(set(r) & set(t)) / 100 for r, t in zip(rows, truth, strict=True)])
+    assert measured["R@100"] == pytest.approx(by_hand, abs=0.002)
+    assert floor <= measured["R@100"] <= 1.0
+    assert VectorIndex.build(x, ENC, VectorParams(kind="flat")).recall is None  # exact
+
+
+def test_auto_quantizer_switches_at_threshold():
+    params = VectorParams(kind="hnsw", quantize_above=1000)
+    assert VectorIndex.build(embedding_like(999), ENC, params).quantizer == "none"
+    assert VectorIndex.build(embedding_like(1000), ENC, params).quantizer == "sq8"
+    assert params.resolve_quantizer(10**6) == "sq8"
+    assert VectorParams(exact_below=100).resolve_quantizer(50) == "none"  # flat stays exact
+    with pytest.raises(ValueError, match="quantizer 'int4'"):
+        VectorParams(quantizer="int4")
+    with pytest.raises(IndexMismatchError, match="pq_m 5 must divide"):
+        VectorIndex.build(
+            embedding_like(500), ENC, VectorParams(kind="ivf", quantizer="pq", pq_m=5)
+        )
+
+
+@pytest.mark.parametrize("quantizer", ["none", "sq8"])
+def test_a_loaded_index_is_mapped_and_keeps_its_recall(tmp_path, quantizer):
+    x, q = embedding_like(3000), embedding_like(20, seed=4)
+    index = VectorIndex.build(x, ENC, VectorParams(kind="hnsw", quantizer=quantizer))
+    index.save(tmp_path / "v")
+    loaded = VectorIndex.load(tmp_path / "v")
+    assert isinstance(loaded.embeddings, np.memmap)  # not read into memory
+    assert loaded.quantizer == quantizer and loaded.recall == index.recall
+    a = index.search(q, 10, encoder_fingerprint=ENC.fingerprint)
+    b = loaded.search(q, 10, encoder_fingerprint=ENC.fingerprint)
+    np.testing.assert_array_equal(a[1], b[1])
+    grown = loaded.extend(embedding_like(10, seed=5))  # a mapped index still extends
+    assert grown.size == 3010 and grown.quantizer == quantizer and grown.recall == index.recall
