@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from brainrank.index.errors import InputError
@@ -160,7 +160,7 @@ def create_app(cfg: Config, *, token: str | None = None, poll_seconds: float = 0
         response_model=None,
         responses={200: {"model": SearchResponse}, **_errors(400, 404, 413, 503)},
     )
-    def search(body: SearchRequest) -> dict:
+    def search(body: SearchRequest) -> Response:
         """The top ``k`` documents for ``query``, with the signals behind each score."""
         serving = ready()
         searcher = serving.searcher
@@ -169,7 +169,8 @@ def create_app(cfg: Config, *, token: str | None = None, poll_seconds: float = 0
         result = searcher.search(body.query, k=body.k, mode=body.mode, model=model)
         qlog.record(result)
         metrics.search_seconds.labels(result.mode).observe(time.perf_counter() - t0)
-        return result.to_dict()
+        # Plain JSON types already: straight to the encoder, not through jsonable_encoder.
+        return JSONResponse(result.to_dict())
 
     @app.get("/documents/{doc_id:path}", responses=_errors(404, 503))
     def document(doc_id: str) -> dict:
