@@ -28,8 +28,10 @@ demo: install
 	$(RUN) search "car parts for sale" --workspace $(DEMO_WS) -k 5
 	$(RUN) search "laptop won't turn on" --workspace $(DEMO_WS) -k 5
 	$(RUN) search "money back if I change my mind" --workspace $(DEMO_WS) -k 5
+	@echo "Test queries (never trained on): every fixed mode against the learned model"
 	$(RUN) eval --queries data/queries.jsonl --qrels data/qrels-test.txt \
-		--mode bm25,dense,hybrid,learned --model latest --workspace $(DEMO_WS)
+		--mode bm25,dense,hybrid,hybrid-rrf,hybrid-minmax,learned --model latest \
+		--workspace $(DEMO_WS)
 
 # The debugger's end-to-end test drives Debian's headless Chromium; install it when missing.
 test: install

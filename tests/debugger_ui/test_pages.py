@@ -235,7 +235,7 @@ def test_health_shows_model_age_and_training_date(launch, ui_config):
     assert metric(at, "Trained") == champion.created.strftime("%Y-%m-%d")
     assert any(champion.created.strftime("%Y-%m-%d %H:%M UTC") in c.value for c in at.caption)
     assert metric(at, "Model age").startswith("0d ")
-    assert metric(at, "Documents") == "236"
+    assert metric(at, "Documents") == "604"
 
 
 def test_health_shows_the_verdict_feature_drift_and_retrain_history(launch, health_config):

@@ -142,7 +142,7 @@ def test_search_over_an_emptied_store_is_an_error(cfg):
 
 
 def test_ingest_never_shrinks_the_collection_to_a_replaced_store(cfg, encoder):
-    """On the old code this ingest silently replaced 236 documents by 3."""
+    """On the old code this ingest silently replaced the sample's 604 documents by 3."""
     w = Workspace(cfg.workspace)
     before = sorted(p.name for p in w.indexes_dir.iterdir())
     w.store_path.unlink()
@@ -201,7 +201,7 @@ def test_a_manifest_changed_in_place_is_caught_by_its_own_checksum(cfg):
 
     path = cfg.workspace / GEN / "manifest.json"
     text = path.read_text()
-    path.write_text(text.replace('"documents": 236', '"documents": 235'))  # valid JSON still
+    path.write_text(text.replace('"documents": 604', '"documents": 603'))  # valid JSON still
     with pytest.raises(DamagedArtifactError, match="differ from its own checksum"):
         SearchEngine(cfg)
 
@@ -279,7 +279,7 @@ def test_reindex_rebuilds_from_a_wrecked_index_folder(cfg, encoder):
     with pytest.raises(BrainrankError):
         SearchEngine(cfg)
     rep = rebuild_indexes(cfg, encoder_factory=lambda: encoder)
-    assert rep.documents == 236 and rep.generation == 5
+    assert rep.documents == 604 and rep.generation == 5
     assert sorted(p.name for p in w.indexes_dir.iterdir() if p.name.startswith("gen-")) == [
         "gen-000005"
     ]
@@ -293,6 +293,6 @@ def test_reindex_command_with_a_garbled_manifest(cfg):
     truncate(cfg.workspace / GEN / "manifest.json")
     res = CliRunner().invoke(app, ["reindex", "-w", str(cfg.workspace)])
     assert res.exit_code == 0, res.output
-    assert "rebuilt generation 2: 236 documents" in res.output
+    assert "rebuilt generation 2: 604 documents" in res.output
     res = CliRunner().invoke(app, ["search", "gift", "--mode", "bm25", "-w", str(cfg.workspace)])
     assert res.exit_code == 0, res.output

@@ -111,7 +111,7 @@ def test_run_dir_pointing_at_a_file_fails_before_searching(sample_config, tmp_pa
 
 def test_eval_warns_about_judgments_of_unknown_documents(sample_config, tmp_path):
     qrels = tmp_path / "qrels.txt"
-    qrels.write_text("q01 0 d008 2\nq01 0 nowhere 1\nq99 0 d008 1\n")
+    qrels.write_text("q01 0 d008 2\nq01 0 nowhere 1\nq999 0 d008 1\n")
     res = run(
         "eval", "--queries", DATA / "queries.jsonl", "--qrels", qrels, "-m", "bm25",
         "-w", sample_config.workspace,

@@ -138,8 +138,8 @@ def test_skip_bad_counts_and_keeps_good(tmp_path):
 
 def test_sample_log_reads_and_propensities_fall():
     log = read_click_log(DATA / "clicks.jsonl")
-    assert len(log) == 400 and not log.skipped
-    assert sum(len(imp.clicks) for imp in log) == 396
+    assert len(log) == 1300 and not log.skipped
+    assert sum(len(imp.clicks) for imp in log) == 1313
     p = estimate_propensities(log)
     assert p.shape == (10,) and p[0] == 1.0
     assert np.all(np.diff(p) <= 0) and p[1] < 0.8 and p[-1] < 0.5 * p[1]

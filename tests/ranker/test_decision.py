@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -21,6 +22,14 @@ from brainrank.ranker.learning.decision import (
 from tests.conftest import DATA, make_config
 
 SETTINGS = PromotionConfig()
+
+
+def few_holdout_queries(cfg):
+    """cfg with min_holdout_queries above the sample's holdout (about a sixth of its train
+    queries), so that holdout counts as too small to decide on."""
+    return dataclasses.replace(
+        cfg, promotion=dataclasses.replace(cfg.promotion, min_holdout_queries=50)
+    )
 
 
 def scores(values) -> dict[str, float]:
@@ -115,11 +124,11 @@ def test_first_model_is_cross_validated_against_every_fixed_mode(sample_config, 
     from brainrank.ranker.registry.registry import Registry
 
     shutil.copytree(sample_config.workspace, tmp_path / "ws")
-    cfg = make_config(tmp_path / "ws")
+    cfg = few_holdout_queries(make_config(tmp_path / "ws"))
     queries, qrels = read_queries(DATA / "queries.jsonl"), read_qrels(DATA / "qrels-train.txt")
     result = train(cfg, queries, qrels, options=TrainOptions(max_epochs=8))
     decision, cv = result.decision, result.summary["cross_validation"]
-    assert result.summary["holdout_queries"] < SETTINGS.min_holdout_queries
+    assert result.summary["holdout_queries"] < cfg.promotion.min_holdout_queries
     assert decision.method == CROSS_VALIDATION
     assert decision.queries == cv["queries"] == len(qrels)
     assert [c.against for c in decision.comparisons] == list(FIXED_MODES)
@@ -140,13 +149,13 @@ def test_against_a_champion_only_its_unseen_queries_count(trained_config, tmp_pa
     from brainrank.ranker.registry.registry import Registry
 
     shutil.copytree(trained_config.workspace, tmp_path / "ws")
-    cfg = make_config(tmp_path / "ws")
+    cfg = few_holdout_queries(make_config(tmp_path / "ws"))
     registry = Registry(cfg.workspace / "models")
     before = registry.champion()
     queries, qrels = read_queries(DATA / "queries.jsonl"), read_qrels(DATA / "qrels-train.txt")
     result = train(cfg, queries, qrels, options=TrainOptions(max_epochs=8))
     unseen = set(before.meta["holdout_queries"])
-    assert 0 < len(unseen) < SETTINGS.min_holdout_queries
+    assert 0 < len(unseen) < cfg.promotion.min_holdout_queries
     assert result.decision.queries == len(unseen) and not result.decision.promote
     assert "min_holdout_queries" in result.decision.reason
     assert not result.promoted and registry.champion().version == before.version

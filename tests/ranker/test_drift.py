@@ -37,17 +37,17 @@ from tests.conftest import DATA, ingest, make_config
 DAY = 86400.0
 NEW_TOPIC = [
     "symptoms of seasonal flu in children",
-    "mortgage interest rates this year",
+    "current mortgage interest rates",
     "python programming tutorial for beginners",
     "football match results premier league",
     "train timetable to the airport",
     "how to treat a sprained ankle",
-    "best hiking trails in the alps",
-    "learn spanish grammar online",
+    "best ski resorts in the alps",
+    "spanish grammar lessons",
     "stock market index futures",
     "vegan lasagna recipe",
     "quantum computing explained",
-    "cheap flights to lisbon",
+    "cheap hotels in lisbon",
 ]
 
 
@@ -295,13 +295,13 @@ def test_fresh_documents_fire_the_corpus_monitor(sim, tmp_path):
     now = datetime.now(UTC)
     fresh = [
         Document(f"n{i:03d}", f"Garden robot model R{i}", f"Autonomous lawn robot number {i}.", now)
-        for i in range(30)
+        for i in range(80)
     ]
     ingest(cfg, sim["encoder"], fresh)
     report = monitor(cfg, MonitorConfig(), now=time.time())
     corpus = report.monitors["corpus"]
     assert corpus["status"] == "alarm"
-    assert corpus["changed_since_training"] == 30 and corpus["changed_share"] == 30 / 266
+    assert corpus["changed_since_training"] == 80 and corpus["changed_share"] == 80 / 684
 
 
 def test_an_old_model_is_stale(sim):

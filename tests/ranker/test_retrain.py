@@ -76,7 +76,7 @@ def test_retrain_if_needed_recovers_from_fresh_documents(workspace, encoder):
     now = datetime.now(UTC)
     fresh = [
         Document(f"n{i:03d}", f"Garden robot model R{i}", f"Autonomous lawn robot number {i}.", now)
-        for i in range(30)
+        for i in range(80)  # over [monitor] max_changed_docs (10%) of the 604 sample documents
     ]
     ingest(workspace, encoder, fresh)
     log_clicked_traffic(workspace, encoder)

@@ -47,7 +47,7 @@ def test_trained_version_records_what_it_learned_from(trained_config):
     champion = registry(trained_config).champion()
     meta = champion.meta
     assert meta["feature_schema"]["names"][0] == "fused"
-    assert meta["training"]["click_impressions"] == 400
+    assert meta["training"]["click_impressions"] == 1300
     assert meta["training"]["holdout_queries"] >= 1
     assert {"challenger", "hybrid", "bm25", "dense"} <= set(meta["metrics"])
     baseline = json.loads((champion.path / "baseline.json").read_text())
