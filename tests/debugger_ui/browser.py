@@ -326,7 +326,7 @@ def ink(png: Path, left: int = 320) -> float:
 
 PAGES = {
     # name: (URL query, text that shows the page is complete, window height)
-    "search": ("?q=make+my+tv+sound+better&doc=d081", "Relevant documents missed", 2150),
+    "search": ("?q=make+my+tv+sound+better&doc=d081", "Relevant documents missed", 3400),
     "why-not": ("?page=why-not&q=make+my+tv+sound+better&doc=d015&rank=10", "Holding it", 1500),
     "compare": (
         "?page=compare&q=make+my+tv+sound+better&a=hybrid&b=learned:v0001&set=1",
