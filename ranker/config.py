@@ -283,6 +283,11 @@ def _from_dict(data: dict[str, Any], source: Path | None) -> Config:
         section = top.pop(name, {})
         if not isinstance(section, dict):
             raise BrainrankError(f"config [{name}] must be a table")
+        if name == "retrain" and "margin" in section:
+            raise BrainrankError(
+                "config [retrain] margin has moved: automatic promotion now needs the lower "
+                "bound of a bootstrap interval above [promotion] margin (README: Promotion)"
+            )
         # Judgment files sit beside the config file; the encoder's paths keep the working dir.
         base_dir = source.parent if name == "retrain" and source is not None else None
         tables[name] = _build(cls, section, name, base_dir)

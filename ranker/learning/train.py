@@ -3,7 +3,9 @@
 The challenger learns a correction on top of min-max fusion (the ranker's residual feature),
 from graded judgments and, optionally, position-debiased click labels. Judged queries are split
 by a stable hash of their id: a holdout share compares challenger, champion and the fixed
-fusions; of the rest, a validation share drives early stopping. With ``finetune_encoder`` the
+modes (promotion needs the paired-bootstrap verdict of ``decision``; with too small a holdout
+the recipe is cross-validated over all judged queries instead, ``crossval``); of the rest, a
+validation share drives early stopping. With ``finetune_encoder`` the
 pretrained encoder is first adapted to the collection, and the challenger is evaluated on a
 staged index generation embedded by it while the champion keeps serving; the ranker itself fits
 on the train queries' lists from the index before fine-tuning (the encoder has seen those

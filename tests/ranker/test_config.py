@@ -63,7 +63,7 @@ def test_ops_tables_and_relative_paths(tmp_path):
         ('[monitor]\nwindow = "a week"\n', r"config \[monitor\]: window 'a week'"),
         ("[monitor]\nk = 2.5\n", r"config \[monitor\] k must be an integer"),
         ('[retrain]\nclick_margin = "small"\n', r"config \[retrain\] click_margin must be a"),
-        ("[retrain]\nmargin = 0.01\n", r"unknown key\(s\) in config \[retrain\]: margin"),
+        ("[retrain]\nmargin = 0.01\n", r"config \[retrain\] margin has moved: .*\[promotion\]"),
         ("[promotion]\nmargin = 2.0\n", r"config \[promotion\]: margin must be in"),
         ("[promotion]\nmin_holdout_queries = 0\n", r"config \[promotion\]: min_holdout"),
         ("[promotion]\nconfidence = 0.1\n", r"config \[promotion\]: confidence must be"),
