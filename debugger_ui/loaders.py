@@ -1,4 +1,4 @@
-"""Everything the pages load or compute, cached: the only module that uses ``st.cache_*``.
+"""Everything the pages load or compute, cached through ``caches`` (``st.cache_*``).
 
 The search engine (index, encoder, loaded models) is a ``st.cache_resource`` keyed by the
 workspace and the index generation serving now, so a promotion that switches the index or a new
@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import streamlit as st
-
+from brainrank.debugger_ui import caches
 from brainrank.debugger_ui.access import require_writable
 from brainrank.debugger_ui.judgments import (
     JudgedSet,
     SetRun,
-    set_run,
     store_judged,
     store_set_names,
     write_grade,
@@ -34,11 +32,7 @@ from brainrank.index.workspace import Workspace
 from brainrank.ranker.cli.ui_settings import Settings
 from brainrank.ranker.config import Config, load_config
 
-# Rank every candidate, so any candidate's final rank is known (the UI shows the top k).
-FULL_DEPTH = 1000
 FIXED_MODES = ("hybrid", "bm25", "dense", "hybrid-rrf", "hybrid-minmax")
-# Seconds a monitor report is reused (the Health page says when it was computed).
-MONITOR_TTL = 60
 # Judgment sources besides the store's sets (whose names cannot start with "_").
 ALL_SETS = "_all"
 FILES = "_files"
@@ -104,7 +98,7 @@ class Context:
                 f"workspace {self.workspace.root} has no documents yet; run `brainrank ingest "
                 f"PATH --workspace {self.workspace.root}` first"
             )
-        return _engine(str(self.cfg.workspace), self.settings.config, self.generation)
+        return caches.engine(str(self.cfg.workspace), self.settings.config, self.generation)
 
     @cached_property
     def registry(self):
@@ -179,7 +173,9 @@ class Context:
         s = self.settings
         if s.queries is None or s.qrels is None:
             return None
-        return _judged(str(s.queries), str(s.qrels), _mtime(s.queries), _mtime(s.qrels))
+        return caches.judged(
+            str(s.queries), str(s.qrels), caches.mtime(s.queries), caches.mtime(s.qrels)
+        )
 
     @cached_property
     def judged(self) -> JudgedSet | None:
@@ -229,7 +225,7 @@ class Context:
         index generation or log, or ``refresh``, recomputes at once.
         """
         mcfg = self.monitor_config
-        return _monitor(
+        return caches.monitor(
             self.cfg,
             mcfg,
             self.key,
@@ -248,11 +244,13 @@ class Context:
         folder = self.workspace.models_dir / REPORTS_DIR
         files = sorted(folder.glob("*.json")) if folder.is_dir() else []
         signature = tuple((f.name, f.stat().st_mtime_ns) for f in files)
-        return _retrain_history(str(self.workspace.models_dir), signature)
+        return caches.retrain_history(str(self.workspace.models_dir), signature)
 
     def ranking(self, query: str, ranking: Ranking):
         """SearchResult of every candidate for ``query`` (top first), with its features."""
-        return _ranking(self.engine, self.key, self.generation, query, ranking.mode, ranking.model)
+        return caches.ranking(
+            self.engine, self.key, self.generation, query, ranking.mode, ranking.model
+        )
 
     def log_search(self, query: str, ranking: Ranking, k: int) -> str:
         """Append the top ``k`` of this ranking to the workspace's query log (source "ui").
@@ -264,26 +262,28 @@ class Context:
         """
         require_writable(self.writable, "log this search")
         top = self.ranking(query, ranking).top(k)
-        return str(_query_log(str(self.workspace.root)).record(top))
+        return str(caches.query_log(str(self.workspace.root)).record(top))
 
     def explained(self, query: str, model: str, doc_ids: tuple[str, ...]):
         """(CandidateFeatures, Explanation of ``doc_ids``, GAM sub-scores or None)."""
-        return _explained(self.engine, self.key, self.generation, query, model, doc_ids)
+        return caches.explained(self.engine, self.key, self.generation, query, model, doc_ids)
 
     def decomposed(self, query: str, ranking: Ranking):
         """``ranker.learning.decompose.Decomposition`` of every candidate's score."""
-        return _decomposed(
+        return caches.decomposed(
             self.engine, self.key, self.generation, query, ranking.mode, ranking.model
         )
 
     def correction(self, query: str, model: str, doc_id: str):
         """SHAP ``Explanation`` of ``doc_id``'s learned correction (score less fusion part)."""
-        return _correction(self.engine, self.key, self.generation, query, model, doc_id)
+        return caches.correction(self.engine, self.key, self.generation, query, model, doc_id)
 
     def matches(self, query: str, doc_id: str, query_vector=None):
         """(BM25 ``TermTable``, dense ``PassageMatch`` or None without a query vector)."""
         dense = query_vector is not None
-        return _matches(self.engine, self.key, self.generation, query, doc_id, dense, query_vector)
+        return caches.matches(
+            self.engine, self.key, self.generation, query, doc_id, dense, query_vector
+        )
 
     def documents(self, doc_ids: list[str]) -> dict:
         """Documents by id from the store (ids not in it are left out)."""
@@ -291,18 +291,18 @@ class Context:
 
     def why_not(self, query: str, model: str, target: str, above: str):
         """(feature rows of target and above [2, F], WhyNot)."""
-        return _why_not(self.engine, self.key, self.generation, query, model, target, above)
+        return caches.why_not(self.engine, self.key, self.generation, query, model, target, above)
 
     def standing(self, query: str, doc_id: str, ranking: Ranking):
         result = self.ranking(query, ranking)
-        return _standing(
+        return caches.standing(
             self.engine, self.key, self.generation, query, doc_id, ranking.spec, result
         )
 
     def set_run(self, ranking: Ranking) -> SetRun:
         """nDCG@10 and top 10 of every judged query of the source in use under ``ranking``."""
         judged = self.judged
-        return _per_query(
+        return caches.per_query(
             self.engine,
             self.key,
             self.generation,
@@ -314,112 +314,3 @@ class Context:
 
     def ndcg10_per_query(self, ranking: Ranking) -> dict[str, float]:
         return self.set_run(ranking).ndcg10
-
-
-def _mtime(path) -> float:
-    try:
-        return Path(path).stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-@st.cache_resource(show_spinner="Opening the index…", max_entries=4)
-def _engine(workspace: str, config: Path | None, generation: int):
-    from brainrank.ranker.retrieval.search import SearchEngine
-
-    # The encoder loads on the first dense, hybrid or learned search (BM25 never needs it).
-    return SearchEngine(load_config(config, workspace=Path(workspace)), generation=generation)
-
-
-@st.cache_data(show_spinner="Reading judgments…", max_entries=8)
-def _judged(queries: str, qrels: str, _m1: float, _m2: float) -> JudgedSet:
-    from brainrank.ranker.evaluation import read_qrels, read_queries
-
-    return JudgedSet(read_queries(queries), read_qrels(qrels))
-
-
-@st.cache_data(show_spinner="Ranking…", max_entries=256)
-def _ranking(_engine, key: str, generation: int, query: str, mode: str, model: str | None):
-    return _engine.search(query, k=FULL_DEPTH, mode=mode, model=model)
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _query_log(root: str):
-    """The workspace's query log, opened once for the UI's searches (SQLite, WAL)."""
-    from brainrank.ranker.feedback.querylog import QueryLog
-
-    return QueryLog.open(root, source="ui")
-
-
-@st.cache_data(show_spinner="Explaining (SHAP)…", max_entries=128)
-def _explained(_engine, key: str, generation: int, query: str, model: str, doc_ids: tuple):
-    from brainrank.ranker.learning.explain import candidate_features, explain, gam_subscores
-
-    features = candidate_features(_engine, query, model)
-    learned, _ = _engine.model(model)
-    x = features.rows(list(doc_ids))
-    # auto: a GAM's SHAP values in closed form (exact, and far cheaper than sampling).
-    explanation = explain(learned, x, background=features.features, method="auto")
-    sub = gam_subscores(learned, x) if learned.ranker.params.scorer == "gam" else None
-    return features, explanation, sub
-
-
-@st.cache_data(show_spinner="Splitting the scores…", max_entries=128)
-def _decomposed(_engine, key: str, generation: int, query: str, mode: str, model: str | None):
-    from brainrank.ranker.learning.decompose import decompose
-
-    return decompose(_engine, query, mode, model)
-
-
-@st.cache_data(show_spinner="Explaining the correction (SHAP)…", max_entries=256)
-def _correction(_engine, key: str, generation: int, query: str, model: str, doc_id: str):
-    from brainrank.ranker.learning.explain import explain
-
-    parts = _decomposed(_engine, key, generation, query, "learned", model)
-    learned, _ = _engine.model(model)
-    x = parts.features[[parts.row(doc_id)]]
-    return explain(learned, x, background=parts.features, method="auto", target="correction")
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def _matches(_engine, key, generation, query: str, doc_id: str, dense: bool, _vector):
-    from brainrank.ranker.retrieval.matches import matched_passage, matched_terms
-
-    passage = matched_passage(_engine, _vector, doc_id) if dense else None
-    return matched_terms(_engine, query, doc_id), passage
-
-
-@st.cache_data(show_spinner="Explaining (SHAP)…", max_entries=128)
-def _why_not(_engine, key: str, generation: int, query: str, model: str, target: str, above: str):
-    from brainrank.ranker.learning.explain import candidate_features, why_not
-
-    features = candidate_features(_engine, query, model)
-    learned, _ = _engine.model(model)
-    rows = features.rows([target, above])
-    return rows, why_not(learned, rows[0], rows[1], features.features)
-
-
-@st.cache_data(show_spinner=False, max_entries=128)
-def _standing(_engine, key, generation, query, doc_id, spec: str, _result):
-    from brainrank.ranker.learning.explain import standing
-
-    return standing(_engine, query, doc_id, _result)
-
-
-@st.cache_data(show_spinner="Ranking every judged query…", max_entries=32)
-def _per_query(_engine, key, generation, _judged, judged_key: str, mode: str, model: str | None):
-    return set_run(_engine, _judged, mode, model)
-
-
-@st.cache_data(show_spinner="Running the monitors…", ttl=MONITOR_TTL, max_entries=16)
-def _monitor(_cfg, _mcfg, key, window, mcfg_key, champion, generation, has_log, refresh):
-    from brainrank.ranker.monitoring.drift import monitor
-
-    return monitor(_cfg, _mcfg, window=window)
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def _retrain_history(models_dir: str, signature: tuple) -> list[dict]:
-    from brainrank.ranker.monitoring.retrain import history
-
-    return history(Path(models_dir))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -199,3 +200,22 @@ def _number(value: Any, typed: bool) -> float | None:
     except (ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def is_name(name: object, longest: int) -> bool:
+    """Whether ``name`` is 1-``longest`` letters, digits, '.', '_' or '-' starting with a
+    letter or digit: safe as a file name and a key."""
+    return isinstance(name, str) and len(name) <= longest and bool(_NAME.fullmatch(name))
+
+
+def check_name(name: object, what: str, longest: int) -> str:
+    """``name`` if ``is_name``, else ``InputError`` naming ``what`` and what is allowed."""
+    if not is_name(name, longest):
+        raise InputError(
+            f"{what} {name!r} is not allowed; use 1-{longest} letters, digits, '.', '_' or "
+            "'-', starting with a letter or digit"
+        )
+    return name

@@ -10,7 +10,6 @@ reopens later, after models and judgments have moved on, without ranking anythin
 from __future__ import annotations
 
 import json
-import re
 import time as _time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,13 +18,15 @@ from pathlib import Path
 from brainrank.index.atomic import write_text_atomic
 from brainrank.index.errors import BrainrankError, InputError
 from brainrank.index.jsontext import loads
+from brainrank.index.validation import check_name, is_name
 from brainrank.ranker.evaluation_stats import PairedTest, paired_t_test
 
 SNAPSHOTS_DIR = "snapshots"
 FORMAT = "brainrank.compare-snapshot"
 FORMAT_VERSION = 1
 TOP = 10
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+NAME_LENGTH = 100  # the longest snapshot name (also its file name)
 
 
 class SnapshotError(BrainrankError):
@@ -141,12 +142,7 @@ class SetComparison:
 
 def check_snapshot_name(name: str) -> str:
     """``name`` if it can name a snapshot file, else ``InputError`` saying what is allowed."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InputError(
-            f"snapshot name {name!r} is not allowed; use 1-100 letters, digits, '.', '_' or "
-            "'-', starting with a letter or digit"
-        )
-    return name
+    return check_name(name, "snapshot name", NAME_LENGTH)
 
 
 def snapshot_path(workspace_root: Path | str, name: str) -> Path:
@@ -162,7 +158,7 @@ def snapshot_names(workspace_root: Path | str) -> list[str]:
     found = []
     for f in folder.glob("*.json"):
         try:
-            if _NAME.match(f.stem):
+            if is_name(f.stem, NAME_LENGTH):
                 found.append((-f.stat().st_mtime, f.stem))
         except OSError:  # deleted while listing
             continue

@@ -13,7 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from brainrank.debugger_ui import state
-from brainrank.debugger_ui.loaders import MONITOR_TTL, Context
+from brainrank.debugger_ui.caches import MONITOR_TTL
+from brainrank.debugger_ui.loaders import Context
 from brainrank.debugger_ui.views.common import hint_on_error
 from brainrank.debugger_ui.views.health_tables import (
     bars,

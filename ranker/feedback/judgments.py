@@ -20,7 +20,6 @@ whose text differs between sets takes the most recently set text.
 from __future__ import annotations
 
 import hashlib
-import re
 import sqlite3
 import threading
 import time as _time
@@ -30,12 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brainrank.index.errors import BrainrankError, InputError
+from brainrank.index.validation import check_name
 from brainrank.ranker.feedback.store import BUSY_TIMEOUT_MS, Transaction, _retry_locked
 
 JUDGMENTS_FILE = "judgments.sqlite"
 DEFAULT_SET = "default"
 JUDGMENT_TABLES = ("sets", "queries", "judgments")
-_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 NONE_YET = (
     "import some with `brainrank judgments import QRELS --queries FILE` "
     "or train once with `brainrank train --queries FILE --qrels QRELS`"
@@ -64,12 +63,7 @@ CREATE TABLE IF NOT EXISTS judgments (
 
 def check_set_name(name: str) -> str:
     """``name`` if it is a usable set name, else ``InputError`` saying what is allowed."""
-    if not isinstance(name, str) or not _SET_NAME.match(name):
-        raise InputError(
-            f"judgment set name {name!r} is not allowed; use 1-64 letters, digits, '.', '_' "
-            "or '-', starting with a letter or digit"
-        )
-    return name
+    return check_name(name, "judgment set name", 64)
 
 
 @dataclass(frozen=True)

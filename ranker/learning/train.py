@@ -17,7 +17,6 @@ filled in after the lists are built, out of fold for the train lists. The split 
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,15 +28,8 @@ import numpy as np
 from brainrank.index.errors import InputError
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
-from brainrank.ranker.evaluation import METRICS, Qrels, check_judgments, per_query, score_run
-from brainrank.ranker.learning.crossval import cross_validate, pool, score_lists, subset
-from brainrank.ranker.learning.decision import (
-    CROSS_VALIDATION,
-    FIXED_MODES,
-    HOLDOUT,
-    Decision,
-    decide,
-)
+from brainrank.ranker.evaluation import Qrels, check_judgments
+from brainrank.ranker.learning.decision import Decision
 from brainrank.ranker.learning.encoder_stage import fine_tuned_here, finetune_for_training
 from brainrank.ranker.learning.features import FeatureExtractor, FeatureSchema
 from brainrank.ranker.learning.gates import DomainGate, QueryGate, list_summary
@@ -51,14 +43,13 @@ from brainrank.ranker.learning.learned import (
     LearnedModel,
 )
 from brainrank.ranker.learning.lists import (
-    ListSet,
     candidate_lists,
     feature_baseline,
     label_items,
-    rank_lists,
 )
 from brainrank.ranker.learning.memory import MEMORY_FILE
 from brainrank.ranker.learning.splits import query_split
+from brainrank.ranker.learning.verdict import compare, verdict
 from brainrank.ranker.progress import Progress
 from brainrank.ranker.retrieval.search import SearchEngine
 
@@ -228,21 +219,29 @@ def train(
         summary["ranker_seconds"] = history.pop("seconds")
         summary["ranker"] = history
         holdout_qrels = {q: qrels[q] for q in holdout}
-        metrics, per = _compare(engine, challenger, ho, holdout_qrels, champion)
-        decision = _decide(
-            cfg,
+        metrics, per = compare(engine, challenger, ho, holdout_qrels, champion)
+
+        def refit(t, v, fold_prior, fold_memory):  # one cross-validation fold, same recipe
+            *_, model, _ = _fit(
+                schema, t, t, v, clicks, fold_prior, fold_memory, options, progress, quiet=True
+            )
+            return model
+
+        decision, cv = verdict(
+            cfg.promotion,
             engine,
-            challenger_engine.generation,
-            schema,
             (tr, va, ho),
             qrels,
             champion,
             per,
-            options,
-            progress,
-            clicks,
-            summary,
+            None if options.finetune_encoder else refit,
+            seed=options.seed,
+            progress=progress,
+            generation=challenger_engine.generation,
+            schema=schema,
         )
+        if cv is not None:
+            summary["cross_validation"] = cv
 
         ranker.save(tmp / RANKER_DIR)
         gate.save(tmp / GATE_FILE)
@@ -312,111 +311,3 @@ def _fit(schema, fit, tr, va, clicks, prior, memory, options, progress, *, quiet
         query_gate = QueryGate.fit(tr.vectors, va.vectors)
     model = LearnedModel(None, ranker, schema, gate, clicks, query_gate, prior, memory)
     return ranker, gate, query_gate, model, history
-
-
-def _compare(engine, challenger, lists, qrels, champion):
-    """Holdout metrics of challenger, champion and the fixed modes the champion would face,
-    and each one's per-query nDCG@10 (for the promotion decision)."""
-    runs = {"challenger": rank_lists(score_lists(challenger, lists), lists)}
-    for mode in FIXED_MODES:
-        runs[mode] = _mode_run(engine, lists, mode)
-    if champion is not None:
-        runs["champion"] = _mode_run(engine, lists, "learned")
-    metrics = {
-        name: {m: round(v, 4) for m, v in score_run(qrels, run).items() if m in METRICS}
-        for name, run in runs.items()
-    }
-    return metrics, {name: per_query(qrels, run) for name, run in runs.items()}
-
-
-def _decide(
-    cfg,
-    engine,
-    generation,
-    schema,
-    lists,
-    qrels,
-    champion,
-    per,
-    options,
-    progress,
-    clicks,
-    summary,
-) -> Decision:
-    """The promotion verdict: on the holdout when it is large enough, else cross-validated
-    over every judged query (``learning.crossval``)."""
-    settings = cfg.promotion
-    tr, va, ho = lists
-    names = ["champion"] if champion is not None else list(FIXED_MODES)
-    if len(ho.keys) >= settings.min_holdout_queries:
-        return decide(per["challenger"], {n: per[n] for n in names}, settings, seed=options.seed)
-    if options.finetune_encoder:
-        return Decision(
-            False,
-            HOLDOUT,
-            len(ho.keys),
-            settings.margin,
-            (),
-            f"only {len(ho.keys)} held-out queries, and cross-validation does not cover "
-            "encoder fine-tuning; promote by hand after checking `brainrank eval`",
-        )
-    pooled = pool([tr, va, ho])
-    judged = {k: qrels[k] for k in pooled.keys if k in qrels}
-    # Each fold traces a new ranker's graph; TensorFlow warns about retracing when it is
-    # expected, and the warning would only confuse.
-    tf_log = logging.getLogger("tensorflow")
-    level = tf_log.level
-    tf_log.setLevel(logging.ERROR)
-    try:
-        with progress.task("Cross-validation (folds)", settings.folds) as advance:
-            oof = cross_validate(
-                generation,
-                schema,
-                pooled,
-                judged,
-                lambda t, v, prior, memory: _fit(
-                    schema, t, t, v, clicks, prior, memory, options, progress, quiet=True
-                )[3],
-                folds=settings.folds,
-                seed=options.seed,
-                on_fold=lambda: advance(1),
-            )
-    finally:
-        tf_log.setLevel(level)
-    incumbents = {}
-    if champion is not None:
-        # Only queries the champion never trained on: its own holdout.
-        unseen = set(champion.meta.get("holdout_queries") or ()) & set(judged)
-        incumbents["champion"] = (
-            per_query(
-                {q: judged[q] for q in unseen},
-                _mode_run(
-                    engine,
-                    subset(pooled, [i for i, k in enumerate(pooled.keys) if k in unseen]),
-                    "learned",
-                ),
-            )
-            if unseen
-            else {}
-        )
-    else:
-        rows = [i for i, k in enumerate(pooled.keys) if k in judged]
-        for mode in FIXED_MODES:
-            incumbents[mode] = per_query(judged, _mode_run(engine, subset(pooled, rows), mode))
-    summary["cross_validation"] = {
-        "folds": settings.folds,
-        "queries": len(oof),
-        "nDCG@10": {
-            name: round(float(np.mean([scores[q] for q in oof if q in scores])), 4)
-            for name, scores in {"challenger": oof, **incumbents}.items()
-            if any(q in scores for q in oof)
-        },
-    }
-    return decide(oof, incumbents, settings, method=CROSS_VALIDATION, seed=options.seed)
-
-
-def _mode_run(engine: SearchEngine, lists: ListSet, mode: str) -> dict[str, list[str]]:
-    return {
-        key: [h.doc_id for h in engine.search(text, k=100, mode=mode).hits]
-        for key, text in zip(lists.keys, lists.texts, strict=True)
-    }
