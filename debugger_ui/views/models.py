@@ -54,6 +54,13 @@ def versions_frame(ctx: Context) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _best_validation(ranker: dict) -> float | None:
+    """The validation split's best nDCG@10, or the cross-validated curve's peak."""
+    if ranker.get("best_val_ndcg10") is not None:
+        return ranker["best_val_ndcg10"]
+    return max(ranker["curve"]) if ranker.get("curve") else None
+
+
 def training_frame(training: dict) -> pd.DataFrame:
     """What a version learned from, one row per fact."""
     ranker = training.get("ranker") or {}
@@ -68,7 +75,12 @@ def training_frame(training: dict) -> pd.DataFrame:
         "click impressions": training.get("click_impressions"),
         "click-only queries": training.get("click_only_queries"),
         "epochs (best)": f"{ranker.get('epochs', '?')} ({ranker.get('best_epoch', '?')})",
-        "best validation nDCG@10": _rounded(ranker.get("best_val_ndcg10")),
+        "early stopping": (
+            f"{ranker['folds']}-fold cross-validation"
+            if ranker.get("early_stopping") == "cross-validation"
+            else "validation split"
+        ),
+        "best validation nDCG@10": _rounded(_best_validation(ranker)),
         "training seconds": training.get("seconds"),
     }
     return pd.DataFrame(

@@ -70,6 +70,14 @@ def train(
     scorer: Annotated[str, typer.Option("--scorer", help="dnn or gam")] = "dnn",
     loss: Annotated[str, typer.Option("--loss", help="softmax or approx_ndcg")] = "softmax",
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    early_stopping: Annotated[
+        str,
+        typer.Option(
+            "--early-stopping",
+            help="When to stop training: cv (epochs chosen by 5-fold cross-validation), split "
+            "(a validation split), or auto (cv up to 300 judged training queries)",
+        ),
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line")] = False,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
@@ -85,10 +93,17 @@ def train(
         raise BrainrankError(f"unknown scorer {scorer!r}; choose dnn or gam")
     if loss not in ("softmax", "approx_ndcg"):
         raise BrainrankError(f"unknown loss {loss!r}; choose softmax or approx_ndcg")
+    if early_stopping not in ("auto", "cv", "split"):
+        raise BrainrankError(f"unknown early stopping {early_stopping!r}; choose auto, cv or split")
     cfg = resolve_config(workspace, config)
     judged, from_files = _judgments(cfg, queries, qrels, set_name)
     options = TrainOptions(
-        finetune_encoder=finetune, promote=promote, seed=seed, scorer=scorer, loss=loss
+        finetune_encoder=finetune,
+        promote=promote,
+        seed=seed,
+        scorer=scorer,
+        loss=loss,
+        early_stopping=early_stopping,
     )
     result = run_training(
         cfg,

@@ -97,7 +97,14 @@ class QueryGate:
 
     @classmethod
     def fit(cls, train: np.ndarray, validation: np.ndarray, *, quantile: float = 0.05) -> QueryGate:
-        nearest = (validation @ train.T).max(axis=1)
+        return cls.calibrated(train, (validation @ train.T).max(axis=1), quantile=quantile)
+
+    @classmethod
+    def calibrated(
+        cls, train: np.ndarray, nearest: np.ndarray, *, quantile: float = 0.05
+    ) -> QueryGate:
+        """The gate over ``train``'s vectors whose threshold is the ``quantile`` of in-domain
+        queries' similarities to their nearest training query (``nearest``)."""
         return cls(train.astype(np.float32), float(np.quantile(nearest, quantile)))
 
     def similarity(self, query_vector: np.ndarray) -> float:

@@ -209,8 +209,8 @@ class ListwiseRanker:
         self,
         x_train: np.ndarray,
         y_train: np.ndarray,
-        x_val: np.ndarray,
-        y_val: np.ndarray,
+        x_val: np.ndarray | None,
+        y_val: np.ndarray | None,
         *,
         on_epoch: Callable[[int, dict], None] | None = None,
     ) -> dict:
@@ -221,10 +221,15 @@ class ListwiseRanker:
         floats loss, ndcg10, val_loss, val_ndcg10, best_val_ndcg10, seconds. The first fit also
         sets the input standardisation from the real (label >= 0) training documents. Returns
         {"epochs", "best_epoch", "best_val_ndcg10", "seconds"}.
+
+        Without validation lists (None) it trains exactly ``max_epochs`` epochs (a count chosen
+        beforehand, ``epochs.cv_epochs``) and keeps the last weights; ``on_epoch`` then gets
+        loss, ndcg10 and seconds, and best_val_ndcg10 is None.
         """
         started = time.perf_counter()
         x_train, y_train = self._check_xy(x_train, y_train, "train")
-        x_val, y_val = self._check_xy(x_val, y_val, "val")
+        if x_val is not None:
+            x_val, y_val = self._check_xy(x_val, y_val, "val")
         p = self.params
         std = self.model.get_layer("standardize")
         mean, scale = std.get_weights()
@@ -242,6 +247,8 @@ class ListwiseRanker:
             .batch(p.batch_size)
             .prefetch(2)
         )
+        if x_val is None:
+            return self._fit_fixed(train, on_epoch, started)
         val = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(_EVAL_BATCH)
         initial = self.model.evaluate(val, verbose=0, return_dict=True)["ndcg_10"]
         tracker = BestWeights(float(initial), p.patience, on_epoch, started)
@@ -253,6 +260,31 @@ class ListwiseRanker:
             "epochs": tracker.epochs,
             "best_epoch": tracker.best_epoch,
             "best_val_ndcg10": tracker.best,
+            "seconds": time.perf_counter() - started,
+        }
+
+    def _fit_fixed(self, train, on_epoch, started: float) -> dict:
+        epochs = self.params.max_epochs
+        callbacks = []
+        if on_epoch is not None:
+            callbacks.append(
+                tf.keras.callbacks.LambdaCallback(
+                    on_epoch_end=lambda e, logs: on_epoch(
+                        e + 1,
+                        {
+                            "loss": float(logs["loss"]),
+                            "ndcg10": float(logs["ndcg_10"]),
+                            "seconds": time.perf_counter() - started,
+                        },
+                    )
+                )
+            )
+        if epochs > 0:
+            self.model.fit(train, epochs=epochs, callbacks=callbacks, verbose=0)
+        return {
+            "epochs": epochs,
+            "best_epoch": epochs,
+            "best_val_ndcg10": None,
             "seconds": time.perf_counter() - started,
         }
 

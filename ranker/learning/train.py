@@ -29,8 +29,15 @@ from brainrank.index.errors import InputError
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
 from brainrank.ranker.evaluation import Qrels, check_judgments
+from brainrank.ranker.learning.crossval import pool, subset
 from brainrank.ranker.learning.decision import Decision
 from brainrank.ranker.learning.encoder_stage import fine_tuned_here, finetune_for_training
+from brainrank.ranker.learning.epochs import (
+    CROSS_VALIDATION,
+    EpochChoice,
+    cv_epochs,
+    early_stopping_mode,
+)
 from brainrank.ranker.learning.features import FeatureExtractor, FeatureSchema
 from brainrank.ranker.learning.gates import DomainGate, QueryGate, list_summary
 from brainrank.ranker.learning.judged import set_judged_features
@@ -66,6 +73,9 @@ class TrainOptions:
     loss: str = "softmax"
     doc_fields: tuple[str, ...] = ()
     max_epochs: int = 100
+    # "auto": early stopping by cross-validation up to epochs.CV_MAX_QUERIES judged queries,
+    # else on the validation split; "cv" or "split" force one.
+    early_stopping: str = "auto"
 
 
 @dataclass
@@ -206,6 +216,19 @@ def train(
                 "Train lists (encoder before fine-tuning)",
             )
             summary["ranker_fit_lists"] = "index before fine-tuning"
+        stopping = early_stopping_mode(
+            options.early_stopping,
+            len(train_ids) + len(val_ids),
+            can_cross_validate=fit is tr,  # not with lists from the index before fine-tuning
+        )
+        choice = None
+        if stopping == CROSS_VALIDATION:
+            # Every judged training query trains; folds of them choose the epoch count.
+            tr = fit = pool([tr, va])
+            va = subset(va, [])
+            choice = _choose_epochs(
+                challenger_engine.generation, schema, tr, qrels, options, progress
+            )
         prior, memory = set_judged_features(
             challenger_engine.generation, schema, tr, va, ho, fit if fit is not tr else None
         )
@@ -214,7 +237,7 @@ def train(
         summary["feature_seconds"] = round(time.perf_counter() - t, 2)
 
         ranker, gate, query_gate, challenger, history = _fit(
-            schema, fit, tr, va, clicks, prior, memory, options, progress
+            schema, fit, tr, va, clicks, prior, memory, options, progress, choice=choice
         )
         summary["ranker_seconds"] = history.pop("seconds")
         summary["ranker"] = history
@@ -222,8 +245,20 @@ def train(
         metrics, per = compare(engine, challenger, ho, holdout_qrels, champion)
 
         def refit(t, v, fold_prior, fold_memory):  # one cross-validation fold, same recipe
+            if choice is not None:  # the epoch count chosen above (not re-chosen per fold)
+                t, v = pool([t, v]), subset(v, [])
             *_, model, _ = _fit(
-                schema, t, t, v, clicks, fold_prior, fold_memory, options, progress, quiet=True
+                schema,
+                t,
+                t,
+                v,
+                clicks,
+                fold_prior,
+                fold_memory,
+                options,
+                progress,
+                quiet=True,
+                choice=choice,
             )
             return model
 
@@ -282,32 +317,66 @@ def train(
     return TrainResult(version.version, promoted, decision.reason, metrics, summary, decision)
 
 
-def _fit(schema, fit, tr, va, clicks, prior, memory, options, progress, *, quiet=False):
-    """Fit the ranker on ``fit`` (early stopping on ``va``) and its gates on ``tr``; the
-    model as it will serve, and the training history (with its seconds)."""
+def _params(schema, options, epochs: int | None = None):
     from brainrank.ranker.learning.ranker_params import RankerParams
-    from brainrank.ranker.learning.tfr_model import ListwiseRanker
 
-    params = RankerParams(
+    return RankerParams(
         scorer=options.scorer,
         loss=options.loss,
         residual_feature=schema.index("fused"),
         seed=options.seed,
-        max_epochs=options.max_epochs,
+        max_epochs=options.max_epochs if epochs is None else epochs,
     )
-    ranker = ListwiseRanker.create(len(schema.names), params)
+
+
+def _choose_epochs(generation, schema, lists, qrels, options, progress) -> EpochChoice:
+    from brainrank.ranker.learning.tfr_model import ListwiseRanker
+
+    folds = 5
+    with progress.task("Choosing epochs (folds)", folds) as advance:
+        return cv_epochs(
+            generation,
+            schema,
+            lists,
+            set(qrels),
+            lambda: ListwiseRanker.create(len(schema.names), _params(schema, options)),
+            max_epochs=options.max_epochs,
+            folds=folds,
+            seed=options.seed,
+            on_fold=lambda: advance(1),
+        )
+
+
+def _fit(
+    schema, fit, tr, va, clicks, prior, memory, options, progress, *, quiet=False, choice=None
+):
+    """Fit the ranker on ``fit`` (early stopping on ``va``, or ``choice.epochs`` epochs when
+    the epoch count was cross-validated) and its gates on ``tr``; the model as it will serve,
+    and the training history (with its seconds)."""
+    from brainrank.ranker.learning.tfr_model import ListwiseRanker
+
+    epochs = None if choice is None else choice.epochs
+    ranker = ListwiseRanker.create(len(schema.names), _params(schema, options, epochs))
+    val = (va.x, va.y) if choice is None else (None, None)
     t = time.perf_counter()
     if quiet:
-        history = ranker.fit(fit.x, fit.y, va.x, va.y)
+        history = ranker.fit(fit.x, fit.y, *val)
     else:
-        with progress.task("Training ranker (epochs)", options.max_epochs) as advance:
-            history = ranker.fit(fit.x, fit.y, va.x, va.y, on_epoch=lambda e, logs: advance(1))
+        total = options.max_epochs if epochs is None else epochs
+        with progress.task("Training ranker (epochs)", total) as advance:
+            history = ranker.fit(fit.x, fit.y, *val, on_epoch=lambda e, logs: advance(1))
     history = {**history, "seconds": round(time.perf_counter() - t, 2)}
+    if choice is not None:
+        history.update(choice.summary())
+        history.pop("best_val_ndcg10", None)
     gate = DomainGate.fit(
         np.array([list_summary(x[y >= 0], schema) for x, y in zip(tr.x, tr.y, strict=True)])
     )
     query_gate = None
-    if tr.vectors is not None and va.vectors is not None:
+    if choice is not None and tr.vectors is not None and len(choice.nearest):
+        # The threshold from every judged query's out-of-fold nearest training query.
+        query_gate = QueryGate.calibrated(tr.vectors, choice.nearest)
+    elif tr.vectors is not None and va.vectors is not None and len(va.vectors):
         query_gate = QueryGate.fit(tr.vectors, va.vectors)
     model = LearnedModel(None, ranker, schema, gate, clicks, query_gate, prior, memory)
     return ranker, gate, query_gate, model, history

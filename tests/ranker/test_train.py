@@ -49,6 +49,12 @@ def test_trained_version_records_what_it_learned_from(trained_config):
     assert meta["feature_schema"]["names"][0] == "fused"
     assert meta["training"]["click_impressions"] == 1300
     assert meta["training"]["holdout_queries"] >= 1
+    # 105 judged training queries: the epoch count was cross-validated (learning.epochs), and
+    # the final ranker trained exactly that long on all of them.
+    ranker = meta["training"]["ranker"]
+    assert ranker["early_stopping"] == "cross-validation" and ranker["folds"] == 5
+    assert ranker["epochs"] == ranker["best_epoch"] == int(np.argmax(ranker["curve"]))
+    assert len(ranker["curve"]) == meta["options"]["max_epochs"] + 1
     assert {"challenger", "hybrid", "bm25", "dense"} <= set(meta["metrics"])
     baseline = json.loads((champion.path / "baseline.json").read_text())
     assert set(baseline["features"]) == set(meta["feature_schema"]["names"])

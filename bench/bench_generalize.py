@@ -1,0 +1,188 @@
+"""Does the learned ranker generalize? New queries, few judgments, other collections.
+
+    .venv/bin/python bench/bench_generalize.py [--rows few,terciles] [--seeds 0,1,2]
+        [--collections scifact,nfcorpus-preprocessed] [--few 150]
+        [--early-stopping split,cv]
+
+Every learned figure comes from ``brainrank train`` as a user runs it (``train()``: candidate
+lists, judged features, early stopping, gates on, no promotion), scored on the collection's
+*test* judgments, mean over ``--seeds`` (the seed moves the train/validation/holdout split and
+the ranker's initialisation). Each row stands beside BM25 and the best fixed fusion (the better
+of hybrid-rrf and hybrid-minmax on the same test queries, which flatters the fusion).
+
+- ``few``: a fixed, seeded sample of ``--few`` judged training queries (seed 12345, the same for
+  every setting), once per early-stopping setting (``--early-stopping``: the validation split,
+  or epochs chosen by 5-fold cross-validation, ``ranker.learning.epochs``).
+- ``terciles``: a model trained on all training judgments; SciFact's test queries split into
+  thirds by the cosine of their nearest training query (the pretrained encoder's query
+  vectors), each third against the fusion on the same queries.
+
+Workspaces are bench/.work/<collection> (``bench_learned.py`` builds the same ones); models
+trained here are registered there as challengers and never promoted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from datetime import date
+
+import numpy as np
+from bench_learned import collection_files, workspace
+from common import machine, print_table
+
+FUSIONS = ("hybrid-rrf", "hybrid-minmax")
+FEW_SEED = 12345
+
+
+def judged(name, datasets, split):
+    from brainrank.ranker.evaluation import read_qrels, read_queries
+
+    _, queries, qrels = collection_files(name, datasets, split)
+    q, j = read_queries(queries), read_qrels(qrels)
+    return q, {k: v for k, v in j.items() if k in q}
+
+
+def per_query_modes(cfg, queries, qrels, modes, model=None):
+    """{mode: {query: nDCG@10}} on ``qrels``' queries."""
+    from brainrank.ranker.evaluation import per_query
+    from brainrank.ranker.retrieval.search import SearchEngine
+
+    engine = SearchEngine(cfg)
+    out = {}
+    for mode in modes:
+        run = {
+            q: [h.doc_id for h in engine.search(queries[q], k=100, mode=mode, model=model).hits]
+            for q in qrels
+        }
+        out[mode] = per_query(qrels, run)
+    return out
+
+
+def train_model(cfg, queries, qrels, *, seed, early_stopping):
+    from brainrank.ranker.learning.train import TrainOptions, train
+    from brainrank.ranker.progress import Progress
+
+    options = TrainOptions(promote=False, seed=seed, early_stopping=early_stopping)
+    t = time.perf_counter()
+    result = train(cfg, queries, qrels, options=options, progress=Progress())
+    return result, time.perf_counter() - t
+
+
+def mean(scores: dict[str, float], keys=None) -> float:
+    keys = list(scores) if keys is None else keys
+    return float(np.mean([scores[k] for k in keys])) if keys else float("nan")
+
+
+def few_rows(args, name):
+    cfg, _ = workspace(name, args.datasets)
+    queries, train_qrels = judged(name, args.datasets, "train")
+    test_queries, test_qrels = judged(name, args.datasets, "test")
+    sample = sorted(random.Random(FEW_SEED).sample(sorted(train_qrels), args.few))
+    few = {q: train_qrels[q] for q in sample}
+    fixed = per_query_modes(cfg, test_queries, test_qrels, ("bm25", *FUSIONS))
+    bm25 = mean(fixed["bm25"])
+    fusion = max(mean(fixed[m]) for m in FUSIONS)
+    rows = []
+    for stopping in args.early_stopping:
+        scores, epochs, seconds = [], [], []
+        for seed in args.seeds:
+            result, secs = train_model(cfg, queries, few, seed=seed, early_stopping=stopping)
+            learned = per_query_modes(
+                cfg, test_queries, test_qrels, ["learned"], model=result.version
+            )["learned"]
+            scores.append(mean(learned))
+            ranker = result.summary.get("ranker", {})
+            epochs.append(ranker.get("best_epoch"))
+            seconds.append(secs)
+            print(f"{name} few={args.few} {stopping} seed {seed}: {scores[-1]:.4f}", flush=True)
+        m = statistics.mean(scores)
+        rows.append(
+            [
+                f"{name}, {args.few} train queries, early stopping {stopping}",
+                f"{bm25:.4f}",
+                f"{fusion:.4f}",
+                f"{m:.4f} ({', '.join(f'{s:.3f}' for s in scores)})",
+                f"{m - fusion:+.4f}",
+                "/".join(str(e) for e in epochs),
+                f"{statistics.mean(seconds):.0f}",
+            ]
+        )
+    return rows
+
+
+def tercile_rows(args, name):
+    from brainrank.ranker.retrieval.search import SearchEngine
+
+    cfg, _ = workspace(name, args.datasets)
+    queries, train_qrels = judged(name, args.datasets, "train")
+    test_queries, test_qrels = judged(name, args.datasets, "test")
+    engine = SearchEngine(cfg)
+    encode = engine.encoder.encode  # the pretrained encoder the workspace serves with
+    train_vecs = np.asarray(encode([queries[q] for q in train_qrels]), dtype=np.float32)
+    test_ids = sorted(test_qrels)
+    test_vecs = np.asarray(encode([test_queries[q] for q in test_ids]), dtype=np.float32)
+    nearest = (test_vecs @ train_vecs.T).max(axis=1)
+    order = np.argsort(nearest)
+    thirds = {
+        "farthest": [test_ids[i] for i in order[: len(order) // 3]],
+        "middle": [test_ids[i] for i in order[len(order) // 3 : 2 * len(order) // 3]],
+        "nearest": [test_ids[i] for i in order[2 * len(order) // 3 :]],
+    }
+    fixed = per_query_modes(cfg, test_queries, test_qrels, ("bm25", *FUSIONS))
+    rows = []
+    per_seed = []
+    for seed in args.seeds:
+        result, _ = train_model(cfg, queries, train_qrels, seed=seed, early_stopping="auto")
+        per_seed.append(
+            per_query_modes(cfg, test_queries, test_qrels, ["learned"], model=result.version)[
+                "learned"
+            ]
+        )
+    for third, ids in thirds.items():
+        fusion = max(mean(fixed[m], ids) for m in FUSIONS)
+        learned = statistics.mean(mean(s, ids) for s in per_seed)
+        rows.append(
+            [
+                f"{name}, {third} third of test queries",
+                f"{mean(fixed['bm25'], ids):.4f}",
+                f"{fusion:.4f}",
+                f"{learned:.4f}",
+                f"{learned - fusion:+.4f}",
+                "",
+                "",
+            ]
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default=None)
+    parser.add_argument("--rows", default="few,terciles")
+    parser.add_argument("--collections", default="scifact,nfcorpus-preprocessed")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--few", type=int, default=150)
+    parser.add_argument("--early-stopping", default="split,cv")
+    args = parser.parse_args()
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.early_stopping = args.early_stopping.split(",")
+    wanted = args.rows.split(",")
+    rows = []
+    for name in args.collections.split(","):
+        if "few" in wanted:
+            rows += few_rows(args, name)
+        if "terciles" in wanted and name == "scifact":
+            rows += tercile_rows(args, name)
+    print(f"\nMachine: {machine()}; {date.today()}; seeds {args.seeds}")
+    print_table(
+        "Learned ranker on test judgments (nDCG@10, mean over seeds)",
+        ["setting", "bm25", "best fixed fusion", "learned", "learned - fusion", "epochs", "s"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
