@@ -13,9 +13,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Reinstall whenever the dependency list changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+# Reinstall whenever the dependency list changes. The constraints keep protobuf below 5,
+# which TensorFlow 2.15 needs and Ray's extra would otherwise upgrade past.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,ray]' -c constraints.txt
 	touch $@
 
 install: $(VENV)/.installed

@@ -231,7 +231,9 @@ def artifacts(ws: Path) -> dict[str, list[Path]]:
     _, payload, _ = search(ws)
     serving = _serving_generation(ws) or sorted((ws / "indexes").glob("gen-*"))[-1]
     for f in sorted(p for p in serving.rglob("*") if p.is_file()):
-        kind = "manifest" if f.name == "manifest.json" else f.relative_to(serving).parts[0]
+        parts = f.relative_to(serving).parts
+        parts = parts[2:] if parts[0] == "segments" and len(parts) > 2 else parts  # by segment part
+        kind = "manifest" if f.name == "manifest.json" else parts[0]
         kinds.setdefault(f"index {kind.split('.')[0]}", []).append(f)
     version = ws / "models" / "versions" / (payload or {}).get("model", "v0002")
     for f in sorted(p for p in version.rglob("*") if p.is_file()):

@@ -73,11 +73,14 @@ def verify_files(
     repair: str,
     full: bool = True,
     large: Callable[[str], bool] = lambda rel: False,
+    seen: set | None = None,
 ) -> None:
     """Check each file of ``files`` (as :func:`describe_files` wrote it) under ``folder``.
 
     Files for which ``large(rel)`` holds are only checked for size, head and array header
-    unless ``full``; every other file is hashed.
+    unless ``full``; every other file is hashed. ``seen`` (a set the caller keeps for one
+    check) skips hashing a file again that was found sound under another name: index
+    generations share segments by hard links, one inode under several folders.
     """
     if not isinstance(files, dict):
         raise damaged(folder, "its list of file checksums is malformed", repair)
@@ -98,8 +101,15 @@ def verify_files(
                     raise damaged(path, "its first bytes differ from the checksum written", repair)
                 if path.suffix == ".npy":
                     check_npy(path, repair)
-            elif file_sha256(path) != entry.get("sha256"):
-                raise damaged(path, "its checksum differs from the one written with it", repair)
+            else:
+                st = path.stat()
+                key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, entry.get("sha256"))
+                if seen is not None and key in seen:
+                    continue
+                if file_sha256(path) != entry.get("sha256"):
+                    raise damaged(path, "its checksum differs from the one written with it", repair)
+                if seen is not None:
+                    seen.add(key)
         except OSError as exc:
             raise damaged(path, f"cannot read it: {exc}", repair) from None
 

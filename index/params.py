@@ -71,3 +71,28 @@ class EncoderInfo:
     name: str
     fingerprint: str
     dim: int
+
+
+@dataclass(frozen=True)
+class SegmentParams:
+    """When an ingest merges index segments (the [segments] table).
+
+    An ingest adds one small segment of the documents it added or changed and marks the old
+    copies deleted; these limits bound how many segments and deleted documents a search
+    carries. Past ``max_segments`` the small segments are merged into one (the main segment
+    is left alone); past ``merge_fraction`` (live documents of the small segments over the
+    main segment's) or ``max_deleted`` (deleted share of all documents the segments hold)
+    everything is merged into one segment, as ``brainrank optimize`` does.
+    """
+
+    max_segments: int = 8
+    merge_fraction: float = 0.1
+    max_deleted: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.max_segments < 2:
+            raise ValueError(f"max_segments must be at least 2, not {self.max_segments}")
+        for name in ("merge_fraction", "max_deleted"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], not {value}")

@@ -71,6 +71,7 @@ class UpsertCounts:
     added: int
     updated: int
     unchanged: int
+    written: tuple[str, ...] = ()  # ids added or updated, each once, in order of arrival
 
 
 class DocumentStore:
@@ -255,7 +256,8 @@ class DocumentStore:
                 "content_hash=excluded.content_hash, updated_at=excluded.updated_at",
                 rows,
             )
-        return UpsertCounts(added, updated, unchanged)
+        written = tuple(dict.fromkeys(row[0] for row in rows))
+        return UpsertCounts(added, updated, unchanged, written)
 
     def delete(self, doc_ids: Sequence[str]) -> int:
         """Delete documents (inside a transaction); an unknown id is an error, deleting nothing."""

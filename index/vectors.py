@@ -51,6 +51,7 @@ class VectorIndex:
         counts = np.bincount(owner) if len(owner) else np.zeros(0, dtype=np.int64)
         self._ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._most_passages = int(counts.max()) if len(counts) else 1
+        self._deleted: _Tombstones | None = None
         self._set_search_params()
 
     @property
@@ -61,6 +62,36 @@ class VectorIndex:
     def rows(self, position: int) -> slice:
         """The passage rows of the document at ``position``."""
         return slice(int(self._ptr[position]), int(self._ptr[position + 1]))
+
+    def passage_counts(self) -> np.ndarray:
+        """Passage vectors per document, by position."""
+        return np.diff(self._ptr)
+
+    def passage_vectors(self, position: int) -> np.ndarray:
+        """The passage vectors of the document at ``position``, in passage order."""
+        return self.embeddings[self.rows(position)]
+
+    def delete(self, positions: np.ndarray) -> None:
+        """Leave the documents at ``positions`` out of this loaded index's searches.
+
+        Tombstones of a segmented generation: the files are not changed. Searches filter the
+        deleted passages inside FAISS (an ``IDSelector``) and fall back to exact search over
+        the live passages when an approximate index finds too few live documents.
+        """
+        positions = np.unique(np.asarray(positions, dtype=np.int64))
+        if len(positions) == 0:
+            self._deleted = None
+            return
+        if positions[0] < 0 or positions[-1] >= self.size:
+            raise IndexMismatchError(f"deleted positions outside 0..{self.size - 1}")
+        dead = np.zeros(self.size, dtype=bool)
+        dead[positions] = True
+        self._deleted = _Tombstones(positions, ~dead[self.owner], self._index)
+
+    @property
+    def live(self) -> int:
+        """Number of documents not deleted (``delete``)."""
+        return self.size - (0 if self._deleted is None else len(self._deleted.positions))
 
     @classmethod
     def build(
@@ -154,7 +185,7 @@ class VectorIndex:
         """
         self.check_encoder(encoder_fingerprint)
         q = _check_matrix(np.atleast_2d(queries), self.encoder.dim)
-        k = min(k, self.size)
+        k = min(k, self.live)
         scores = np.full((len(q), k), -np.inf, dtype=np.float32)
         positions = np.full((len(q), k), -1, dtype=np.int64)
         if k == 0:
@@ -162,12 +193,18 @@ class VectorIndex:
         # The top k documents own at most k * (most passages of any document) rows, so this
         # depth always reaches the best passage of each of them.
         depth = min(k * self._most_passages, len(self.embeddings))
-        raw_scores, rows = self._index.search(q, depth)
+        if self._deleted is None:
+            raw_scores, rows = self._index.search(q, depth)
+        else:
+            raw_scores, rows = self._deleted.search(self._index, q, depth)
         for i in range(len(q)):
             valid = rows[i] >= 0
             docs = self.owner[rows[i][valid]]
             _, first = np.unique(docs, return_index=True)
             first = np.sort(first)[:k]  # hits come best-first: a document's first is its best
+            if len(first) < k and self._deleted is not None:
+                # A filtered approximate search can run out of live neighbours: exact instead.
+                return self._deleted.exact(self, q, k, scores, positions)
             positions[i, : len(first)] = docs[first]
             scores[i, : len(first)] = raw_scores[i][valid][first]
         return scores, positions
@@ -234,6 +271,57 @@ class VectorIndex:
             base.hnsw.efSearch = self.params.hnsw_ef_search
         elif isinstance(base, faiss.IndexIVF):
             base.nprobe = self.params.ivf_nprobe
+
+
+class _Tombstones:
+    """The deleted documents of one loaded index, and how its searches leave them out."""
+
+    def __init__(self, positions: np.ndarray, alive: np.ndarray, index: faiss.Index):
+        self.positions = positions
+        self.alive = alive
+        self.live_rows = np.flatnonzero(alive)
+        self._bits = np.packbits(alive, bitorder="little")  # the selector reads this buffer
+        self._params = None
+        base = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+        if hasattr(faiss, "IDSelectorBitmap") and not (_on_gpu(index) or _on_gpu(base)):
+            selector = faiss.IDSelectorBitmap(len(alive), faiss.swig_ptr(self._bits))
+            if isinstance(base, faiss.IndexHNSW):
+                params = faiss.SearchParametersHNSW(sel=selector, efSearch=base.hnsw.efSearch)
+            elif isinstance(base, faiss.IndexIVF):
+                params = faiss.SearchParametersIVF(sel=selector, nprobe=base.nprobe)
+            else:
+                params = faiss.SearchParameters(sel=selector)
+            self._selector, self._params = selector, params  # both kept alive with the bits
+
+    def search(self, index: faiss.Index, q: np.ndarray, depth: int):
+        """FAISS search for the best ``depth`` live passages (-1 rows where there are fewer)."""
+        if self._params is not None:
+            return index.search(q, depth, params=self._params)
+        # No selector (a GPU index): search past every deleted passage, then drop them.
+        extra = min(depth + int((~self.alive).sum()), index.ntotal)
+        raw, rows = index.search(q, extra)
+        keep = (rows >= 0) & self.alive[np.maximum(rows, 0)]
+        out_s = np.full((len(q), depth), -np.inf, dtype=np.float32)
+        out_r = np.full((len(q), depth), -1, dtype=np.int64)
+        for i in range(len(q)):
+            found = np.flatnonzero(keep[i])[:depth]
+            out_s[i, : len(found)], out_r[i, : len(found)] = raw[i, found], rows[i, found]
+        return out_s, out_r
+
+    def exact(self, vectors: VectorIndex, q: np.ndarray, k: int, scores, positions):
+        """Exact top-``k`` live documents by best passage, for every query row."""
+        sims = np.asarray(q @ np.asarray(vectors.embeddings[self.live_rows]).T)
+        docs = vectors.owner[self.live_rows]
+        for i in range(len(q)):
+            best = np.full(vectors.size, -np.inf, dtype=np.float32)
+            np.maximum.at(best, docs, sims[i])
+            top = np.argsort(-best, kind="stable")[:k]
+            positions[i], scores[i] = top, best[top]
+        return scores, positions
+
+
+def _on_gpu(index: faiss.Index) -> bool:
+    return "Gpu" in type(index).__name__
 
 
 def _check_loaded(index, embeddings: np.ndarray, owner: np.ndarray, meta: dict, dim: int) -> None:

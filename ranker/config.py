@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from brainrank.index.errors import BrainrankError
-from brainrank.index.params import BM25Params, VectorParams
+from brainrank.index.params import BM25Params, SegmentParams, VectorParams
 from brainrank.ranker.durations import parse_duration, parse_schedule
 
 # [encoder] bulk_precision values (ranker.encoding.precision.bulk_precision).
@@ -200,6 +200,22 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """The [cluster] table: bulk embedding on a Ray cluster (``ingest`` and ``reindex --ray``)."""
+
+    # Set, ingest and reindex embed on the Ray cluster there ("auto", "HOST:6379",
+    # "ray://HOST:10001"; "local" starts one on this machine). Empty: only with --ray.
+    ray_address: str = ""
+    actors: int = 0  # encoders in the pool; 0: one per cpus_per_actor CPUs of the cluster
+    cpus_per_actor: int = 1  # CPUs each encoder reserves, and the threads it computes on
+    batch_rows: int = 256  # passages per Ray Data batch: the unit retried when a worker dies
+
+    def __post_init__(self):
+        if self.actors < 0 or self.cpus_per_actor < 1 or self.batch_rows < 1:
+            raise ValueError("actors must be >= 0, cpus_per_actor and batch_rows >= 1")
+
+
+@dataclass(frozen=True)
 class Config:
     workspace: Path = DEFAULT_WORKSPACE
     datasets: Path = field(default_factory=_default_datasets_dir)
@@ -207,10 +223,12 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     bm25: BM25Params = field(default_factory=BM25Params)
     vectors: VectorParams = field(default_factory=VectorParams)
+    segments: SegmentParams = field(default_factory=SegmentParams)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)  # [monitor], [retrain], [schedule]
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     source: Path | None = None  # the TOML file this came from, if any
 
     def to_dict(self) -> dict[str, Any]:
@@ -268,9 +286,11 @@ _SECTIONS = {
     "ingest": IngestConfig,
     "bm25": BM25Params,
     "vectors": VectorParams,
+    "segments": SegmentParams,
     "retrieval": RetrievalConfig,
     "service": ServiceConfig,
     "promotion": PromotionConfig,
+    "cluster": ClusterConfig,
 }
 _OPS_SECTIONS = {"monitor": MonitorConfig, "retrain": RetrainConfig, "schedule": ScheduleConfig}
 _PATH_KEYS = ("path", "queries", "qrels", "log_path")  # values that are paths but default to None

@@ -212,17 +212,22 @@ def update_collection(
     delete=(),
     rebuild: bool = False,
     progress: Progress | None = None,
+    bulk_loader=None,
 ) -> IngestReport:
-    """Store ``documents``, delete ids and bring the indexes up to date (ingest and reindex)."""
+    """Store ``documents``, delete ids and bring the indexes up to date (ingest and reindex).
+
+    ``bulk_loader(path, encoder_cfg)`` loads the encoder that embeds (default
+    ``load_bulk_encoder``; ``--ray`` passes ``ray_bulk.ray_loader``)."""
     from brainrank.index.workspace import Workspace
     from brainrank.ranker.encoding.bulk import load_bulk_encoder
     from brainrank.ranker.encoding.loading import encoder_path_for, serving_manifest
     from brainrank.ranker.retrieval.indexing import update_indexes
 
+    load = bulk_loader or load_bulk_encoder
     if rebuild and not documents and not delete:  # `reindex`: whatever state the indexes are in
         from brainrank.ranker.retrieval.reindex import rebuild_indexes
 
-        return rebuild_indexes(cfg, progress=progress)
+        return rebuild_indexes(cfg, progress=progress, bulk_loader=load)
     ws = Workspace(cfg.workspace)
     if rebuild and not ws.exists():
         raise BrainrankError(f"workspace {ws.root} has no documents; run `brainrank ingest` first")
@@ -233,7 +238,7 @@ def update_collection(
         documents=documents,
         delete_ids=list(delete),
         rebuild=rebuild,
-        encoder_factory=lambda: load_bulk_encoder(path, cfg.encoder),
+        encoder_factory=lambda: load(path, cfg.encoder),
         encoder_path=path,
         progress=progress,
     )

@@ -117,9 +117,10 @@ def _check_serving(ws: Workspace, store: DocumentStore | None, findings: list[Fi
 
 def _check_generations(ws: Workspace, store: DocumentStore | None, findings: list[Finding]):
     folders = sorted(ws.indexes_dir.glob("gen-*")) if ws.indexes_dir.is_dir() else []
+    seen: set = set()  # files already hashed: generations share segments (hard links)
     for folder in folders:
         try:
-            verified = verify_generation(folder, full=True)
+            verified = verify_generation(folder, full=True, seen=seen)
             if not verified:
                 from brainrank.ranker.retrieval.candidates import Generation
 
@@ -131,13 +132,25 @@ def _check_generations(ws: Workspace, store: DocumentStore | None, findings: lis
             findings.append(Finding("index", str(folder), DAMAGED, str(exc), REINDEX))
             continue
         if verified:
-            findings.append(Finding("index", str(folder), OK, "every file matches its checksum"))
+            detail = "every file matches its checksum" + _segments_note(ws, folder)
+            findings.append(Finding("index", str(folder), OK, detail))
         else:
             detail = "written before checksums: it loads, but its files cannot be verified"
             findings.append(Finding("index", str(folder), UNVERIFIED, detail, REINDEX))
     for tmp in sorted(ws.indexes_dir.glob(".gen-*.tmp")) if ws.indexes_dir.is_dir() else []:
         detail = "left by an interrupted build; the next ingest removes it"
         findings.append(Finding("index", str(tmp), NOTE, detail))
+
+
+def _segments_note(ws: Workspace, folder: Path) -> str:
+    """How many segments and deleted documents a generation carries, when it is not merged."""
+    segments = ws.manifest(int(folder.name[4:])).get("segments")
+    if not isinstance(segments, list) or not segments:
+        return ""
+    if len(segments) == 1 and not segments[0].get("deleted"):
+        return ""
+    deleted = sum(int(s.get("deleted", 0)) for s in segments)
+    return f" ({len(segments)} segments, {deleted} deleted documents; `brainrank optimize` merges)"
 
 
 def _check_models(ws: Workspace, findings: list[Finding]) -> None:

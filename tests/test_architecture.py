@@ -23,7 +23,7 @@ ALLOWED = {
     "brainrank.debugger_ui": {"brainrank.index", "brainrank.ranker", "brainrank.debugger_ui"},
 }
 MAX_LINES = 450
-HEAVY = ("tensorflow", "tensorflow_ranking", "faiss", "bm25s", "shap", "streamlit", "keras")
+HEAVY = ("tensorflow", "tensorflow_ranking", "faiss", "bm25s", "shap", "streamlit", "keras", "ray")
 
 
 def _modules() -> dict[str, Path]:

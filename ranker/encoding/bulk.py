@@ -140,30 +140,40 @@ def bulk_runtime(path: Path, setting: str) -> str:
     return "openvino" if (Path(path) / "config.json").is_file() else "tensorflow"
 
 
-def load_bulk_encoder(path: Path | str, cfg: EncoderConfig, *, reference=None):
+def load_bulk_encoder(
+    path: Path | str, cfg: EncoderConfig, *, reference=None, threads: int | None = None
+):
     """The encoder that embeds a collection with the folder at ``path``, per ``cfg``.
 
     A BERT folder without an export gets one first (``reference``, a loaded TextEncoder of the
-    same weights, saves loading them again for the check).
+    same weights, saves loading them again for the check). ``threads`` caps the threads it
+    computes on (default: every core), for a process that shares the machine (a Ray actor).
     """
     from brainrank.ranker.encoding.loading import load_encoder
 
     path = Path(path)
     if bulk_runtime(path, cfg.bulk_runtime) == "tensorflow":
-        return reference if reference is not None else load_encoder(path, cfg.max_length)
+        if reference is not None:
+            return reference
+        if threads is not None:
+            from brainrank.ranker.encoding.precision import configure_tf_threads
+
+            configure_tf_threads(threads)
+        return load_encoder(path, cfg.max_length)
     try:
-        return OpenVinoEncoder.load(path, cfg.max_length, cfg.bulk_precision)
+        return OpenVinoEncoder.load(path, cfg.max_length, cfg.bulk_precision, threads)
     except ExportMissingError:
         from brainrank.ranker.encoding.onnx_export import export_onnx
 
         export_onnx(path, reference=reference)
-        return OpenVinoEncoder.load(path, cfg.max_length, cfg.bulk_precision)
+        return OpenVinoEncoder.load(path, cfg.max_length, cfg.bulk_precision, threads)
 
 
 def bulk_context(encoder, precision: str):
     """The context to embed in: TensorFlow's bfloat16 rewrite for a TF encoder, else nothing
-    (OpenVINO's precision is fixed when the encoder is compiled)."""
-    if isinstance(encoder, OnnxEncoder):  # OpenVINO's too
+    (OpenVINO's precision is fixed when the encoder is compiled; a Ray pool's encoders, marked
+    ``remote``, set theirs in their own processes)."""
+    if isinstance(encoder, OnnxEncoder) or getattr(encoder, "remote", False):  # OpenVINO's too
         return nullcontext(encoder.precision)
     return _tf_precision(precision)
 

@@ -11,6 +11,7 @@ import numpy as np
 from brainrank.index.bm25 import BM25Index
 from brainrank.index.errors import BrainrankError
 from brainrank.index.vectors import VectorIndex
+from brainrank.ranker.retrieval.layout import Loaded, is_segmented, load_segmented
 
 
 @dataclass(frozen=True)
@@ -31,34 +32,36 @@ class Candidates:
 
 
 class Generation:
-    """One index generation loaded for serving: doc ids, keyword index and vector index."""
+    """One index generation loaded for serving: doc ids, keyword indexes, vector index.
+
+    Positions number the generation's live documents (``index.livemap``): for a generation of
+    several segments the indexes are views over all of them (``layout``), for one written
+    before segments the indexes as they were saved.
+    """
 
     def __init__(self, directory: Path):
         self.directory = directory
         try:
             self.manifest = json.loads((directory / "manifest.json").read_text())
-            docs = json.loads((directory / "docs.json").read_text())
         except (OSError, ValueError) as exc:
             raise BrainrankError(
                 f"index generation {directory} is unreadable ({exc}); run `brainrank reindex`"
             ) from exc
-        self.doc_ids: list[str] = docs["ids"]
-        self.content_hashes: list[str] = docs["hashes"]
-        self.bm25 = BM25Index.load(directory / "bm25") if self.doc_ids else None
-        self.vectors = VectorIndex.load(directory / "vectors") if self.doc_ids else None
-        self.bm25_title = self.bm25_body = None
-        self.doc_meta: dict[str, np.ndarray] = {}
-        if self.doc_ids:
-            self.bm25_title = BM25Index.load(directory / "bm25_title")
-            self.bm25_body = BM25Index.load(directory / "bm25_body")
-            try:
-                with np.load(directory / "doc_meta.npz", allow_pickle=False) as meta:
-                    self.doc_meta = {name: meta[name] for name in meta.files}
-            except (OSError, ValueError) as exc:
-                raise BrainrankError(
-                    f"document metadata in {directory} is unreadable ({exc}); "
-                    "run `brainrank reindex`"
-                ) from exc
+        loaded = (
+            load_segmented(directory, self.manifest)
+            if is_segmented(self.manifest)
+            else _load_flat(directory)
+        )
+        self.doc_ids: list[str] = loaded.doc_ids
+        self.content_hashes: list[str] = loaded.content_hashes
+        self.bm25, self.bm25_title, self.bm25_body = (
+            loaded.bm25,
+            loaded.bm25_title,
+            loaded.bm25_body,
+        )
+        self.vectors = loaded.vectors
+        self.doc_meta: dict[str, np.ndarray] = loaded.doc_meta
+        self.segments = loaded.segments  # [] for a generation written before segments
         for name, part in (("keyword", self.bm25), ("vector", self.vectors)):
             size = None if part is None else (part.n_docs if name == "keyword" else part.size)
             if part is not None and size != len(self.doc_ids):
@@ -103,6 +106,31 @@ class Generation:
             dense_rank=_ranks(positions, dense_top),
             query_vector=query_vector,
         )
+
+
+def _load_flat(directory: Path) -> Loaded:
+    """A generation written before segments (format 2): one set of indexes at the top."""
+    try:
+        docs = json.loads((directory / "docs.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise BrainrankError(
+            f"index generation {directory} is unreadable ({exc}); run `brainrank reindex`"
+        ) from exc
+    out = Loaded(docs["ids"], docs["hashes"])
+    if not out.doc_ids:
+        return out
+    out.bm25 = BM25Index.load(directory / "bm25")
+    out.vectors = VectorIndex.load(directory / "vectors")
+    out.bm25_title = BM25Index.load(directory / "bm25_title")
+    out.bm25_body = BM25Index.load(directory / "bm25_body")
+    try:
+        with np.load(directory / "doc_meta.npz", allow_pickle=False) as meta:
+            out.doc_meta = {name: meta[name] for name in meta.files}
+    except (OSError, ValueError) as exc:
+        raise BrainrankError(
+            f"document metadata in {directory} is unreadable ({exc}); run `brainrank reindex`"
+        ) from exc
+    return out
 
 
 def _ranks(positions: np.ndarray, ranked: np.ndarray) -> np.ndarray:

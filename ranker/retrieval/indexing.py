@@ -1,42 +1,45 @@
 """Bring the indexes up to date with the document store, crash-safely.
 
-An ingest runs inside one document-store transaction: upsert and delete, then build a complete
-new index generation from the store's new contents (reusing embeddings of unchanged text),
-commit, and move the serving pointer (``SERVING``: generation and champion, one atomic file;
-the champion is kept). A process killed anywhere before the commit leaves
+An ingest runs inside one document-store transaction: upsert and delete, then write a new
+index generation, commit, and move the serving pointer (``SERVING``: generation and champion,
+one atomic file; the champion is kept). A process killed anywhere before the commit leaves
 the store and the serving generation as they were; one killed after it is finished by
 :meth:`index.workspace.Workspace.recover` on the next run.
+
+A generation is an ordered list of immutable segments (``building``, ``layout``). An ingest
+that changes a few documents keeps the previous generation's segments (hard links), marks the
+old copies of what it changed or deleted, and adds one segment of the new documents, so its
+cost follows the change; its merge policy ([segments]) and ``brainrank optimize`` merge
+segments back into one. A first ingest, ``reindex``, other keyword or passage settings, another
+encoder or an older index format build everything into one segment instead (reusing the
+embeddings of unchanged text).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
-from brainrank.index.atomic import atomic_directory
-from brainrank.index.bm25 import BM25Index
 from brainrank.index.errors import BrainrankError
-from brainrank.index.integrity import seal
-from brainrank.index.params import EncoderInfo
+from brainrank.index.integrity import DamagedArtifactError
 from brainrank.index.records import Document
 from brainrank.index.store import DocumentStore
-from brainrank.index.vectors import VectorIndex
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
 from brainrank.ranker.progress import Progress
-from brainrank.ranker.retrieval.passages import PassageSplitter
-from brainrank.ranker.retrieval.verify import record_files, verify_generation
-
-# Bumped when a generation gains files; an ingest upgrades older generations (re-using their
-# embeddings) even when no document changed. 2: field indexes, term sequences, doc metadata.
-FORMAT = 2
+from brainrank.ranker.retrieval.building import (
+    FORMAT,
+    build_delta,
+    build_full,
+    merge_choice,
+    new_manifest,
+    plan_delta,
+)
+from brainrank.ranker.retrieval.layout import is_segmented, read_layout
+from brainrank.ranker.retrieval.verify import verify_generation
 
 
 @dataclass
@@ -45,15 +48,17 @@ class IngestReport:
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0
-    embedded: int = 0
-    passages: int = 0
-    reused_embeddings: int = 0
+    embedded: int = 0  # documents embedded now
+    passages: int = 0  # passages embedded now
+    reused_embeddings: int = 0  # searchable documents whose vectors were not computed now
     documents: int = 0
     generation: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # bad input records skipped (skip_bad)
     truncated: int = 0  # documents whose text was cut to [ingest] max_text_chars
     vector_recall: dict | None = None  # the approximate vector index's measured recall
+    segments: int | None = None  # segments of the generation written
+    merged: str | None = None  # "small" or "all" when the ingest merged segments
 
     @property
     def changed(self) -> bool:
@@ -94,6 +99,8 @@ def update_indexes(
                 ws.recover(store.version)
                 previous = ws.serving_generation(store.version)
                 _check_store(ws, store, previous)
+            base = ws.manifest(previous) if previous is not None else None
+            built_from = store.version
             with store.transaction():
                 counts = store.upsert(documents)
                 report.added, report.updated, report.unchanged = (
@@ -103,35 +110,133 @@ def update_indexes(
                 )
                 report.deleted = store.delete(delete_ids) if delete_ids else 0
                 report.seconds["store"] = time.perf_counter() - t0
-                current_format = ws.manifest(previous).get("format", 1) if previous else 0
                 if (
                     not rebuild
                     and not report.changed
-                    and previous is not None
-                    and current_format == FORMAT
+                    and base is not None
+                    and base.get("format", 1) == FORMAT
                 ):
                     report.generation = previous
                     report.documents = store.count()
                     return report
                 version = store.bump_version()
                 number = _free_number(ws)
+                manifest = new_manifest(
+                    number, version, store, cfg, encoder_path=_path(encoder_path), staged=False
+                )
                 prev_dir = None if rebuild or previous is None else ws.generation_dir(previous)
-                _build_generation(
+                delta = None
+                if prev_dir is not None and base.get("store_version") == built_from:
+                    delta = plan_delta(prev_dir, base, cfg, counts.written, list(delete_ids))
+                _write_generation(
                     ws.generation_dir(number),
                     store,
                     cfg,
-                    version,
-                    number,
+                    manifest,
                     prev_dir,
-                    encoder_factory,
+                    delta,
+                    _once(encoder_factory),
                     progress,
                     report,
-                    encoder_path=encoder_path,
                 )
             ws.activate(number)
             report.generation = number
             if rebuild:
                 _remove_damaged(ws, keep=number)
+        finally:
+            store.close()
+    report.seconds["total"] = time.perf_counter() - t0
+    return report
+
+
+def _write_generation(target, store, cfg, manifest, prev_dir, delta, encoder, progress, report):
+    """A generation from ``delta`` when there is one the encoder still fits, else in full."""
+    if delta is not None and delta.live:
+        fingerprint = (delta.manifest.get("encoder") or {}).get("fingerprint")
+        # Only what is embedded now needs the encoder; its fingerprint still decides, as the
+        # vectors of every segment must come from the encoder queries are embedded with.
+        if encoder().fingerprint == fingerprint:
+            vectors_changed = delta.manifest.get("vector_params") != asdict(cfg.vectors)
+            choice = merge_choice(delta, cfg.segments, vectors_changed)
+            try:
+                build_delta(target, store, cfg, manifest, delta, choice, encoder, progress, report)
+                return
+            except DamagedArtifactError:
+                pass  # a segment to merge is damaged: everything is rebuilt from the store
+    build_full(target, store, cfg, manifest, prev_dir, encoder, progress, report)
+
+
+def _once(factory: EncoderFactory) -> EncoderFactory:
+    """``factory`` called at most once, on first use."""
+    held = []
+
+    def get():
+        if not held:
+            held.append(factory())
+        return held[0]
+
+    return get
+
+
+def _path(path: Path | None) -> str | None:
+    return str(path) if path else None
+
+
+def optimize_indexes(ws: Workspace, cfg: Config, progress: Progress | None = None) -> IngestReport:
+    """Merge the serving generation's segments into one, in a new generation, and serve it.
+
+    Nothing is tokenized or embedded again. A generation that already is one segment without
+    deleted documents (or one written before segments) is left as it is: the report's
+    ``generation`` is the serving one and ``merged`` is None.
+    """
+    report = IngestReport()
+    t0 = time.perf_counter()
+    with ws.writer_lock():
+        store = ws.open_store()
+        try:
+            ws.recover(store.version)
+            previous = ws.serving_generation(store.version)
+            _check_store(ws, store, previous)
+            if previous is None:
+                raise BrainrankError(
+                    f"workspace {ws.root} has no index yet; run `brainrank ingest` first"
+                )
+            base = ws.manifest(previous)
+            report.generation, report.documents = previous, int(base.get("documents") or 0)
+            prev_dir = ws.generation_dir(previous)
+            entries = read_layout(prev_dir, base) if is_segmented(base) else []
+            report.segments = len(entries) or 1
+            if len(entries) <= 1 and not any(len(e.deleted) for e in entries):
+                return report
+            delta = plan_delta(prev_dir, base, cfg, (), ())
+            if delta is None or not delta.live:
+                raise BrainrankError(
+                    f"generation {previous} cannot be merged: it was built with other [bm25] or "
+                    "[encoder] passage settings than the config's, or it is damaged; run "
+                    "`brainrank reindex` to rebuild it"
+                )
+            number = _free_number(ws)
+            manifest = new_manifest(
+                number,
+                store.version,
+                store,
+                cfg,
+                encoder_path=base.get("encoder_path"),
+                staged=False,
+            )
+            build_delta(
+                ws.generation_dir(number),
+                store,
+                cfg,
+                manifest,
+                delta,
+                "all",
+                lambda: None,
+                progress or Progress(),
+                report,
+            )
+            ws.activate(number)
+            report.generation = number
         finally:
             store.close()
     report.seconds["total"] = time.perf_counter() - t0
@@ -175,127 +280,6 @@ def _remove_damaged(ws: Workspace, keep: int) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _build_generation(
-    target: Path,
-    store: DocumentStore,
-    cfg: Config,
-    version: int,
-    number: int,
-    prev_dir: Path | None,
-    encoder_factory: EncoderFactory,
-    progress: Progress,
-    report: IngestReport,
-    *,
-    encoder_path: Path | None = None,
-    staged: bool = False,
-) -> None:
-    hashes = store.hashes()
-    prev_ids, prev_hashes, prev_vectors, prev_passages = _previous(prev_dir)
-    # Keep surviving documents at their old positions when nothing old changed, so an
-    # approximate index can be extended instead of rebuilt.
-    only_additions = prev_vectors is not None and all(
-        hashes.get(i) == h for i, h in zip(prev_ids, prev_hashes, strict=True)
-    )
-    if only_additions:
-        known = set(prev_ids)
-        ids = prev_ids + [i for i in hashes if i not in known]
-    else:
-        ids = list(hashes)
-    report.documents = len(ids)
-
-    with atomic_directory(target) as tmp:
-        manifest = {
-            "generation": number,
-            "format": FORMAT,
-            "store_version": version,
-            "created": datetime.now(UTC).isoformat(),
-            "documents": len(ids),
-            "newest_document": _iso(store.newest_timestamp()),
-            "config": cfg.to_dict(),
-            "encoder_path": str(encoder_path) if encoder_path else None,
-            "staged": staged,
-        }
-        if ids:
-            t = time.perf_counter()
-            docs = list(store.iter_documents(ids))
-            bm25 = BM25Index.build([d.full_text for d in docs], cfg.bm25, keep_sequences=True)
-            bm25.save(tmp / "bm25")
-            # Field indexes feed the learned ranker's title and body features.
-            BM25Index.build([d.title for d in docs], cfg.bm25).save(tmp / "bm25_title")
-            BM25Index.build([d.text for d in docs], cfg.bm25).save(tmp / "bm25_body")
-            _save_doc_meta(tmp / "doc_meta.npz", docs)
-            report.seconds["keyword_index"] = time.perf_counter() - t
-
-            # Loaded even when everything could be reused: its fingerprint decides that.
-            encoder = encoder_factory()
-            passage_cfg = _passage_settings(cfg)
-            reuse: dict[tuple[str, str], int] = {}
-            if (
-                prev_vectors is not None
-                and prev_passages == passage_cfg
-                and encoder.fingerprint == prev_vectors.encoder.fingerprint
-            ):
-                reuse = {key: p for p, key in enumerate(zip(prev_ids, prev_hashes, strict=True))}
-            todo = [p for p, i in enumerate(ids) if (i, hashes[i]) not in reuse]
-            t = time.perf_counter()
-            blocks: list[np.ndarray | None] = [None] * len(ids)
-            for p, i in enumerate(ids):
-                src = reuse.get((i, hashes[i]))
-                if src is not None:
-                    blocks[p] = prev_vectors.embeddings[prev_vectors.rows(src)]
-            if todo:
-                splitter = PassageSplitter(
-                    encoder.tokenizer,
-                    cfg.encoder.max_length,
-                    overlap=cfg.encoder.passage_overlap,
-                    max_passages=cfg.encoder.max_passages,
-                )
-                passages = splitter.split([docs[p] for p in todo])
-                from brainrank.ranker.encoding.bulk import bulk_context
-
-                flat = [text for texts in passages for text in texts]
-                with (
-                    progress.task("Embedding passages", len(flat)) as advance,
-                    bulk_context(encoder, cfg.encoder.bulk_precision),
-                ):
-                    vectors = encoder.encode(
-                        flat, batch_size=cfg.encoder.batch_size, progress=advance
-                    )
-                start = 0
-                for p, texts in zip(todo, passages, strict=True):
-                    blocks[p] = vectors[start : start + len(texts)]
-                    start += len(texts)
-                report.passages = len(flat)
-            report.embedded = len(todo)
-            report.reused_embeddings = len(ids) - len(todo)
-            report.seconds["embedding"] = time.perf_counter() - t
-
-            t = time.perf_counter()
-            info = EncoderInfo(encoder.name, encoder.fingerprint, encoder.dim)
-            counts = [len(b) for b in blocks]
-            owner = np.repeat(np.arange(len(ids)), counts)
-            emb = np.vstack(blocks)
-            if only_additions and reuse and prev_vectors.encoder == info:
-                cut = len(prev_vectors.embeddings)
-                vectors_index = prev_vectors.extend(emb[cut:], owner[cut:])
-            else:
-                vectors_index = VectorIndex.build(emb, info, cfg.vectors, owner)
-            vectors_index.save(tmp / "vectors")
-            report.seconds["vector_index"] = time.perf_counter() - t
-            manifest["passages"] = passage_cfg
-            manifest["vectors"] = len(emb)
-            manifest["encoder"] = asdict(info)
-            manifest["vector_kind"] = vectors_index.kind
-            manifest["vector_quantizer"] = vectors_index.quantizer
-            manifest["vector_recall"] = report.vector_recall = vectors_index.recall
-        (tmp / "docs.json").write_text(json.dumps({"ids": ids, "hashes": [hashes[i] for i in ids]}))
-        manifest["seconds"] = report.seconds
-        manifest["store_id"] = store.store_id
-        manifest["files"] = record_files(tmp)
-        # The manifest is written last: a generation directory without one is incomplete.
-        (tmp / "manifest.json").write_text(json.dumps(seal(manifest), indent=2))
-
-
 def stage_generation(
     ws: Workspace,
     cfg: Config,
@@ -319,66 +303,21 @@ def stage_generation(
             _check_store(ws, store, current)
             number = _free_number(ws)
             prev_dir = ws.generation_dir(current) if current is not None else None
-            _build_generation(
+            manifest = new_manifest(
+                number, store.version, store, cfg, encoder_path=_path(encoder_path), staged=True
+            )
+            build_full(
                 ws.generation_dir(number),
                 store,
                 cfg,
-                store.version,
-                number,
+                manifest,
                 prev_dir,
-                encoder_factory,
+                _once(encoder_factory),
                 progress or Progress(),
                 report,
-                encoder_path=encoder_path,
-                staged=True,
             )
         finally:
             store.close()
     report.generation = number
     report.seconds["total"] = time.perf_counter() - t0
     return number, report
-
-
-def _previous(prev_dir: Path | None):
-    """Doc ids, hashes, vector index and passage settings of the generation being replaced."""
-    if prev_dir is None or not (prev_dir / "docs.json").exists():
-        return [], [], None, None
-    try:
-        # Verified first, in full: reused embeddings must not carry damage into the new
-        # generation (ValueError covers bad JSON and bad UTF-8 in files older than checksums).
-        verify_generation(prev_dir, full=True)
-        docs = json.loads((prev_dir / "docs.json").read_text(encoding="utf-8"))
-        if not docs["ids"]:
-            return [], [], None, None
-        vectors = VectorIndex.load(prev_dir / "vectors")
-        passages = json.loads((prev_dir / "manifest.json").read_text()).get("passages")
-    except (BrainrankError, OSError, ValueError, KeyError, TypeError):
-        return [], [], None, None  # a damaged previous generation is rebuilt, not reused
-    return docs["ids"], docs["hashes"], vectors, passages
-
-
-def _passage_settings(cfg: Config) -> dict:
-    e = cfg.encoder
-    return {
-        "max_length": e.max_length,
-        "max_passages": e.max_passages,
-        "overlap": e.passage_overlap,
-    }
-
-
-def _iso(ts: datetime | None) -> str | None:
-    return ts.isoformat() if ts else None
-
-
-def _save_doc_meta(path: Path, docs: list[Document]) -> None:
-    """Timestamps (epoch seconds, NaN when unknown) and numeric fields as columns (NaN = absent)."""
-    names = sorted({name for d in docs for name in d.fields})
-    columns = {
-        "timestamp": np.array(
-            [d.timestamp.timestamp() if d.timestamp else np.nan for d in docs], dtype=np.float64
-        )
-    }
-    for name in names:
-        columns[f"field:{name}"] = np.array([d.fields.get(name, np.nan) for d in docs], np.float64)
-    with open(path, "wb") as fh:
-        np.savez(fh, **columns)

@@ -1,10 +1,12 @@
 """What matched a query in one document: BM25's terms and the dense retriever's passage.
 
-The term table reads bm25s's own index data: each query term's addend is its column of the
-score matrix (what ``BM25.get_scores`` sums), its idf comes from bm25s's idf function for the
-index's method, and its frequency from the document's stored term sequence. So the table's
-contributions sum to the document's BM25 score as the index computes it, whatever the BM25
-variant. Matched terms are stems; ``highlight`` finds the words of a text that stem to them.
+The term table reads the index's own numbers: each query term's addend is what the index adds
+to the document's score for it (bm25s's score-matrix entry, or for a segmented generation the
+same entry computed from raw counts and collection-wide statistics), its idf comes from
+bm25s's idf function for the index's method, and its frequency from the document's stored
+term sequence. So the table's contributions sum to the document's BM25 score as the index
+computes it, whatever the BM25 variant. Matched terms are stems; ``highlight`` finds the words
+of a text that stem to them.
 
 A document's dense score is the cosine of its best passage (MaxP, ``index.vectors``). The index
 keeps passage vectors, not texts, so ``best_passage`` splits the document again with the
@@ -58,7 +60,8 @@ class TermTable:
 
 
 def term_table(bm25, query: str, position: int, doc_id: str = "") -> TermTable:
-    """The BM25 term table of the document at ``position`` for ``query`` (``bm25``: BM25Index)."""
+    """The BM25 term table of the document at ``position`` for ``query`` (``bm25``: the
+    generation's keyword index, ``BM25Index`` or ``KeywordIndex``)."""
     terms = bm25.tokenize(query)
     known = [t for t in terms if bm25.vocab_id(t) is not None]
     unknown = tuple(dict.fromkeys(t for t in terms if bm25.vocab_id(t) is None))
@@ -140,14 +143,14 @@ class PassageMatch:
 def best_passage(
     vectors, query_vector: np.ndarray, position: int, passages: list[str] | None, doc_id: str = ""
 ) -> PassageMatch:
-    """The best passage of the document at ``position`` (``vectors``: VectorIndex).
+    """The best passage of the document at ``position`` (``vectors``: the generation's).
 
     ``passages`` are the document's passage texts as indexing split them; when their number
     differs from the stored vectors (the index was built with other settings) the passage is
     named by number only.
     """
-    rows = vectors.rows(position)
-    sims = vectors.embeddings[rows] @ np.asarray(query_vector, dtype=np.float32).reshape(-1)
+    passages_of = np.asarray(vectors.passage_vectors(position), dtype=np.float32)
+    sims = passages_of @ np.asarray(query_vector, dtype=np.float32).reshape(-1)
     if len(sims) == 0:
         raise InputError(f"the document at position {position} has no passage vectors")
     best = int(np.argmax(sims))
@@ -171,9 +174,9 @@ def document_passages(engine, document: Document) -> list[str] | None:
     from brainrank.ranker.retrieval.passages import PassageSplitter
 
     position = engine.generation.doc_ids.index(document.doc_id)
-    rows = engine.generation.vectors.rows(position)
+    count = len(engine.generation.vectors.passage_vectors(position))
     tokenizer = getattr(engine.encoder, "tokenizer", None)  # two-tower encoders have none
-    if rows.stop - rows.start == 1:
+    if count == 1:
         passages = [document.full_text]  # the first passage is always the whole text
     elif tokenizer is None:
         return None

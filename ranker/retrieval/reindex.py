@@ -22,12 +22,16 @@ def rebuild_indexes(
     *,
     progress: Progress | None = None,
     encoder_factory: EncoderFactory | None = None,
+    bulk_loader=None,
 ) -> IngestReport:
     """Re-embed and re-index the whole collection into a new generation and serve it.
 
-    ``encoder_factory`` replaces loading the encoder (tests pass the one they hold).
+    ``encoder_factory`` replaces loading the encoder (tests pass the one they hold);
+    ``bulk_loader(path, encoder_cfg)`` replaces ``load_bulk_encoder`` (``--ray``).
     """
     from brainrank.ranker.encoding.bulk import load_bulk_encoder
+
+    load = bulk_loader or load_bulk_encoder
 
     progress = progress or Progress()
     ws = Workspace(cfg.workspace)
@@ -50,7 +54,7 @@ def rebuild_indexes(
         ws,
         cfg,
         rebuild=True,
-        encoder_factory=encoder_factory or (lambda: load_bulk_encoder(path, cfg.encoder)),
+        encoder_factory=encoder_factory or (lambda: load(path, cfg.encoder)),
         encoder_path=path,
         progress=progress,
     )

@@ -167,18 +167,19 @@ def test_ingest_never_shrinks_the_collection_to_a_replaced_store(cfg, encoder):
 # ----- index generations (item 4) --------------------------------------------------------------
 
 
+SEG = "segments/seg-000001/"  # the sample workspace's one segment
 DAMAGE = {
-    "bm25-data-permuted": ("bm25/data.csc.index.npy", permute),
-    "bm25-indices-permuted": ("bm25/indices.csc.index.npy", permute),
-    "title-indptr-truncated": ("bm25_title/indptr.csc.index.npy", truncate),
-    "vocab-flipped": ("bm25/vocab.index.json", flip),
-    "sequences-permuted": ("bm25/sequences.npy", permute),
-    "faiss-truncated": ("vectors/vectors.faiss", truncate),
-    "faiss-header-flipped": ("vectors/vectors.faiss", lambda p: flip(p, 40)),
-    "embeddings-flipped": ("vectors/embeddings.npy", flip),
-    "owner-zeroed": ("vectors/owner.npy", lambda p: p.write_bytes(b"\0" * p.stat().st_size)),
-    "doc-ids-flipped": ("docs.json", flip),
-    "doc-meta-truncated": ("doc_meta.npz", truncate),
+    "bm25-freqs-permuted": (SEG + "bm25/freqs.npy", permute),
+    "bm25-docs-permuted": (SEG + "bm25/docs.npy", permute),
+    "title-indptr-truncated": (SEG + "bm25_title/indptr.npy", truncate),
+    "vocab-flipped": (SEG + "bm25/vocab.json", flip),
+    "sequences-permuted": (SEG + "bm25/sequences.npy", permute),
+    "faiss-truncated": (SEG + "vectors/vectors.faiss", truncate),
+    "faiss-header-flipped": (SEG + "vectors/vectors.faiss", lambda p: flip(p, 40)),
+    "embeddings-flipped": (SEG + "vectors/embeddings.npy", flip),
+    "owner-zeroed": (SEG + "vectors/owner.npy", lambda p: p.write_bytes(b"\0" * p.stat().st_size)),
+    "doc-ids-flipped": (SEG + "docs.json", flip),
+    "doc-meta-truncated": (SEG + "doc_meta.npz", truncate),
     "manifest-truncated": ("manifest.json", truncate),
 }
 
@@ -214,14 +215,14 @@ def test_a_generation_written_before_checksums_is_accepted(cfg):
     del manifest["files"], manifest["checksum"], manifest["store_id"]
     path.write_text(json.dumps(manifest))
     assert SearchEngine(cfg).search("gift card", mode="bm25").hits
-    truncate(cfg.workspace / GEN / "bm25" / "data.csc.index.npy")  # structure is still checked
-    with pytest.raises(BrainrankError, match="data.csc.index.npy"):
+    truncate(cfg.workspace / GEN / SEG / "bm25" / "freqs.npy")  # structure is still checked
+    with pytest.raises(BrainrankError, match="freqs.npy"):
         SearchEngine(cfg)
 
 
 def test_damaged_embeddings_are_never_reused(cfg, encoder, sample_docs):
     """An ingest verifies the generation it copies embeddings from, in full."""
-    flip(cfg.workspace / GEN / "vectors" / "embeddings.npy")
+    flip(cfg.workspace / GEN / SEG / "vectors" / "embeddings.npy")
     rep = ingest(cfg, encoder, [Document("new-1", "Hovercraft rental", "Rent a hovercraft.")])
     assert rep.reused_embeddings == 0 and rep.embedded == len(sample_docs) + 1
 
@@ -232,7 +233,7 @@ def test_damaged_embeddings_are_never_reused(cfg, encoder, sample_docs):
 def test_a_damaged_document_list_is_rebuilt_not_reused(cfg, encoder, sample_docs, damage):
     """docs.json of the generation an ingest replaces, damaged (bench_faults.py found this
     one raising a JSON traceback): the ingest rebuilds everything from the store."""
-    damage(cfg.workspace / GEN / "docs.json")
+    damage(cfg.workspace / GEN / SEG / "docs.json")
     rep = ingest(cfg, encoder, [Document("new-1", "Hovercraft rental", "Rent a hovercraft.")])
     assert rep.reused_embeddings == 0 and rep.embedded == len(sample_docs) + 1
 
@@ -271,11 +272,11 @@ def test_reindex_rebuilds_from_a_wrecked_index_folder(cfg, encoder):
     (w.root / "SERVING").write_bytes(b"\xff\xfe not a pointer")
     flip(w.generation_dir(1) / "manifest.json", at=3)
     half = w.generation_dir(4)  # half-deleted: some files, no manifest
-    shutil.copytree(w.generation_dir(1) / "bm25", half / "bm25")
+    shutil.copytree(w.generation_dir(1) / SEG / "bm25", half / SEG / "bm25")
     gutted = w.generation_dir(3)  # a manifest, but its vectors are gone
     shutil.copytree(w.generation_dir(1), gutted)
     (gutted / "manifest.json").write_text(json.dumps({"generation": 3, "store_version": 1}))
-    shutil.rmtree(gutted / "vectors")
+    shutil.rmtree(gutted / SEG / "vectors")
     with pytest.raises(BrainrankError):
         SearchEngine(cfg)
     rep = rebuild_indexes(cfg, encoder_factory=lambda: encoder)

@@ -101,13 +101,14 @@ def test_a_model_committed_before_checksums_is_accepted_and_reported(cfg, encode
 
 def test_damaged_indexes_and_documents_fail_the_check(cfg):
     ws = Workspace(cfg.workspace)
-    gen = ws.generation_dir(ws.serving_state().generation)
-    data = gen / "bm25" / "data.csc.index.npy"
+    number = ws.serving_state().generation
+    segment = ws.manifest(number)["segments"][0]["name"]
+    data = ws.generation_dir(number) / "segments" / segment / "bm25" / "freqs.npy"
     np.save(data, np.random.default_rng(0).permutation(np.load(data)))
     code, report = check(cfg)
     assert code == 1
     (finding,) = [f for f in damaged(report) if f["part"] == "index"]
-    assert "data.csc.index.npy" in finding["detail"] and "reindex" in finding["repair"]
+    assert "freqs.npy" in finding["detail"] and "reindex" in finding["repair"]
     res = run("check", "-w", cfg.workspace)
     assert res.exit_code == 1 and "brainrank reindex" in res.output
 

@@ -74,11 +74,21 @@ def test_ops_tables_and_relative_paths(tmp_path):
         ("[encoder]\npath = 3\n", r"config \[encoder\] path must be a path string"),
         ('[retrieval]\nfusion = "max"\n', r"config \[retrieval\] fusion 'max' is not one of"),
         ("colour = 1\n", r"unknown config key\(s\): colour; allowed .* monitor, retrain, sched"),
+        ('[cluster]\nray_adress = "auto"\n', r"in config \[cluster\]: ray_adress; allowed: ray_"),
+        ("[cluster]\nray_address = 6379\n", r"config \[cluster\] ray_address must be a string"),
+        ("[cluster]\nactors = -1\n", r"config \[cluster\]: actors must be >= 0"),
     ],
 )
 def test_bad_config_names_the_field(tmp_path, text, message):
     with pytest.raises(BrainrankError, match=message):
         load_config(config_file(tmp_path, text), env={})
+
+
+def test_cluster_table(tmp_path):
+    assert load_config(workspace=tmp_path, env={}).cluster.ray_address == ""  # one process
+    path = config_file(tmp_path, '[cluster]\nray_address = "auto"\nactors = 4\n')
+    cluster = load_config(path, env={}).cluster
+    assert (cluster.ray_address, cluster.actors, cluster.cpus_per_actor) == ("auto", 4, 1)
 
 
 def test_missing_and_invalid_files_are_named(tmp_path):

@@ -50,11 +50,11 @@ def stop_before(owner, name, point):
 import brainrank.ranker.learning.tfr_model as tfr_model
 import brainrank.ranker.registry.registry as registry
 import brainrank.index.workspace as workspace
-import brainrank.ranker.retrieval.indexing as indexing
+import brainrank.ranker.retrieval.building as building
 from brainrank.ranker.config import RetrainConfig, load_config
 
 POINTS = {{
-    "embedding": (indexing.PassageSplitter, "split"),  # re-embedding into a staged generation
+    "embedding": (building.PassageSplitter, "split"),  # re-embedding into a staged generation
     "pin": (workspace.Workspace, "pin"),  # prepared, about to take the writer lock
     "switch": (registry.Registry, "switch"),  # prepared, writer lock held, pointer not written
     "history": (registry, "append_entry"),  # pointer written, history line not yet

@@ -1,0 +1,170 @@
+"""The folder of a segmented index generation, and loading it for serving.
+
+    indexes/gen-000012/
+        manifest.json            segments in order, counts, every file's checksum (sealed)
+        segments/seg-000003/     the main segment, hard-linked from the generation before
+        segments/seg-000012/     the documents this generation's ingest added or changed
+        tombstones/seg-000003.npy  positions of seg-000003 deleted or superseded since
+
+The manifest lists ``segments`` as ``{"name", "documents", "deleted"}`` in order. A segment's
+live documents are its positions minus its tombstones; the generation numbers the live
+documents of all segments in order (``index.livemap``). Generations written before segments
+(format 2: ``docs.json``, ``bm25/`` ... at the top) load as before.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from brainrank.index.errors import BrainrankError
+from brainrank.index.integrity import damaged
+from brainrank.index.keyword import KeywordIndex
+from brainrank.index.livemap import LiveMap
+from brainrank.index.postings import TermCounts
+from brainrank.index.segment_vectors import SegmentedVectors
+from brainrank.index.vectors import VectorIndex
+
+SEGMENTS = "segments"
+TOMBSTONES = "tombstones"
+REINDEX = "run `brainrank reindex` to rebuild the indexes"
+
+
+@dataclass
+class SegmentEntry:
+    """One segment of a generation: its name, size, and which of its positions are deleted."""
+
+    name: str
+    documents: int
+    vectors: int = 0  # passage vectors it holds (of deleted documents too)
+    deleted: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def live(self) -> int:
+        return self.documents - len(self.deleted)
+
+    def live_positions(self) -> np.ndarray | None:
+        """Ascending positions not deleted; None when none is."""
+        if not len(self.deleted):
+            return None
+        return np.setdiff1d(np.arange(self.documents), self.deleted)
+
+    def to_manifest(self) -> dict:
+        return {
+            "name": self.name,
+            "documents": self.documents,
+            "vectors": self.vectors,
+            "deleted": len(self.deleted),
+        }
+
+
+def is_segmented(manifest: dict) -> bool:
+    return isinstance(manifest.get("segments"), list)
+
+
+def read_layout(directory: Path, manifest: dict) -> list[SegmentEntry]:
+    """The segments a generation's manifest lists, with their tombstones read and checked."""
+    entries = []
+    for item in manifest["segments"]:
+        try:
+            name, documents, deleted = str(item["name"]), int(item["documents"]), item["deleted"]
+        except (KeyError, TypeError, ValueError):
+            raise damaged(
+                directory / "manifest.json", "a malformed segment entry", REINDEX
+            ) from None
+        entry = SegmentEntry(name, documents, int(item.get("vectors", 0)))
+        if deleted:
+            path = directory / TOMBSTONES / f"{name}.npy"
+            try:
+                dead = np.load(path, allow_pickle=False).astype(np.int64)
+            except (OSError, ValueError) as exc:
+                raise damaged(path, f"not a readable array: {exc}", REINDEX) from None
+            if (
+                dead.ndim != 1
+                or len(dead) != deleted
+                or (len(dead) and (dead[0] < 0 or dead[-1] >= documents))
+                or np.any(np.diff(dead) <= 0)
+            ):
+                raise damaged(path, f"not {deleted} ascending positions of {name}", REINDEX)
+            entry.deleted = dead
+        entries.append(entry)
+    return entries
+
+
+def write_tombstones(folder: Path, entries: list[SegmentEntry]) -> None:
+    for entry in entries:
+        if len(entry.deleted):
+            (folder / TOMBSTONES).mkdir(exist_ok=True)
+            np.save(folder / TOMBSTONES / f"{entry.name}.npy", entry.deleted, allow_pickle=False)
+
+
+def live_map(entries: list[SegmentEntry]) -> LiveMap:
+    return LiveMap([e.documents for e in entries], [e.deleted for e in entries])
+
+
+@dataclass
+class Loaded:
+    """What a generation serves from: documents in position order and their indexes."""
+
+    doc_ids: list[str]
+    content_hashes: list[str]
+    bm25: object = None
+    bm25_title: object = None
+    bm25_body: object = None
+    vectors: object = None
+    doc_meta: dict = field(default_factory=dict)
+    segments: list[SegmentEntry] = field(default_factory=list)
+
+
+def load_segmented(directory: Path, manifest: dict) -> Loaded:
+    """A segmented generation's documents and indexes over its live documents."""
+    entries = read_layout(directory, manifest)
+    live = live_map(entries)
+    ids, hashes, metas = [], [], []
+    text, title, body, vectors = [], [], [], []
+    for entry in entries:
+        folder = directory / SEGMENTS / entry.name
+        try:
+            docs = json.loads((folder / "docs.json").read_text(encoding="utf-8"))
+            with np.load(folder / "doc_meta.npz", allow_pickle=False) as z:
+                metas.append({name: z[name] for name in z.files})
+        except (OSError, ValueError) as exc:
+            raise BrainrankError(
+                f"index segment {folder} is unreadable ({exc}); {REINDEX}"
+            ) from None
+        if len(docs.get("ids", ())) != entry.documents:
+            raise BrainrankError(
+                f"index segment {folder} lists {len(docs.get('ids', ()))} documents, the "
+                f"generation {entry.documents}; {REINDEX}"
+            )
+        ids.append(docs["ids"])
+        hashes.append(docs["hashes"])
+        text.append(TermCounts.load(folder / "bm25"))
+        title.append(TermCounts.load(folder / "bm25_title"))
+        body.append(TermCounts.load(folder / "bm25_body"))
+        vectors.append(VectorIndex.load(folder / "vectors"))
+        for name, size in (("keyword", text[-1].n_docs), ("vector", vectors[-1].size)):
+            if size != entry.documents:
+                raise BrainrankError(
+                    f"{name} index in {folder} holds {size} documents but the generation "
+                    f"lists {entry.documents}; {REINDEX}"
+                )
+    out = Loaded(live.gather_list(ids), live.gather_list(hashes), segments=entries)
+    if len(live) == 0:
+        return out
+    out.bm25 = KeywordIndex(text, live)
+    out.bm25_title = KeywordIndex(title, live)
+    out.bm25_body = KeywordIndex(body, live)
+    # One segment without deletions needs no merging of results.
+    out.vectors = vectors[0] if live.trivial else SegmentedVectors(vectors, live)
+    names = ["timestamp", *sorted({n for m in metas for n in m if n != "timestamp"})]
+    out.doc_meta = {
+        name: live.gather(
+            [m.get(name, np.full(e.documents, np.nan)) for m, e in zip(metas, entries, strict=True)]
+        )
+        for name in names
+    }
+    return out

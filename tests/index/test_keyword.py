@@ -1,0 +1,152 @@
+"""Raw term counts per segment and BM25 over several segments with deletions.
+
+The oracle is bm25s itself: ``BM25Index.build`` over the live texts alone, a fresh index whose
+collection statistics know nothing of the deleted documents.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brainrank.index.bm25 import BM25Index
+from brainrank.index.errors import BrainrankError
+from brainrank.index.keyword import KeywordIndex
+from brainrank.index.livemap import LiveMap
+from brainrank.index.params import BM25Params
+from brainrank.index.postings import TermCounts
+
+TEXTS = [
+    "Automotive components store: brake pads and spark plugs",
+    "Refund policy: money back within thirty days",
+    "Garden hoses and watering cans for lawns",
+    "Brake discs, brake pads and brake fluid for cars",
+    "Shipping times for international orders",
+    "The the the of and",  # stopwords only
+    "Zeppelin tours over the lake",  # its terms live in this document alone
+    "Money back guarantee on brake pads, refund in thirty days",
+    "Watering cans, garden gloves and hoses",
+    "International shipping of spark plugs and brake fluid",
+]
+QUERIES = ["brake pads", "refund money back", "garden hoses", "zeppelin lake", "brake brake"]
+METHODS = ["lucene", "robertson", "atire", "bm25l", "bm25+"]
+# Three segments: 0-3, 4-6, 7-9; deleted: 1 and 6 (zeppelin's only document), 8.
+SPLITS = [(0, 4), (4, 7), (7, 10)]
+DELETED = {1, 6, 8}
+
+
+def segmented(params: BM25Params, keep_sequences=True) -> KeywordIndex:
+    parts = [TermCounts.build(TEXTS[a:b], params, keep_sequences=keep_sequences) for a, b in SPLITS]
+    dead = [np.array([i - a for i in sorted(DELETED) if a <= i < b]) for a, b in SPLITS]
+    return KeywordIndex(parts, LiveMap([b - a for a, b in SPLITS], dead))
+
+
+def live_texts() -> list[str]:
+    return [t for i, t in enumerate(TEXTS) if i not in DELETED]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_scores_equal_a_fresh_index_of_the_live_documents(method):
+    params = BM25Params(method=method)
+    ours, fresh = segmented(params), BM25Index.build(live_texts(), params)
+    assert ours.n_docs == fresh.n_docs == 7
+    for query in QUERIES:
+        np.testing.assert_allclose(ours.scores(query), fresh.scores(query), rtol=1e-6, atol=1e-6)
+        ids = ours.term_ids(query)
+        np.testing.assert_array_equal(
+            ours.document_frequency(ids), fresh.document_frequency(fresh.term_ids(query))
+        )
+        np.testing.assert_allclose(ours.scoring_idf(ids), fresh.scoring_idf(fresh.term_ids(query)))
+        np.testing.assert_allclose(ours.idf(ids), fresh.idf(fresh.term_ids(query)))
+        for position in range(ours.n_docs):  # each term's addend sums to the score
+            weights = ours.term_weights(ids, position)
+            assert weights.sum() == pytest.approx(ours.scores(query)[position], abs=1e-5)
+            reference = fresh.term_weights(fresh.term_ids(query), position)
+            np.testing.assert_allclose(weights, reference, rtol=1e-6, atol=1e-6)
+
+
+def test_a_term_held_only_by_deleted_documents_is_unknown():
+    ours = segmented(BM25Params())
+    assert ours.vocab_id("zeppelin") is None and ours.term_ids("zeppelin lake") == []
+    assert not ours.scores("zeppelin").any()
+    assert ours.vocab_id("brake") is not None
+
+
+def test_sequences_and_lengths_name_the_same_terms_as_a_fresh_index():
+    ours, fresh = segmented(BM25Params()), BM25Index.build(live_texts(), keep_sequences=True)
+    term = {i: t for t, i in ours._vocab.items()}
+    fresh_term = {i: t for t, i in fresh._retriever.vocab_dict.items()}
+    positions = np.arange(ours.n_docs)
+    for mine, theirs in zip(ours.sequences(positions), fresh.sequences(positions), strict=True):
+        assert [term[int(t)] for t in mine] == [fresh_term[int(t)] for t in theirs]
+    np.testing.assert_array_equal(ours.lengths(), fresh.lengths())
+
+
+def test_one_segment_without_deletions_is_the_index_itself():
+    params = BM25Params()
+    one = KeywordIndex([TermCounts.build(TEXTS, params)], LiveMap([len(TEXTS)], [None]))
+    fresh = BM25Index.build(TEXTS, params)
+    for query in QUERIES:
+        np.testing.assert_allclose(one.scores(query), fresh.scores(query), rtol=1e-6, atol=1e-6)
+
+
+def test_merge_equals_a_build_of_the_kept_texts():
+    params = BM25Params()
+    parts = [TermCounts.build(TEXTS[a:b], params, keep_sequences=True) for a, b in SPLITS]
+    keeps = [np.array([i - a for i in range(a, b) if i not in DELETED]) for a, b in SPLITS]
+    merged = TermCounts.merge(list(zip(parts, keeps, strict=True)))
+    built = TermCounts.build(live_texts(), params, keep_sequences=True)
+    assert sorted(merged.vocab) == sorted(built.vocab) and "zeppelin" not in merged.vocab
+    np.testing.assert_array_equal(merged.lengths, built.lengths)
+    index = {t: i for i, t in enumerate(built.vocab)}
+    for t, term in enumerate(merged.vocab):  # the same postings, whatever the term numbering
+        docs, freqs = merged.postings(t)
+        want = built.postings(index[term])
+        np.testing.assert_array_equal(docs, want[0])
+        np.testing.assert_array_equal(freqs, want[1])
+    for p in range(built.n_docs):
+        assert [merged.vocab[t] for t in merged.sequence(p)] == [
+            built.vocab[t] for t in built.sequence(p)
+        ]
+
+
+def test_save_load_roundtrip_and_damage(tmp_path):
+    counts = TermCounts.build(TEXTS, BM25Params(k1=1.2), keep_sequences=True)
+    counts.save(tmp_path / "bm25")
+    loaded = TermCounts.load(tmp_path / "bm25")
+    assert loaded.vocab == counts.vocab and loaded.params == counts.params
+    one = KeywordIndex([loaded], LiveMap([len(TEXTS)], [None]))
+    fresh = BM25Index.build(TEXTS, BM25Params(k1=1.2))
+    np.testing.assert_allclose(one.scores("brake pads"), fresh.scores("brake pads"), rtol=1e-6)
+    np.save(tmp_path / "bm25" / "docs.npy", np.full_like(counts.docs, len(TEXTS)))
+    with pytest.raises(BrainrankError, match="beyond the segment.*brainrank reindex"):
+        TermCounts.load(tmp_path / "bm25")
+
+
+def test_empty_texts_score_zero():
+    counts = TermCounts.build(["", "the of"], BM25Params())
+    index = KeywordIndex([counts], LiveMap([2], [None]))
+    assert index.term_ids("anything") == [] and not index.scores("anything").any()
+
+
+def test_live_map_positions():
+    live = LiveMap([4, 3, 3], [np.array([1]), None, np.array([0, 2])])
+    assert len(live) == 7 and not live.trivial
+    segment, local = live.locate(np.arange(7))
+    assert segment.tolist() == [0, 0, 0, 1, 1, 1, 2] and local.tolist() == [0, 2, 3, 0, 1, 2, 1]
+    assert live.globals_of(0, np.arange(4)).tolist() == [0, -1, 1, 2]
+    assert live.gather_list([list("abcd"), list("efg"), list("hij")]) == list("acdefgi")
+    with pytest.raises(IndexError):
+        live.locate(np.array([7]))
+
+
+@pytest.mark.parametrize("budget", [0, 5, 10_000])
+def test_kept_columns_give_the_same_scores(monkeypatch, budget):
+    """Columns kept for later queries, evicted or never kept: the same scores every time."""
+    import brainrank.index.keyword as keyword
+
+    monkeypatch.setattr(keyword, "CACHE_POSTINGS", budget)
+    ours, fresh = segmented(BM25Params()), BM25Index.build(live_texts())
+    for query in QUERIES * 3:
+        np.testing.assert_allclose(ours.scores(query), fresh.scores(query), rtol=1e-6, atol=1e-6)
+    assert ours._cached <= budget
