@@ -51,6 +51,15 @@ class VectorIndex:
         counts = np.bincount(owner) if len(owner) else np.zeros(0, dtype=np.int64)
         self._ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._most_passages = int(counts.max()) if len(counts) else 1
+        # Passage rows a search asks for per wanted document. Exact search takes the most
+        # passages of any document, so the top documents' best passages are always reached;
+        # an approximate search explores at least as many candidates as rows it asks for, so
+        # one long document must not make every query explore thousands: there it is the
+        # 99th percentile of passages per document.
+        if kind == "flat" or not len(counts):
+            self._rows_per_doc = self._most_passages
+        else:
+            self._rows_per_doc = max(1, math.ceil(float(np.percentile(counts, 99))))
         self._deleted: _Tombstones | None = None
         self._set_search_params()
 
@@ -117,13 +126,15 @@ class VectorIndex:
 
     def measure_recall(self, k: int = 100) -> dict:
         """R@k of this index's passage search against exact search, for a seeded sample of
-        the collection's own passages as queries."""
+        the collection's own passages as queries, searched as a top-k document search
+        searches (as deep, with the same search parameters)."""
         n = len(self.embeddings)
         rng = np.random.default_rng(0)
         sample = np.sort(rng.choice(n, size=min(self.params.recall_queries, n), replace=False))
         queries = np.ascontiguousarray(self.embeddings[sample])
-        depth = min(k, n)
-        _, found = self._index.search(queries, depth)
+        depth, searched = min(k, n), min(k * self._rows_per_doc, n)
+        _, found = self._index.search(queries, searched, params=self._search_params(searched))
+        found = found[:, :depth]
         hits = 0
         for start in range(0, len(queries), 64):  # exact top-k, a block of queries at a time
             block = np.asarray(self.embeddings @ queries[start : start + 64].T).T
@@ -190,13 +201,11 @@ class VectorIndex:
         positions = np.full((len(q), k), -1, dtype=np.int64)
         if k == 0:
             return scores, positions
-        # The top k documents own at most k * (most passages of any document) rows, so this
-        # depth always reaches the best passage of each of them.
-        depth = min(k * self._most_passages, len(self.embeddings))
+        depth = min(k * self._rows_per_doc, len(self.embeddings))
         if self._deleted is None:
-            raw_scores, rows = self._index.search(q, depth)
+            raw_scores, rows = self._index.search(q, depth, params=self._search_params(depth))
         else:
-            raw_scores, rows = self._deleted.search(self._index, q, depth)
+            raw_scores, rows = self._deleted.search(self, q, depth)
         for i in range(len(q)):
             valid = rows[i] >= 0
             docs = self.owner[rows[i][valid]]
@@ -271,6 +280,22 @@ class VectorIndex:
             base.hnsw.efSearch = self.params.hnsw_ef_search
         elif isinstance(base, faiss.IndexIVF):
             base.nprobe = self.params.ivf_nprobe
+        self._base = base
+
+    def _search_params(self, depth: int, selector=None):
+        """FAISS search parameters for ``depth`` rows, keeping only ``selector``'s rows.
+
+        HNSW explores ``max(hnsw_ef_search, depth)`` candidates: asked for more rows than it
+        explores, HNSW returns a tail far from the true nearest (measured: dense R@100 of 0.84
+        against exact search on 10k SciFact-derived documents with efSearch 64, 0.99 with 400).
+        """
+        base, extra = self._base, {} if selector is None else {"sel": selector}
+        if isinstance(base, faiss.IndexHNSW):
+            ef = max(self.params.hnsw_ef_search, depth)
+            return faiss.SearchParametersHNSW(efSearch=ef, **extra)
+        if isinstance(base, faiss.IndexIVF):
+            return faiss.SearchParametersIVF(nprobe=self.params.ivf_nprobe, **extra)
+        return faiss.SearchParameters(**extra) if extra else None
 
 
 class _Tombstones:
@@ -281,25 +306,19 @@ class _Tombstones:
         self.alive = alive
         self.live_rows = np.flatnonzero(alive)
         self._bits = np.packbits(alive, bitorder="little")  # the selector reads this buffer
-        self._params = None
+        self._selector = None  # kept alive with the bits it reads
         base = faiss.downcast_index(index.index) if hasattr(index, "index") else index
         if hasattr(faiss, "IDSelectorBitmap") and not (_on_gpu(index) or _on_gpu(base)):
-            selector = faiss.IDSelectorBitmap(len(alive), faiss.swig_ptr(self._bits))
-            if isinstance(base, faiss.IndexHNSW):
-                params = faiss.SearchParametersHNSW(sel=selector, efSearch=base.hnsw.efSearch)
-            elif isinstance(base, faiss.IndexIVF):
-                params = faiss.SearchParametersIVF(sel=selector, nprobe=base.nprobe)
-            else:
-                params = faiss.SearchParameters(sel=selector)
-            self._selector, self._params = selector, params  # both kept alive with the bits
+            self._selector = faiss.IDSelectorBitmap(len(alive), faiss.swig_ptr(self._bits))
 
-    def search(self, index: faiss.Index, q: np.ndarray, depth: int):
+    def search(self, vectors: VectorIndex, q: np.ndarray, depth: int):
         """FAISS search for the best ``depth`` live passages (-1 rows where there are fewer)."""
-        if self._params is not None:
-            return index.search(q, depth, params=self._params)
+        index = vectors._index
+        if self._selector is not None:
+            return index.search(q, depth, params=vectors._search_params(depth, self._selector))
         # No selector (a GPU index): search past every deleted passage, then drop them.
         extra = min(depth + int((~self.alive).sum()), index.ntotal)
-        raw, rows = index.search(q, extra)
+        raw, rows = index.search(q, extra, params=vectors._search_params(extra))
         keep = (rows >= 0) & self.alive[np.maximum(rows, 0)]
         out_s = np.full((len(q), depth), -np.inf, dtype=np.float32)
         out_r = np.full((len(q), depth), -1, dtype=np.int64)

@@ -97,17 +97,24 @@ def padded_batches(
     pow2_height: bool = False,
 ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
     """(rows, ids, mask) per batch of ``encode_batched``: the input positions of the batch's
-    texts, longest first, and their padded token ids and attention mask."""
-    ids = tokenize(texts)
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        longest = len(ids[rows[0]])
-        width = max(-(-longest // bucket), 1) * bucket
-        if max_width is not None:
-            width = min(width, max_width)
-        height = len(rows)
-        if pow2_height:
-            height = min(1 << (height - 1).bit_length(), batch_size)
-        input_ids, mask = pad([ids[i] for i in rows], width, height)
-        yield rows, input_ids, mask
+    texts, longest first within each window of ``SORT_WINDOW`` texts, and their padded token
+    ids and attention mask. Tokenizing a window at a time bounds memory: the token ids of a
+    million passages would take tens of gigabytes as Python lists."""
+    window = max(SORT_WINDOW, batch_size)
+    for lo in range(0, len(texts), window):
+        ids = tokenize(texts[lo : lo + window])
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            longest = len(ids[rows[0]])
+            width = max(-(-longest // bucket), 1) * bucket
+            if max_width is not None:
+                width = min(width, max_width)
+            height = len(rows)
+            if pow2_height:
+                height = min(1 << (height - 1).bit_length(), batch_size)
+            input_ids, mask = pad([ids[i] for i in rows], width, height)
+            yield [lo + i for i in rows], input_ids, mask
+
+
+SORT_WINDOW = 16_384

@@ -32,6 +32,14 @@ class PassageSplitter:
         out = [[d.full_text] for d in docs]
         if self.max_passages == 1:
             return out
+        # A chunk at a time: the token offsets of a million bodies would take gigabytes.
+        for lo in range(0, len(docs), self.CHUNK):
+            self._split_chunk(docs[lo : lo + self.CHUNK], out[lo : lo + self.CHUNK])
+        return out
+
+    CHUNK = 4096
+
+    def _split_chunk(self, docs: list[Document], out: list[list[str]]) -> None:
         bodies = self._tok.encode_batch([d.text for d in docs], add_special_tokens=False)
         titles = self._tok.encode_batch([d.title for d in docs], add_special_tokens=False)
         for d, body, title, passages in zip(docs, bodies, titles, out, strict=True):
@@ -48,4 +56,3 @@ class PassageSplitter:
                 if end == len(offsets):
                     break
                 start += step
-        return out

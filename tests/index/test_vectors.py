@@ -194,3 +194,15 @@ def test_a_loaded_index_is_mapped_and_keeps_its_recall(tmp_path, quantizer):
     np.testing.assert_array_equal(a[1], b[1])
     grown = loaded.extend(embedding_like(10, seed=5))  # a mapped index still extends
     assert grown.size == 3010 and grown.quantizer == quantizer and grown.recall == index.recall
+
+
+def test_hnsw_explores_at_least_as_deep_as_a_search_asks():
+    # efSearch far below the rows a top-100 search needs: the search must still explore
+    # that deep, or the tail of its top 100 is far from the true nearest.
+    x, q = embedding_like(4000, seed=3), embedding_like(50, seed=4)
+    index = VectorIndex.build(x, ENC, VectorParams(kind="hnsw", hnsw_ef_search=4))
+    _, got = index.search(q, 100, encoder_fingerprint=ENC.fingerprint)
+    truth = exact_top(x, q, 100)
+    recall = np.mean([len(set(g) & set(t)) / 100 for g, t in zip(got, truth, strict=True)])
+    assert recall >= 0.95, recall
+    assert index.recall["R@100"] >= 0.95  # the build-time check searches the same way

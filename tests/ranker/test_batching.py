@@ -60,3 +60,26 @@ def test_pad():
     np.testing.assert_array_equal(ids, [[5, 6, 7], [8, 0, 0], [0, 0, 0]])
     np.testing.assert_array_equal(mask, [[1, 1, 1], [1, 0, 0], [0, 0, 0]])
     assert ids.dtype == mask.dtype == np.int32
+
+
+def test_windows_bound_what_is_tokenized_at_once_and_keep_input_order(monkeypatch):
+    from brainrank.ranker.encoding import batching
+
+    monkeypatch.setattr(batching, "SORT_WINDOW", 3)
+    seen = []
+
+    def counting(texts):
+        seen.append(len(texts))
+        return tokenize(texts)
+
+    texts = [" ".join("w" * (j + 1) for j in range(n)) for n in (1, 7, 2, 5, 3, 9, 4, 6)]
+    out = encode_batched(
+        texts,
+        counting,
+        lambda ids, mask: np.stack([mask.sum(1), (ids * mask).sum(1)], 1).astype(np.float32),
+        2,
+        batch_size=2,
+    )
+    assert seen == [3, 3, 2]  # never more than a window of texts tokenized at once
+    expected = [[len(ids), sum(ids)] for ids in tokenize(texts)]
+    np.testing.assert_array_equal(out, expected)
