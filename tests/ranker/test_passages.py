@@ -49,9 +49,7 @@ def test_dense_search_finds_text_beyond_the_first_window(tmp_path, encoder, samp
 
 
 def test_splitting_a_chunk_at_a_time_gives_the_same_passages(encoder, monkeypatch):
-    docs = [
-        Document(str(i), f"Title {i}", FILLER[: 200 + 97 * i] + f" word{i}") for i in range(9)
-    ]
+    docs = [Document(str(i), f"Title {i}", FILLER[: 200 + 97 * i] + f" word{i}") for i in range(9)]
     splitter = PassageSplitter(encoder.tokenizer, 64, overlap=8, max_passages=6)
     whole = splitter.split(docs)
     monkeypatch.setattr(PassageSplitter, "CHUNK", 2)
