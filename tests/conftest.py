@@ -80,6 +80,23 @@ def ingest(cfg, encoder, docs=(), delete=(), rebuild=False):
     )
 
 
+def few_judgments(directory: Path, n: int = 40) -> Path:
+    """The sample's train judgments of its first ``n`` judged queries (by id), written in
+    ``directory``: for tests of what training and retraining do with their result, not of how
+    well they learn, since every judged query costs training time on 2 cores."""
+    lines = (DATA / "qrels-train.txt").read_text().splitlines()
+    keep = set(sorted({line.split()[0] for line in lines if line.strip()})[:n])
+    path = directory / f"qrels-train-{n}.txt"
+    kept = [line for line in lines if line.strip() and line.split()[0] in keep]
+    path.write_text("".join(f"{line}\n" for line in kept))
+    return path
+
+
+@pytest.fixture(scope="session")
+def few_qrels(tmp_path_factory) -> Path:
+    return few_judgments(tmp_path_factory.mktemp("judgments"))
+
+
 @pytest.fixture(scope="session")
 def sample_config(tmp_path_factory, encoder, sample_docs):
     """A workspace holding the whole sample collection (read-only for tests)."""

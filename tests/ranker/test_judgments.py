@@ -138,7 +138,7 @@ def test_train_without_files_uses_the_workspace_judgments(sample_ws):
     assert res.exit_code == 1 and "give --queries and --qrels together" in res.output
 
     run("judgments", "import", QRELS, "--queries", QUERIES, "--set", "mine", "-w", sample_ws)
-    res = run("train", "-w", sample_ws, "--json", "--no-promote")
+    res = run("train", "-w", sample_ws, "--json", "--no-promote", "--early-stopping", "split")
     assert res.exit_code == 0, res.output
     payload = json.loads(res.stdout.strip().splitlines()[-1])
     qrels = read_qrels(QRELS)
@@ -153,7 +153,10 @@ def test_train_without_files_uses_the_workspace_judgments(sample_ws):
 
 
 def test_retrain_after_train_needs_no_config(sample_ws):
-    res = run("train", "--queries", QUERIES, "--qrels", QRELS, "-w", sample_ws, "--json")
+    res = run(
+        "train", "--queries", QUERIES, "--qrels", QRELS, "-w", sample_ws, "--json",
+        "--early-stopping", "split",
+    )  # fmt: skip
     assert res.exit_code == 0, res.output
     # train imported its judgments into the workspace (set "default").
     assert lines(run("judgments", "export", "-w", sample_ws).stdout) == lines(QRELS.read_text())

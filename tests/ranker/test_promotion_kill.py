@@ -26,7 +26,7 @@ import pytest
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.registry.registry import Registry
 from brainrank.ranker.retrieval.search import SearchEngine
-from tests.conftest import DATA, REPO, make_config, permissive
+from tests.conftest import DATA, REPO, few_judgments, make_config, permissive
 
 QUERY = "money back"
 
@@ -89,7 +89,7 @@ def start(command: str, point: str, cfg, tmp_path: Path, **fields) -> tuple:
     go.unlink(missing_ok=True)
     ws = str(cfg.workspace)
     body = COMMANDS[command].format(
-        ws=ws, queries=str(DATA / "queries.jsonl"), qrels=str(DATA / "qrels-train.txt"), **fields
+        ws=ws, queries=str(DATA / "queries.jsonl"), qrels=str(few_judgments(tmp_path)), **fields
     )
     script = SCRIPT.format(
         repo=str(REPO), flag=str(flag), go=str(go), point=point, ws=ws, command=body
@@ -372,7 +372,7 @@ def test_sigkill_during_retrain(bases, tmp_path, point):
         assert serves(cfg, v1, bases["minilm"]) == before
     rcfg = RetrainConfig(
         queries=DATA / "queries.jsonl",
-        qrels=DATA / "qrels-train.txt",
+        qrels=few_judgments(tmp_path),
         max_epochs=5,
         click_margin=0.99,
     )

@@ -20,16 +20,19 @@ from brainrank.ranker.monitoring.retrain import history, retrain
 from brainrank.ranker.registry.registry import Registry
 from tests.conftest import DATA, ingest, make_config, permissive
 
-# The sample holds out only 4 judged queries, where one swapped document moves nDCG@10 by
-# more than 0.05: the workspace promotes any challenger (``permissive``), and the click margin
-# only keeps the test from hanging on that noise.
-RCFG = RetrainConfig(
-    queries=DATA / "queries.jsonl",
-    qrels=DATA / "qrels-train.txt",
-    max_epochs=15,
-    click_margin=0.5,
-    min_click_eval=3,
-)
+
+@pytest.fixture
+def rcfg(few_qrels):
+    """Forty judged queries hold out only 8, where one swapped document moves nDCG@10 by more
+    than 0.05: the workspace promotes any challenger (``permissive``), and the click margin
+    only keeps the test from hanging on that noise."""
+    return RetrainConfig(
+        queries=DATA / "queries.jsonl",
+        qrels=few_qrels,
+        max_epochs=15,
+        click_margin=0.5,
+        min_click_eval=3,
+    )
 
 
 @pytest.fixture
@@ -65,14 +68,14 @@ def test_retrain_needs_judgments(workspace):
         retrain(workspace, RetrainConfig())
 
 
-def test_a_fresh_champion_is_not_retrained(workspace):
+def test_a_fresh_champion_is_not_retrained(workspace, rcfg):
     before = champion(workspace).version
-    report = retrain(workspace, RCFG, if_needed=True)
+    report = retrain(workspace, rcfg, if_needed=True)
     assert report.status == "not needed" and report.monitor["verdict"] == "fresh"
     assert champion(workspace).version == before and history(workspace.workspace / "models") == []
 
 
-def test_retrain_if_needed_recovers_from_fresh_documents(workspace, encoder):
+def test_retrain_if_needed_recovers_from_fresh_documents(workspace, encoder, rcfg):
     now = datetime.now(UTC)
     fresh = [
         Document(f"n{i:03d}", f"Garden robot model R{i}", f"Autonomous lawn robot number {i}.", now)
@@ -84,7 +87,7 @@ def test_retrain_if_needed_recovers_from_fresh_documents(workspace, encoder):
     assert monitor(workspace, mcfg).monitors["corpus"]["status"] == "alarm"
     old = champion(workspace).version
 
-    report = retrain(workspace, RCFG, mcfg, if_needed=True, encoder_factory=lambda: encoder)
+    report = retrain(workspace, rcfg, mcfg, if_needed=True, encoder_factory=lambda: encoder)
 
     assert report.status == "promoted", report.reason
     assert report.champion_before == old and report.champion_after == champion(workspace).version
@@ -100,19 +103,19 @@ def test_retrain_if_needed_recovers_from_fresh_documents(workspace, encoder):
     assert monitor(workspace, mcfg).verdict == "fresh"
 
     # From cron: nothing to do now, and a forced run with the same inputs is skipped.
-    assert retrain(workspace, RCFG, mcfg, if_needed=True).status == "not needed"
-    again = retrain(workspace, RCFG, mcfg)
+    assert retrain(workspace, rcfg, mcfg, if_needed=True).status == "not needed"
+    again = retrain(workspace, rcfg, mcfg)
     assert again.status == "skipped" and "nothing changed" in again.reason
     assert len(history(models)) == 1
 
 
-def test_two_retrains_are_kept_apart(workspace):
+def test_two_retrains_are_kept_apart(workspace, rcfg):
     with Workspace(workspace.workspace).writer_lock("retrain"):
         with pytest.raises(BrainrankError, match="another brainrank retrain is running"):
-            retrain(workspace, RCFG)
+            retrain(workspace, rcfg)
 
 
-def test_a_crash_leaves_the_champion_serving(workspace, monkeypatch):
+def test_a_crash_leaves_the_champion_serving(workspace, monkeypatch, rcfg):
     from brainrank.ranker.learning.tfr_model import ListwiseRanker
 
     def killed(*args, **kwargs):
@@ -125,10 +128,10 @@ def test_a_crash_leaves_the_champion_serving(workspace, monkeypatch):
     promotions = history(registry.models_dir)
     t = time.time()
     with pytest.raises(RuntimeError, match="killed"):
-        retrain(workspace, RCFG)
+        retrain(workspace, rcfg)
     assert champion(workspace).version == serving
     assert [v.version for v in registry.versions()] == before
     assert history(registry.models_dir) == promotions
     assert time.time() - t < 60
     # The lock died with the run: the next retrain may start (and stops at its own check).
-    assert retrain(workspace, RCFG, if_needed=True).status == "not needed"
+    assert retrain(workspace, rcfg, if_needed=True).status == "not needed"
