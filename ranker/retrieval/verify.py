@@ -27,8 +27,25 @@ MANIFEST = "manifest.json"
 LARGE = frozenset({"vectors/vectors.faiss", "vectors/embeddings.npy"})
 
 
+# Any other array this big gets the same structural check on load (size, first MiB, header):
+# hashing a million documents' keyword postings (about 1.5 GB) would take most of a cold start.
+BIG_ARRAY = 64 << 20
+
+
 def is_large(rel: str) -> bool:
     return rel in LARGE or rel.endswith(tuple(f"/{name}" for name in LARGE))
+
+
+def _large_on_load(directory: Path):
+    def large(rel: str) -> bool:
+        if is_large(rel):
+            return True
+        try:
+            return rel.endswith(".npy") and (directory / rel).stat().st_size >= BIG_ARRAY
+        except OSError:
+            return False  # missing: verify_files names it
+
+    return large
 
 
 REINDEX = "run `brainrank reindex` to rebuild the indexes"
@@ -67,5 +84,6 @@ def verify_generation(directory: Path, *, full: bool = False, seen: set | None =
                 raise damaged(directory / rel, "the file is missing", REINDEX)
         check_npy_files(directory, REINDEX)
         return False
-    verify_files(directory, files, repair=REINDEX, full=full, large=is_large, seen=seen)
+    large = _large_on_load(directory)
+    verify_files(directory, files, repair=REINDEX, full=full, large=large, seen=seen)
     return True

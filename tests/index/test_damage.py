@@ -297,3 +297,20 @@ def test_reindex_command_with_a_garbled_manifest(cfg):
     assert "rebuilt generation 2: 604 documents" in res.output
     res = CliRunner().invoke(app, ["search", "gift", "--mode", "bm25", "-w", str(cfg.workspace)])
     assert res.exit_code == 0, res.output
+
+
+def test_big_keyword_arrays_get_the_cheap_check_on_load(cfg, monkeypatch):
+    from brainrank.ranker.retrieval import verify
+    from brainrank.ranker.retrieval.search import SearchEngine
+
+    gen = cfg.workspace / GEN
+    freqs = SEG + "bm25/freqs.npy"
+    large = verify._large_on_load(gen)
+    assert not large(freqs) and not large(SEG + "docs.json")  # small: hashed in full
+    monkeypatch.setattr(verify, "BIG_ARRAY", (gen / freqs).stat().st_size)
+    large = verify._large_on_load(gen)
+    assert large(freqs) and not large(SEG + "docs.json") and not large(SEG + "bm25/vocab.json")
+    assert SearchEngine(cfg).search("gift card", mode="bm25").hits
+    permute(gen / freqs)  # within its first MiB: the cheap check still sees it
+    with pytest.raises(DamagedArtifactError, match="freqs.npy is damaged"):
+        SearchEngine(cfg).search("gift card", mode="bm25")
