@@ -115,6 +115,9 @@ def test_save_load_roundtrip_and_damage(tmp_path):
     counts.save(tmp_path / "bm25")
     loaded = TermCounts.load(tmp_path / "bm25")
     assert loaded.vocab == counts.vocab and loaded.params == counts.params
+    # Postings and sequences are mapped, not read (a cold process reads only its terms' pages).
+    assert isinstance(loaded.docs, np.memmap) and isinstance(loaded.freqs, np.memmap)
+    assert isinstance(loaded.sequences[0], np.memmap)
     one = KeywordIndex([loaded], LiveMap([len(TEXTS)], [None]))
     fresh = BM25Index.build(TEXTS, BM25Params(k1=1.2))
     np.testing.assert_allclose(one.scores("brake pads"), fresh.scores("brake pads"), rtol=1e-6)
@@ -150,3 +153,16 @@ def test_kept_columns_give_the_same_scores(monkeypatch, budget):
     for query in QUERIES * 3:
         np.testing.assert_allclose(ours.scores(query), fresh.scores(query), rtol=1e-6, atol=1e-6)
     assert ours._cached <= budget
+
+
+def test_big_postings_are_not_scanned_on_load(tmp_path, monkeypatch):
+    from brainrank.index import postings
+
+    counts = TermCounts.build(TEXTS, BM25Params())
+    counts.save(tmp_path / "bm25")
+    np.save(tmp_path / "bm25" / "docs.npy", np.full_like(counts.docs, len(TEXTS)))
+    monkeypatch.setattr(postings, "SCAN_LIMIT", len(counts.docs) - 1)
+    TermCounts.load(tmp_path / "bm25")  # shapes and offsets only: the checksums cover the rest
+    monkeypatch.setattr(postings, "SCAN_LIMIT", len(counts.docs))
+    with pytest.raises(BrainrankError, match="beyond the segment"):
+        TermCounts.load(tmp_path / "bm25")
