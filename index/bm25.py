@@ -121,6 +121,10 @@ class BM25Index:
         """BM25 score of every document for ``query`` (float32, zeros when no term matches)."""
         return self.scores_for_terms(self.term_ids(query))
 
+    def scores_at(self, term_ids: Sequence[int], positions: np.ndarray) -> np.ndarray:
+        """``scores_for_terms(term_ids)[positions]``."""
+        return self.scores_for_terms(term_ids)[np.asarray(positions, dtype=np.int64)]
+
     def scores_for_terms(self, term_ids: Sequence[int]) -> np.ndarray:
         if not term_ids:
             return np.zeros(self.n_docs, dtype=np.float32)

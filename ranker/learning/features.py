@@ -131,11 +131,9 @@ class FeatureExtractor:
         title_terms = g.bm25_title.term_ids(query)
         body_terms = g.bm25_body.term_ids(query)
         cols["bm25_title_norm"] = minmax_normalise(
-            g.bm25_title.scores_for_terms(title_terms)[cand.positions]
+            g.bm25_title.scores_at(title_terms, cand.positions)
         )
-        cols["bm25_body_norm"] = minmax_normalise(
-            g.bm25_body.scores_for_terms(body_terms)[cand.positions]
-        )
+        cols["bm25_body_norm"] = minmax_normalise(g.bm25_body.scores_at(body_terms, cand.positions))
         dense = cand.dense.astype(np.float64)
         cols["dense"] = dense
         cols["dense_norm"] = minmax_normalise(dense)
@@ -222,7 +220,7 @@ class FeatureExtractor:
         for term in unique:
             tid = self.generation.bm25_title.vocab_id(term)
             if tid is not None:
-                hits += self.generation.bm25_title.scores_for_terms([tid])[positions] > 0
+                hits += self.generation.bm25_title.scores_at([tid], positions) > 0
         return hits / len(unique)
 
     def _judged(self, positions, n):

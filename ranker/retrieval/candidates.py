@@ -76,10 +76,10 @@ class Generation:
     def keyword_top(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         """All BM25 scores and the positions of the top ``n`` documents with a positive score."""
         scores = self.bm25.scores(query)
-        n = min(n, len(scores))
-        top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
-        top = top[scores[top] > 0]
-        top = top[np.lexsort((top, -scores[top]))]
+        matched = np.flatnonzero(scores > 0)  # partitioning only these: a million is slow
+        if len(matched) > n:
+            matched = matched[np.argpartition(-scores[matched], n - 1)[:n]]
+        top = matched[np.lexsort((matched, -scores[matched]))]
         return scores, top
 
     def candidates(

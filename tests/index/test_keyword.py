@@ -65,6 +65,26 @@ def test_scores_equal_a_fresh_index_of_the_live_documents(method):
             np.testing.assert_allclose(weights, reference, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["lucene", "bm25l"])
+def test_scores_at_some_positions_are_those_of_every_document(method):
+    ours = segmented(BM25Params(method=method))
+    fresh = BM25Index.build(live_texts(), BM25Params(method=method))
+    rng = np.random.default_rng(0)
+    for query in QUERIES:
+        every = ours.scores(query)
+        for positions in (np.arange(ours.n_docs), rng.permutation(ours.n_docs)[:4], [2, 2, 0]):
+            ids = ours.term_ids(query)
+            # From the kept columns (``scores`` kept them) and from the postings alone.
+            np.testing.assert_array_equal(ours.scores_at(ids, positions), every[positions])
+            cold = segmented(BM25Params(method=method))
+            np.testing.assert_array_equal(cold.scores_at(ids, positions), every[positions])
+            fresh_ids = fresh.term_ids(query)
+            np.testing.assert_array_equal(
+                fresh.scores_at(fresh_ids, positions), fresh.scores(query)[positions]
+            )
+    assert ours.scores_at(ours.term_ids("brake pads"), []).shape == (0,)
+
+
 def test_a_term_held_only_by_deleted_documents_is_unknown():
     ours = segmented(BM25Params())
     assert ours.vocab_id("zeppelin") is None and ours.term_ids("zeppelin lake") == []
