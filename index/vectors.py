@@ -201,11 +201,18 @@ class VectorIndex:
         positions = np.full((len(q), k), -1, dtype=np.int64)
         if k == 0:
             return scores, positions
-        depth = min(k * self._rows_per_doc, len(self.embeddings))
-        if self._deleted is None:
-            raw_scores, rows = self._index.search(q, depth, params=self._search_params(depth))
-        else:
-            raw_scores, rows = self._deleted.search(self, q, depth)
+        # Rows enough for k documents in nearly every case; should the rows found hold fewer
+        # than k documents (a few long ones), search twice as deep, up to the exact bound.
+        cap = min(k * self._most_passages, len(self.embeddings))
+        depth = min(k * self._rows_per_doc, cap)
+        while True:
+            if self._deleted is None:
+                raw_scores, rows = self._index.search(q, depth, params=self._search_params(depth))
+            else:
+                raw_scores, rows = self._deleted.search(self, q, depth)
+            if depth >= cap or all(len(np.unique(self.owner[r[r >= 0]])) >= k for r in rows):
+                break
+            depth = min(depth * 2, cap)
         for i in range(len(q)):
             valid = rows[i] >= 0
             docs = self.owner[rows[i][valid]]

@@ -206,3 +206,19 @@ def test_hnsw_explores_at_least_as_deep_as_a_search_asks():
     recall = np.mean([len(set(g) & set(t)) / 100 for g, t in zip(got, truth, strict=True)])
     assert recall >= 0.95, recall
     assert index.recall["R@100"] >= 0.95  # the build-time check searches the same way
+
+
+def test_a_few_long_documents_do_not_leave_an_approximate_search_short():
+    # 398 one-passage documents and 2 of 4 passages right at the query: the rows a search
+    # first asks for (20, the 99th percentile of 1 passage each) hold only 14 documents.
+    rng = np.random.default_rng(5)
+    x = embedding_like(400, seed=6)
+    query = x[0]
+    near = query + 0.01 * rng.normal(size=(8, 32))
+    near = (near / np.linalg.norm(near, axis=1, keepdims=True)).astype(np.float32)
+    emb = np.vstack([near, x[1:399]]).astype(np.float32)  # docs 0 and 1: 4 passages each
+    owner = np.concatenate([[0, 0, 0, 0, 1, 1, 1, 1], np.arange(2, 400)])
+    index = VectorIndex.build(emb, ENC, VectorParams(kind="hnsw"), owner=owner)
+    scores, got = index.search(query[None], 20, encoder_fingerprint=ENC.fingerprint)
+    assert (got[0] >= 0).all() and len(set(got[0])) == 20
+    assert set(got[0][:2]) == {0, 1}
