@@ -1,8 +1,8 @@
 """Does the learned ranker generalize? New queries, few judgments, other collections.
 
-    .venv/bin/python bench/bench_generalize.py [--rows few,terciles] [--seeds 0,1,2]
+    .venv/bin/python bench/bench_generalize.py [--rows few,terciles,adapt] [--seeds 0,1,2]
         [--collections scifact,nfcorpus-preprocessed] [--few 150]
-        [--early-stopping split,cv]
+        [--early-stopping split,cv] [--adapt-rates 2e-5,5e-5] [--adapt-pairs 2000]
 
 Every learned figure comes from ``brainrank train`` as a user runs it (``train()``: candidate
 lists, judged features, early stopping, gates on, no promotion), scored on the collection's
@@ -16,6 +16,13 @@ of hybrid-rrf and hybrid-minmax on the same test queries, which flatters the fus
 - ``terciles``: a model trained on all training judgments; SciFact's test queries split into
   thirds by the cosine of their nearest training query (the pretrained encoder's query
   vectors), each third against the fusion on the same queries.
+
+- ``adapt``: ``brainrank adapt`` alone, no judgments. The collection is ingested into a fresh
+  workspace bench/.work/<collection>-adapt/base (bulk encoder, as ``brainrank ingest``), copied
+  once per learning rate (``--adapt-rates``) and adapted there (``--adapt-pairs`` mined pairs,
+  seed 0); dense, hybrid (the configured fusion), hybrid-rrf and hybrid-minmax before and after,
+  on the *train* judgments (to choose the rate) and the test judgments (the figure). One seed:
+  each run embeds the collection again.
 
 Workspaces are bench/.work/<collection> (``bench_learned.py`` builds the same ones); models
 trained here are registered there as challengers and never promoted.
@@ -31,7 +38,7 @@ from datetime import date
 
 import numpy as np
 from bench_learned import collection_files, workspace
-from common import machine, print_table
+from common import REPO, machine, print_table
 
 FUSIONS = ("hybrid-rrf", "hybrid-minmax")
 FEW_SEED = 12345
@@ -158,6 +165,81 @@ def tercile_rows(args, name):
     return rows
 
 
+ADAPT_MODES = ("dense", "hybrid", "hybrid-rrf", "hybrid-minmax")
+
+
+def adapt_base(name, datasets):
+    """A fresh workspace of the collection, embedded by the bulk encoder as ingest does."""
+    from brainrank.index.readers import read_documents
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.config import load_config
+    from brainrank.ranker.encoding.bulk import load_bulk_encoder
+    from brainrank.ranker.retrieval.indexing import update_indexes
+
+    cfg = load_config(workspace=REPO / "bench" / ".work" / f"{name}-adapt" / "base", env={})
+    corpus, _, _ = collection_files(name, datasets, "test")
+    path = cfg.encoder.resolved_path()
+    update_indexes(
+        Workspace(cfg.workspace),
+        cfg,
+        documents=read_documents(corpus).documents,
+        encoder_factory=lambda: load_bulk_encoder(path, cfg.encoder),
+        encoder_path=path,
+    )
+    return cfg
+
+
+def adapt_rows(args, name):
+    import shutil
+
+    from brainrank.ranker.config import load_config
+    from brainrank.ranker.encoding.adapt_pairs import PairParams
+    from brainrank.ranker.learning.adapt import AdaptOptions, adapt
+    from brainrank.ranker.progress import Progress
+
+    base = adapt_base(name, args.datasets)
+    splits = {split: judged(name, args.datasets, split) for split in ("train", "test")}
+
+    def scores(cfg):
+        return {
+            split: {m: mean(v) for m, v in per_query_modes(cfg, q, j, ADAPT_MODES).items()}
+            for split, (q, j) in splits.items()
+        }
+
+    before = scores(base)
+    rows = [_adapt_row(name, "pretrained (before)", before, None)]
+    for rate in args.adapt_rates:
+        folder = base.workspace.parent / f"lr{rate:g}"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(base.workspace, folder)
+        cfg = load_config(workspace=folder, env={})
+        # No time budget: on a loaded machine it would cut training short and move the figure.
+        options = AdaptOptions(
+            pairs=PairParams(max_pairs=args.adapt_pairs), learning_rate=rate, max_seconds=None
+        )
+        t = time.perf_counter()
+        result = adapt(cfg, options, progress=Progress())
+        secs = time.perf_counter() - t
+        after = scores(cfg)
+        print(f"{name} adapt lr {rate:g}: {after} ({secs:.0f} s; {result.summary})", flush=True)
+        rows.append(_adapt_row(name, f"adapt, lr {rate:g}", after, before, secs))
+    return rows
+
+
+def _adapt_row(name, label, got, before, secs=None):
+    def cell(split, mode):
+        value = got[split][mode]
+        delta = "" if before is None else f" ({value - before[split][mode]:+.4f})"
+        return f"{value:.4f}{delta}"
+
+    return [
+        f"{name}, {label}",
+        *(cell("train", m) for m in ("dense", "hybrid")),
+        *(cell("test", m) for m in ADAPT_MODES),
+        "" if secs is None else f"{secs:.0f}",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=None)
@@ -166,17 +248,30 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--few", type=int, default=150)
     parser.add_argument("--early-stopping", default="split,cv")
+    parser.add_argument("--adapt-rates", default="2e-5,5e-5")
+    parser.add_argument("--adapt-pairs", type=int, default=2000)
     args = parser.parse_args()
+    args.adapt_rates = [float(r) for r in args.adapt_rates.split(",")]
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.early_stopping = args.early_stopping.split(",")
     wanted = args.rows.split(",")
-    rows = []
+    rows, adapted = [], []
     for name in args.collections.split(","):
+        if "adapt" in wanted:
+            adapted += adapt_rows(args, name)
         if "few" in wanted:
             rows += few_rows(args, name)
         if "terciles" in wanted and name == "scifact":
             rows += tercile_rows(args, name)
     print(f"\nMachine: {machine()}; {date.today()}; seeds {args.seeds}")
+    if adapted:
+        print_table(
+            "brainrank adapt, no judgments (nDCG@10; change from the pretrained encoder)",
+            ["setting", "train dense", "train hybrid", *(f"test {m}" for m in ADAPT_MODES), "s"],
+            adapted,
+        )
+    if not rows:
+        return
     print_table(
         "Learned ranker on test judgments (nDCG@10, mean over seeds)",
         ["setting", "bm25", "best fixed fusion", "learned", "learned - fusion", "epochs", "s"],

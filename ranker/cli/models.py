@@ -69,6 +69,13 @@ def models_promote(
 
     cfg = resolve_config(workspace, config)
     mv = promote(cfg, version, progress=progress())
+    if not mv.has_ranker:
+        err.print(
+            f"{mv.version}'s adapted encoder now serves (fixed modes: it has no ranker)",
+            highlight=False,
+            markup=False,
+        )
+        return
     err.print(f"{mv.version} is now the champion", highlight=False, markup=False)
     for warning in model_warnings(mv.meta):  # the user's call, but an informed one
         err.print(f"[yellow]warning:[/] {mv.version}: {escape(warning)}", highlight=False)

@@ -114,13 +114,21 @@ def models_table(versions, champion: str | None) -> Table:
             f"{age.days}d {age.seconds // 3600}h",
             f"{mine:.4f}" if mine is not None else "-",
             f"{other.get('nDCG@10', float('nan')):.4f}" if other else "-",
-            ("fine-tuned " if (mv.meta.get("encoder") or {}).get("bundled") else "")
-            + str((mv.meta.get("encoder") or {}).get("name", "?")),
+            _encoder_label(mv),
             str((mv.meta.get("training") or {}).get("train_queries", "-")),
         )
     if not versions:
         table.caption = "no models yet: brainrank train --queries FILE --qrels FILE"
     return table
+
+
+def _encoder_label(mv) -> str:
+    name = str((mv.meta.get("encoder") or {}).get("name", "?"))
+    if "adaptation" in mv.meta:
+        name = f"adapted {name}" + ("" if mv.has_ranker else " (no ranker)")
+    elif (mv.meta.get("encoder") or {}).get("bundled"):
+        name = f"fine-tuned {name}"
+    return name
 
 
 def monitor_table(report) -> Table:

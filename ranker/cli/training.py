@@ -169,3 +169,61 @@ def _judgments(cfg, queries: Path | None, qrels: Path | None, set_name: str | No
 
     texts, grades = read_queries(queries), read_qrels(qrels)
     return Judgments((set_name or DEFAULT_SET,), texts, grades), True
+
+
+@app.command()
+def adapt(
+    pairs: Annotated[
+        int, typer.Option("--pairs", help="Documents to mine one training pair from each")
+    ] = 2000,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            "--promote/--no-promote",
+            help="Serve the adapted encoder (when judgments exist: only if it beats what serves)",
+        ),
+    ] = True,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line")] = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Adapt the text encoder to the collection, with no judgments: fine-tune it on pairs
+    mined from the documents (title -> body, sentence -> rest of its document) and re-embed.
+
+    Writes a model version (the adapted encoder, with the champion's ranker if there is
+    one). Where the workspace has judgments it serves only if it beats what serves now."""
+    from brainrank.ranker.encoding.adapt_pairs import PairParams
+    from brainrank.ranker.learning.adapt import AdaptOptions
+    from brainrank.ranker.learning.adapt import adapt as run_adapt
+
+    if pairs < 2:
+        raise BrainrankError(f"--pairs must be at least 2, not {pairs}")
+    cfg = resolve_config(workspace, config)
+    existing_workspace(cfg)
+    options = AdaptOptions(pairs=PairParams(max_pairs=pairs, seed=seed), promote=promote)
+    result = run_adapt(cfg, options, progress=progress())
+    from brainrank.ranker.cli.render import decision_table
+
+    if result.decision is not None and result.decision.comparisons:
+        (err if as_json else out).print(decision_table(result.decision))
+    verdict = "serves now" if result.promoted else "kept as a challenger"
+    err.print(
+        f"model {result.version} (adapted encoder, {result.summary['pairs']} pairs) {verdict}: "
+        f"{result.reason}",
+        highlight=False,
+        markup=False,
+    )
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "version": result.version,
+                    "promoted": result.promoted,
+                    "reason": result.reason,
+                    "promotion": result.decision.to_dict() if result.decision else None,
+                    "adaptation": result.summary,
+                },
+                default=str,
+            )
+        )

@@ -3,6 +3,7 @@ queries and stage an index generation embedded by it (the champion keeps serving
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from brainrank.index.errors import InputError
@@ -14,12 +15,27 @@ from brainrank.ranker.learning.learned import ENCODER_DIR
 # 281 s on 2 cores, well inside it.
 FINETUNE_PAIRS_PER_QUERY = 5
 FINETUNE_SECONDS = 900.0
+# Written into an encoder folder by ``brainrank adapt`` (learning.adapt): the fingerprint of the
+# weights it adapted without judgments. A fine-tuned copy inherits the file, not the weights.
+ADAPTED_FILE = "adapted.json"
 
 
 def fine_tuned_here(ws: Workspace, generation) -> bool:
-    """Whether a generation was embedded by an encoder some model of this workspace fine-tuned."""
+    """Whether a generation was embedded by an encoder some model of this workspace fine-tuned
+    on judged queries (an encoder ``adapt`` fitted to the documents alone has seen none)."""
     path = generation.manifest.get("encoder_path")
-    return bool(path) and Path(path).is_relative_to(ws.models_dir)
+    if not path or not Path(path).is_relative_to(ws.models_dir):
+        return False
+    vectors = generation.vectors
+    return vectors is None or not _adapted_only(Path(path), vectors.encoder.fingerprint)
+
+
+def _adapted_only(folder: Path, fingerprint: str) -> bool:
+    try:
+        marker = json.loads((folder / ADAPTED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("fingerprint") == fingerprint
 
 
 def finetune_for_training(cfg, ws, engine, tmp, queries, qrels, ids, progress):

@@ -85,20 +85,29 @@ def switch_to(cfg: Config, mv, action: str, *, expect=None, progress: Progress |
 
     ``action`` is recorded in the history ("promote" or "rollback"). For a rollback,
     ``expect`` is the champion it rolls back from: if another command moved the champion
-    during the preparation, nothing changes and the error says so.
+    during the preparation, nothing changes and the error says so. A version holding only an
+    encoder (``adapt``'s, before any ranker) changes the generation and leaves no champion.
     """
     from brainrank.ranker.registry.registry import Registry
 
     ws = Workspace(cfg.workspace)
     registry = Registry(ws.models_dir)
+    if not mv.has_ranker:
+        _check_encoder_only(mv, ws.serving_state().champion)
     planned = {"expect": expect} if action == "rollback" else {}
     for _ in range(ATTEMPTS):
         number = ensure_generation(cfg, mv, progress=progress)
         with ws.pin(number), ws.writer_lock(timeout=registry.lock_timeout):
             if _matching_generation(ws, mv, only=number) is None:
                 continue  # an ingest committed since: the documents need a new generation
-            before = ws.serving_state().generation
-            result = registry.switch(action, mv.version, generation=number, **planned)
+            state = ws.serving_state()
+            before = state.generation
+            if mv.has_ranker:
+                result = registry.switch(action, mv.version, generation=number, **planned)
+            else:
+                _check_encoder_only(mv, state.champion)
+                ws.set_serving(number, None, state.change)
+                result = mv
             if number != before:
                 ws.prune()
             return result
@@ -106,6 +115,17 @@ def switch_to(cfg: Config, mv, action: str, *, expect=None, progress: Progress |
         f"the documents changed {ATTEMPTS} times while model {mv.version}'s index was being "
         "prepared; nothing was changed, run the command again once the ingests are done"
     )
+
+
+def _check_encoder_only(mv, champion: str | None) -> None:
+    """An encoder-only version serves the fixed modes over its index, and only while no
+    champion does: a champion's ranker needs the index of its own encoder."""
+    if champion is not None:
+        raise BrainrankError(
+            f"model {mv.version} holds only an adapted encoder, while champion {champion} "
+            "serves with its own; train a ranker on the adapted encoder (`brainrank train` "
+            "after `brainrank adapt`) to serve both"
+        )
 
 
 def _matching_generation(ws: Workspace, version, only: int | None = None) -> int | None:

@@ -387,12 +387,24 @@ class Registry:
             champion = self.champion(state)
             current = champion.version if champion else None
             protected = {current, previous_champion(self.history(), state)}
+            protected.add(self._serving_encoder_version(state))
             old = self.versions()
             old = old[: max(len(old) - keep, 0)]
             doomed = [v for v in old if v.version not in protected]
             for v in doomed:
                 self._delete(v, "pruned")
         return [v.version for v in doomed]
+
+    def _serving_encoder_version(self, state: ServingState) -> str | None:
+        """The version whose bundled encoder embedded the serving generation (an adapted
+        encoder serves with no champion), or None."""
+        try:
+            manifest = self.workspace.manifest(state.generation) if state.generation else {}
+        except BrainrankError:
+            return None
+        path = Path(manifest.get("encoder_path") or self.workspace.root)
+        inside = path.is_relative_to(self.versions_dir)
+        return path.relative_to(self.versions_dir).parts[0] if inside else None
 
     def withdraw(self, version: str) -> None:
         """Delete a version that never served (an import whose index could not be built)."""

@@ -77,6 +77,12 @@ class ModelVersion:
         return None
 
     @property
+    def has_ranker(self) -> bool:
+        """False for a version that holds only an encoder (``brainrank adapt`` before any
+        ranker was trained): it serves the fixed modes over its encoder's index."""
+        return self.meta.get("kind") != "encoder"
+
+    @property
     def feature_names(self) -> list[str]:
         return list(self.meta["feature_schema"]["names"])
 

@@ -111,6 +111,11 @@ class SearchEngine:
             raise BrainrankError(
                 "no learned model yet: train one with `brainrank train --queries FILE --qrels FILE`"
             )
+        if not mv.has_ranker:
+            raise BrainrankError(
+                f"model {mv.version} holds only an adapted encoder and no ranker; search it in "
+                "a fixed mode, or train a ranker with `brainrank train`"
+            )
         with self._loading:
             if mv.version not in self._models:
                 model = _load_model(mv)
