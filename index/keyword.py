@@ -9,34 +9,49 @@ scores every document as a fresh ``BM25Index.build`` over its live documents wou
 rounding). The interface is ``BM25Index``'s: term ids are the generation's (segment 0's ids,
 then terms first seen in later segments), and a term no live document holds is unknown, as it
 would be in a fresh index.
+
+The score-matrix entry of every posting (its weight) depends on the generation's statistics
+alone, so it is computed once per generation, when the generation is written, and saved beside
+its segments (``save_weights``, loaded mapped by ``load``): a search then costs a slice and an
+addition per term, as bm25s's precomputed matrix does. Weighing each query term's postings at
+search time cost most of a learned search's time at a million documents, and its tail.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import Stemmer
 
 from brainrank.index.bm25 import _query_terms, bm25s  # noqa: F401 (bm25s loaded without numba)
-from brainrank.index.errors import IndexMismatchError
+from brainrank.index.errors import BrainrankError, IndexMismatchError
 from brainrank.index.livemap import LiveMap
 from brainrank.index.postings import TermCounts
 
 # bm25s.BM25's default delta for BM25L and BM25+, which BM25Index.build keeps.
 DELTA = 0.5
 _NONOCCURRENCE = ("bm25l", "bm25+")
-# Score-matrix entries an index keeps computed for the terms searched most recently (about
-# 8 bytes each): all of SciFact's fit, a million documents' most frequent terms do.
-CACHE_POSTINGS = 4_000_000
+# Postings weighed at once: bounds the temporary arrays (about 40 bytes a posting) of weighing
+# a million documents.
+WEIGH_BLOCK = 1 << 22
+# Each term's document frequency among the live documents, beside one file of weights per
+# segment (named after it).
+DF = "df.npy"
 
 
 class KeywordIndex:
     """BM25 of a generation's live documents over its segments' term counts."""
 
-    def __init__(self, parts: Sequence[TermCounts], live: LiveMap):
+    def __init__(
+        self,
+        parts: Sequence[TermCounts],
+        live: LiveMap,
+        weights: tuple[np.ndarray, Sequence[np.ndarray]] | None = None,
+    ):
+        """``weights``: (document frequencies, each segment's posting weights) as
+        ``save_weights`` wrote them for this generation; None weighs the postings now."""
         from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
 
         if len({p.params for p in parts}) > 1:
@@ -55,7 +70,7 @@ class KeywordIndex:
         self._vocab = {t: i for i, t in enumerate(parts[0].vocab)}
         self._first_terms = len(parts[0].vocab)
         self._to_local: list[dict[int, int] | None] = [None]
-        self._to_global: list[np.ndarray | None] = [None]
+        self._to_global: list[np.ndarray] = [np.arange(self._first_terms)]
         for part in parts[1:]:
             ids = np.fromiter(
                 (self._vocab.setdefault(t, len(self._vocab)) for t in part.vocab),
@@ -66,10 +81,62 @@ class KeywordIndex:
             self._to_local.append({int(g): local for local, g in enumerate(ids)})
         self._lengths = live.gather([p.lengths for p in parts])
         self.avgdl = float(self._lengths.mean()) if len(self._lengths) else 0.0
-        self._df: dict[int, int] = {}
-        self._cache: OrderedDict[int, tuple] = OrderedDict()
-        self._cached = 0  # postings held by the cache
-        self._lock = threading.Lock()  # searches run on several threads
+        # Scores are summed over every document the segments hold, deleted ones too (a
+        # segment's postings are then a slice of its own range, nothing to filter), and the
+        # live ones gathered at the end.
+        self._held = np.cumsum([0, *live.sizes])
+        self._live_held = None
+        if any(alive is not None for alive in live.live):
+            self._live_held = np.concatenate(
+                [
+                    start + (np.arange(size) if alive is None else alive)
+                    for start, size, alive in zip(
+                        self._held[:-1], live.sizes, live.live, strict=True
+                    )
+                ]
+            )
+        if weights is None:
+            self._df = self._live_frequencies()
+            self._weights = [self._weigh(s) for s in range(len(parts))]
+        else:
+            self._df, self._weights = weights[0], list(weights[1])
+            if self._df.shape != (len(self._vocab),) or self._df.dtype != np.int64:
+                raise ValueError(
+                    f"{self._df.shape} {self._df.dtype} document frequencies for "
+                    f"{len(self._vocab)} terms"
+                )
+            for part, w in zip(self._parts, self._weights, strict=True):
+                if w.shape != part.docs.shape or w.dtype != np.float32:
+                    raise ValueError(f"{w.shape} {w.dtype} weights for {len(part.docs)} postings")
+
+    @classmethod
+    def load(
+        cls, parts: Sequence[TermCounts], live: LiveMap, directory: Path, names: Sequence[str]
+    ) -> KeywordIndex:
+        """The index over ``parts`` with the weights ``save_weights`` wrote to ``directory``
+        (``names``: the segments', in order), mapped, not read. A missing file, or one that
+        does not fit the segments, is a BrainrankError naming the folder and the repair."""
+        try:
+            df = np.load(directory / DF, allow_pickle=False)
+            weights = [
+                # A plain view of the mapping: slicing an np.memmap costs microseconds more.
+                np.asarray(np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False))
+                for name in names
+            ]
+            return cls(parts, live, (df, weights))
+        except (OSError, ValueError) as exc:
+            raise BrainrankError(
+                f"BM25 weights at {directory} are missing or corrupt ({exc}); "
+                "run `brainrank reindex` to rebuild them"
+            ) from None
+
+    def save_weights(self, directory: Path, names: Sequence[str]) -> None:
+        """Write the document frequencies and each segment's weights (``names``: the
+        segments', in order) to ``directory``, for ``load``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        np.save(directory / DF, self._df, allow_pickle=False)
+        for name, weights in zip(names, self._weights, strict=True):
+            np.save(directory / f"{name}.npy", weights, allow_pickle=False)
 
     # ----- terms ---------------------------------------------------------------------------
     def tokenize(self, query: str) -> list[str]:
@@ -83,14 +150,14 @@ class KeywordIndex:
     def vocab_id(self, term: str) -> int | None:
         """The id of one (already tokenised) term, or None when no live document holds it."""
         found = self._vocab.get(term)
-        return found if found is not None and self._document_frequency(found) > 0 else None
+        return found if found is not None and self._df[found] > 0 else None
 
     def term_ids(self, query: str) -> list[int]:
         """Ids of the query's terms that live documents hold, in query order (repeats kept)."""
         out = []
         for term in self.tokenize(query):
             found = self._vocab.get(term)
-            if found is not None and (self._df.get(found) or self._document_frequency(found)):
+            if found is not None and self._df[found] > 0:
                 out.append(found)
         return out
 
@@ -99,29 +166,25 @@ class KeywordIndex:
             return term if term < self._first_terms else None
         return self._to_local[segment].get(term)
 
-    def _postings(self, term: int):
-        """(segment, local positions, frequencies, generation positions) of live postings."""
+    def _live_frequencies(self) -> np.ndarray:
+        """Live documents holding each term (int64, by generation term id)."""
+        df = np.zeros(len(self._vocab), dtype=np.int64)
         for s, part in enumerate(self._parts):
-            local = self._local(s, term)
-            if local is None:
-                continue
-            docs, freqs = part.postings(local)
-            where = self._live.globals_of(s, docs)
-            if self._live.live[s] is not None:
-                alive = where >= 0
-                docs, freqs, where = docs[alive], freqs[alive], where[alive]
-            yield s, docs, freqs, where
-
-    def _document_frequency(self, term: int) -> int:
-        df = self._df.get(term)
-        if df is None:
-            df = sum(len(where) for _, _, _, where in self._postings(term))
-            self._df[term] = df
+            mapping = self._live.to_global[s]
+            if mapping is None:
+                counts = np.diff(part.indptr)
+            else:
+                counts = np.zeros(len(part.vocab), dtype=np.int64)
+                for t0, t1 in _blocks(part.indptr):
+                    lo, hi = part.indptr[t0], part.indptr[t1]
+                    alive = mapping[part.docs[lo:hi]] >= 0
+                    counts[t0:t1] = np.add.reduceat(alive, part.indptr[t0:t1] - lo, dtype=np.int64)
+            df[self._to_global[s]] += counts
         return df
 
     def document_frequency(self, term_ids: Sequence[int]) -> np.ndarray:
         """Live documents holding each term (int64)."""
-        return np.array([self._document_frequency(int(t)) for t in term_ids], dtype=np.int64)
+        return self._df[np.asarray(term_ids, dtype=np.int64)]
 
     def idf(self, term_ids: Sequence[int]) -> np.ndarray:
         """Lucene idf of each term: log(1 + (N - df + 0.5) / (df + 0.5))."""
@@ -138,7 +201,7 @@ class KeywordIndex:
     # ----- scores --------------------------------------------------------------------------
     def _term_constants(self, term: int) -> tuple[np.float32, np.float32]:
         """The term's idf as bm25s stores it (float32) and its non-occurrence score."""
-        df = self._document_frequency(term)
+        df = int(self._df[term])
         if df == 0:
             return np.float32(0.0), np.float32(0.0)
         idf = self._idf_fn(df, N=self.n_docs)
@@ -151,94 +214,72 @@ class KeywordIndex:
             nonoccurrence = idf * zero
         return np.float32(idf), np.float32(nonoccurrence)
 
-    def _weights(self, segment: int, docs, freqs, idf, nonoccurrence) -> np.ndarray:
-        """The score-matrix entries bm25s would store for these postings (float32)."""
-        p = self.params
-        tfc = self._tfc(
-            tf_array=freqs.astype(np.float32), l_d=self._parts[segment].lengths[docs],
-            l_avg=self.avgdl, k1=p.k1, b=p.b, delta=DELTA,
-        )  # fmt: skip
-        weights = idf * tfc.astype(np.float32, copy=False)
-        if p.method in _NONOCCURRENCE:
-            weights -= nonoccurrence
-        return weights
+    def _weigh(self, segment: int) -> np.ndarray:
+        """The score-matrix entries bm25s would store for a segment's postings (float32), a
+        block of terms at a time; a deleted document's are computed too, and never read."""
+        part, p = self._parts[segment], self.params
+        constants = [self._term_constants(int(t)) for t in self._to_global[segment]]
+        idf = np.array([c[0] for c in constants], dtype=np.float32)
+        nonoccurrence = np.array([c[1] for c in constants], dtype=np.float32)
+        out = np.empty(len(part.docs), dtype=np.float32)
+        for t0, t1 in _blocks(part.indptr):
+            lo, hi = part.indptr[t0], part.indptr[t1]
+            counts = np.diff(part.indptr[t0 : t1 + 1])
+            tfc = self._tfc(
+                tf_array=part.freqs[lo:hi].astype(np.float32), l_d=part.lengths[part.docs[lo:hi]],
+                l_avg=self.avgdl, k1=p.k1, b=p.b, delta=DELTA,
+            )  # fmt: skip
+            # Each entry as bm25s computes it: float32 idf times float32 tfc, in float32.
+            np.multiply(np.repeat(idf[t0:t1], counts), tfc.astype(np.float32), out=out[lo:hi])
+            if p.method in _NONOCCURRENCE:
+                out[lo:hi] -= np.repeat(nonoccurrence[t0:t1], counts)
+        return out
 
-    def _column(self, term: int) -> tuple[list, np.float32]:
-        """A term's score-matrix entries over the live documents, as (positions, entries)
-        blocks, and its non-occurrence score. Kept for later queries while they fit in
-        ``CACHE_POSTINGS`` (least recently used dropped first): the generation never changes,
-        and a kept column costs a search one addition, as bm25s's precomputed matrix does."""
-        found = self._cache.get(term)
-        if found is not None:
-            try:
-                self._cache.move_to_end(term)
-            except KeyError:  # dropped by another thread's search meanwhile: still valid
-                pass
-            return found
-        idf, nonoccurrence = self._term_constants(term)
-        blocks = []
-        for s, docs, freqs, where in self._postings(term):
-            blocks.append(
-                (where.astype(np.int32), self._weights(s, docs, freqs, idf, nonoccurrence))
-            )
-        found = (blocks, nonoccurrence)
-        size = sum(len(w) for w, _ in blocks)
-        with self._lock:
-            if size <= CACHE_POSTINGS and term not in self._cache:
-                self._cache[term] = found
-                self._cached += size
-                while self._cached > CACHE_POSTINGS:
-                    _, (old, _) = self._cache.popitem(last=False)
-                    self._cached -= sum(len(w) for w, _ in old)
-        return found
+    def _columns(self, term: int):
+        """(segment, local positions, weights) of the term's postings in each segment that
+        has it, deleted documents' included."""
+        for s, part in enumerate(self._parts):
+            local = self._local(s, term)
+            if local is not None:
+                lo, hi = part.indptr[local], part.indptr[local + 1]
+                yield s, part.docs[lo:hi], self._weights[s][lo:hi]
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every live document for ``query`` (float32, zeros when none match)."""
         return self.scores_for_terms(self.term_ids(query))
 
     def scores_for_terms(self, term_ids: Sequence[int]) -> np.ndarray:
-        out = np.zeros(self.n_docs, dtype=np.float32)
+        held = np.zeros(self._held[-1], dtype=np.float32)
         extra = np.float32(0.0)
         for term in term_ids:  # in query order, repeats added again, as bm25s adds them
-            blocks, nonoccurrence = self._column(int(term))
-            for where, weights in blocks:
-                np.add.at(out, where, weights)  # as bm25s adds a column (fast for int32)
-            extra += nonoccurrence
+            for s, docs, weights in self._columns(int(term)):
+                # A term's documents are distinct: a plain indexed addition is np.add.at's.
+                held[self._held[s] : self._held[s + 1]][docs] += weights
+            extra += self._term_constants(int(term))[1]
+        out = held if self._live_held is None else held[self._live_held]
         if extra:
             out += extra
         return out
 
     def scores_at(self, term_ids: Sequence[int], positions: np.ndarray) -> np.ndarray:
         """``scores_for_terms(term_ids)[positions]``, without scoring every live document:
-        each term's column (positions ascending) is searched for the positions asked for. What
-        feature extraction needs for a query's candidates; at a million documents scoring them
-        all cost milliseconds per term."""
+        each term's postings (ascending) are searched for the documents asked for. What
+        feature extraction needs for a query's candidates."""
         positions = np.asarray(positions, dtype=np.int64)
         out = np.zeros(len(positions), dtype=np.float32)
         if not len(positions):
             return out
-        order = np.argsort(positions, kind="stable")
-        wanted = positions[order]
+        segments, locals_ = self._live.locate(positions)
+        rows = {int(s): np.flatnonzero(segments == s) for s in np.unique(segments)}
         extra = np.float32(0.0)
         for term in term_ids:  # in query order, repeats added again, as scores_for_terms does
-            kept = self._cache.get(int(term))
-            if kept is not None:  # the column is at hand: look the positions up in it
-                blocks, nonoccurrence = kept
-                for where, weights in blocks:
-                    if len(where):
-                        at = np.minimum(np.searchsorted(where, wanted), len(where) - 1)
-                        hit = where[at] == wanted
-                        out[order[hit]] += weights[at[hit]]
-            else:  # weigh only the postings of the positions asked for
-                idf, nonoccurrence = self._term_constants(int(term))
-                for seg, docs, freqs, where in self._postings(int(term)):
-                    if len(where):
-                        at = np.minimum(np.searchsorted(where, wanted), len(where) - 1)
-                        hit = where[at] == wanted
-                        at = at[hit]
-                        weights = self._weights(seg, docs[at], freqs[at], idf, nonoccurrence)
-                        out[order[hit]] += weights
-            extra += nonoccurrence
+            for s, docs, weights in self._columns(int(term)):
+                if s in rows:
+                    wanted = locals_[rows[s]]
+                    at = np.minimum(np.searchsorted(docs, wanted), len(docs) - 1)
+                    hit = docs[at] == wanted
+                    out[rows[s][hit]] += weights[at[hit]]
+            extra += self._term_constants(int(term))[1]
         if extra:
             out += extra
         return out
@@ -246,18 +287,9 @@ class KeywordIndex:
     def term_weights(self, term_ids: Sequence[int], position: int) -> np.ndarray:
         """Each term's addend to the BM25 score of the document at ``position`` (float32);
         summed over a query's term ids they are ``scores_for_terms(term_ids)[position]``."""
-        out = np.zeros(len(term_ids), dtype=np.float32)
-        segments, locals_ = self._live.locate(np.array([position]))
-        s, local = int(segments[0]), int(locals_[0])
-        for j, term in enumerate(term_ids):
-            idf, nonoccurrence = self._term_constants(int(term))
-            lid = self._local(s, int(term))
-            tf = self._parts[s].frequency(lid, local) if lid is not None else 0
-            if tf:
-                docs, freqs = np.array([local]), np.array([tf])
-                out[j] = self._weights(s, docs, freqs, idf, nonoccurrence)[0]
-            out[j] += nonoccurrence
-        return out
+        return np.array(
+            [self.scores_at([term], [position])[0] for term in term_ids], dtype=np.float32
+        )
 
     # ----- documents -----------------------------------------------------------------------
     def sequences(self, positions: np.ndarray) -> list[np.ndarray]:
@@ -272,3 +304,10 @@ class KeywordIndex:
     def lengths(self) -> np.ndarray:
         """Indexed terms per live document."""
         return self._lengths
+
+
+def _blocks(indptr: np.ndarray):
+    """(first, end) term ranges of about ``WEIGH_BLOCK`` postings each (a longer term alone)."""
+    firsts = np.arange(0, indptr[-1], WEIGH_BLOCK)
+    starts = np.unique(np.searchsorted(indptr, firsts, "right") - 1).tolist()
+    return zip(starts, [*starts[1:], len(indptr) - 1][: len(starts)], strict=True)

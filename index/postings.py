@@ -85,12 +85,6 @@ class TermCounts:
         lo, hi = self.indptr[term], self.indptr[term + 1]
         return self.docs[lo:hi], self.freqs[lo:hi]
 
-    def frequency(self, term: int, position: int) -> int:
-        """Occurrences of local term ``term`` in the document at ``position`` (0 if none)."""
-        docs, freqs = self.postings(term)
-        at = int(np.searchsorted(docs, position))
-        return int(freqs[at]) if at < len(docs) and docs[at] == position else 0
-
     def sequence(self, position: int) -> np.ndarray:
         """Local term ids of one document, in text order."""
         if self.sequences is None:

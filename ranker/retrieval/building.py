@@ -37,6 +37,7 @@ from brainrank.ranker.retrieval.layout import (
     SegmentEntry,
     is_segmented,
     read_layout,
+    write_keyword_weights,
     write_tombstones,
 )
 from brainrank.ranker.retrieval.passages import PassageSplitter
@@ -158,9 +159,13 @@ def new_manifest(number: int, version: int, store: DocumentStore, cfg: Config, *
 
 
 def _finish(tmp: Path, manifest: dict, entries: list[SegmentEntry], report, store, linked):
-    """Record segments and checksums (``linked``: the file records of linked segments, as
-    written with them), then write the manifest last: a folder without one is incomplete."""
+    """Write the generation's BM25 weights, record segments and checksums (``linked``: the
+    file records of linked segments, as written with them), then write the manifest last: a
+    folder without one is incomplete."""
     write_tombstones(tmp, entries)
+    t = time.perf_counter()
+    write_keyword_weights(tmp, entries)
+    report.seconds["keyword_weights"] = time.perf_counter() - t
     manifest["segments"] = [e.to_manifest() for e in entries]
     manifest["documents"] = report.documents = sum(e.live for e in entries)
     manifest["vectors"] = sum(e.vectors for e in entries)

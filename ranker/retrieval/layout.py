@@ -5,11 +5,19 @@
         segments/seg-000003/     the main segment, hard-linked from the generation before
         segments/seg-000012/     the documents this generation's ingest added or changed
         tombstones/seg-000003.npy  positions of seg-000003 deleted or superseded since
+        keyword/bm25/            BM25 weights under this generation's statistics: df.npy, and
+                                 seg-000003.npy ... (one float32 per posting of each segment)
 
 The manifest lists ``segments`` as ``{"name", "documents", "deleted"}`` in order. A segment's
 live documents are its positions minus its tombstones; the generation numbers the live
 documents of all segments in order (``index.livemap``). Generations written before segments
 (format 2: ``docs.json``, ``bm25/`` ... at the top) load as before.
+
+A posting's BM25 weight depends on the generation's N, average length and document
+frequencies, so the weights belong to the generation, not to the segments it shares: they are
+written with it (``write_keyword_weights``, before its checksums are recorded) and mapped at
+load, so searches never weigh postings. A generation written before them (its manifest lists
+none) is weighed in memory when loaded: the same scores, a slower start.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import numpy as np
 
 from brainrank.index.errors import BrainrankError
 from brainrank.index.integrity import damaged
-from brainrank.index.keyword import KeywordIndex
+from brainrank.index.keyword import DF, KeywordIndex
 from brainrank.index.livemap import LiveMap
 from brainrank.index.postings import TermCounts
 from brainrank.index.segment_vectors import SegmentedVectors
@@ -30,6 +38,9 @@ from brainrank.index.vectors import VectorIndex
 
 SEGMENTS = "segments"
 TOMBSTONES = "tombstones"
+KEYWORD = "keyword"
+# The keyword indexes of each segment, by the folder name they share with their weights.
+KEYWORD_FIELDS = ("bm25", "bm25_title", "bm25_body")
 REINDEX = "run `brainrank reindex` to rebuild the indexes"
 
 
@@ -105,6 +116,27 @@ def live_map(entries: list[SegmentEntry]) -> LiveMap:
     return LiveMap([e.documents for e in entries], [e.deleted for e in entries])
 
 
+def write_keyword_weights(folder: Path, entries: list[SegmentEntry]) -> None:
+    """Weigh the postings of the generation being written in ``folder`` (its segments in place,
+    its tombstones in ``entries``) and save the weights under ``keyword/``. The folder is
+    renamed into place only once complete, so these need no renames of their own."""
+    live = live_map(entries)
+    if len(live) == 0:
+        return
+    names = [e.name for e in entries]
+    for name in KEYWORD_FIELDS:
+        parts = [TermCounts.load(folder / SEGMENTS / seg / name) for seg in names]
+        KeywordIndex(parts, live).save_weights(folder / KEYWORD / name, names)
+
+
+def _keyword_index(directory: Path, manifest: dict, name: str, parts, live, segments):
+    """A field's keyword index with the weights written with the generation (``segments``:
+    its segments' names), or weighed now for a generation written before them."""
+    if f"{KEYWORD}/{name}/{DF}" not in (manifest.get("files") or {}):
+        return KeywordIndex(parts, live)
+    return KeywordIndex.load(parts, live, directory / KEYWORD / name, segments)
+
+
 @dataclass
 class Loaded:
     """What a generation serves from: documents in position order and their indexes."""
@@ -155,9 +187,10 @@ def load_segmented(directory: Path, manifest: dict) -> Loaded:
     out = Loaded(live.gather_list(ids), live.gather_list(hashes), segments=entries)
     if len(live) == 0:
         return out
-    out.bm25 = KeywordIndex(text, live)
-    out.bm25_title = KeywordIndex(title, live)
-    out.bm25_body = KeywordIndex(body, live)
+    segments = [e.name for e in entries]
+    out.bm25 = _keyword_index(directory, manifest, "bm25", text, live, segments)
+    out.bm25_title = _keyword_index(directory, manifest, "bm25_title", title, live, segments)
+    out.bm25_body = _keyword_index(directory, manifest, "bm25_body", body, live, segments)
     # One segment without deletions needs no merging of results.
     out.vectors = vectors[0] if live.trivial else SegmentedVectors(vectors, live)
     names = ["timestamp", *sorted({n for m in metas for n in m if n != "timestamp"})]

@@ -163,16 +163,80 @@ def test_live_map_positions():
         live.locate(np.array([7]))
 
 
-@pytest.mark.parametrize("budget", [0, 5, 10_000])
-def test_kept_columns_give_the_same_scores(monkeypatch, budget):
-    """Columns kept for later queries, evicted or never kept: the same scores every time."""
+NAMES = ["seg-a", "seg-b", "seg-c"]  # the three segments' weight files
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_saved_weights_are_the_weighed_ones(tmp_path, monkeypatch, method):
+    """Weights saved for a generation of three segments with deletions and mapped back, or
+    weighed a few postings at a time: the same scores, bit for bit, as weighed in memory."""
     import brainrank.index.keyword as keyword
 
-    monkeypatch.setattr(keyword, "CACHE_POSTINGS", budget)
-    ours, fresh = segmented(BM25Params()), BM25Index.build(live_texts())
-    for query in QUERIES * 3:
-        np.testing.assert_allclose(ours.scores(query), fresh.scores(query), rtol=1e-6, atol=1e-6)
-    assert ours._cached <= budget
+    params = BM25Params(method=method)
+    ours = segmented(params)
+    ours.save_weights(tmp_path / "w", NAMES)
+    loaded = KeywordIndex.load(ours._parts, ours._live, tmp_path / "w", NAMES)
+    assert all(not w.flags.writeable for w in loaded._weights)  # mapped, not read
+    monkeypatch.setattr(keyword, "WEIGH_BLOCK", 2)
+    blocked = segmented(params)
+    positions = np.array([4, 0, 2, 6])
+    for query in QUERIES:
+        ids, every = ours.term_ids(query), ours.scores(query)
+        for other in (loaded, blocked):
+            assert other.term_ids(query) == ids
+            np.testing.assert_array_equal(
+                other.document_frequency(ids), ours.document_frequency(ids)
+            )
+            np.testing.assert_array_equal(other.scores(query), every)
+            np.testing.assert_array_equal(other.scores_at(ids, positions), every[positions])
+            np.testing.assert_array_equal(other.term_weights(ids, 3), ours.term_weights(ids, 3))
+
+
+def test_weights_are_idf_times_the_term_frequency_component():
+    """Lucene BM25 written out for each live (document, term): idf * tf / (tf + k1 * (1 - b +
+    b * length / average length)), over the live documents only."""
+    ours, live = segmented(BM25Params()), live_texts()
+    tokens = [ours.tokenize(text) for text in live]
+    avgdl = np.mean([len(t) for t in tokens])
+    for position, doc in enumerate(tokens):
+        terms = sorted(set(doc))
+        ids = [ours._vocab[t] for t in terms]
+        expected = []
+        for term in terms:
+            df = sum(term in d for d in tokens)
+            idf = np.log(1 + (len(live) - df + 0.5) / (df + 0.5))
+            tf = doc.count(term)
+            expected.append(idf * tf / (tf + 1.5 * (1 - 0.75 + 0.75 * len(doc) / avgdl)))
+        np.testing.assert_allclose(ours.term_weights(ids, position), expected, rtol=1e-6)
+
+
+def _shorter(path):
+    np.save(path, np.load(path)[:-1])
+
+
+def _float64(path):
+    np.save(path, np.load(path).astype(np.float64))
+
+
+@pytest.mark.parametrize(
+    "file, damage",
+    [
+        ("seg-b.npy", lambda p: p.unlink()),
+        ("df.npy", lambda p: p.unlink()),
+        ("seg-a.npy", _shorter),
+        ("seg-c.npy", _float64),
+        ("df.npy", _shorter),
+        ("seg-a.npy", lambda p: p.write_bytes(p.read_bytes()[:-3])),
+        ("seg-b.npy", lambda p: p.write_bytes(b"not an array")),
+    ],
+    ids=["missing", "df-missing", "short", "float64", "df-short", "truncated", "garbage"],
+)
+def test_missing_or_damaged_weights_name_the_folder_and_the_repair(tmp_path, file, damage):
+    ours = segmented(BM25Params())
+    ours.save_weights(tmp_path / "w", NAMES)
+    damage(tmp_path / "w" / file)
+    with pytest.raises(BrainrankError, match=r"BM25 weights at .*w are .*brainrank reindex"):
+        KeywordIndex.load(ours._parts, ours._live, tmp_path / "w", NAMES)
 
 
 def test_big_postings_are_not_scanned_on_load(tmp_path, monkeypatch):
