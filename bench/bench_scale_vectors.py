@@ -3,12 +3,19 @@ single-query latency, for the same 623 SciFact + NFCorpus test queries bench_sca
 
     .venv/bin/python bench/bench_scale_vectors.py [--size 1000000] [--datasets DIR]
         [--indexes served,ivf,hnsw-flat] [--ef 300,600,1200] [--nprobe 32,64,128,256]
+        [--build "kind=ivf,quantizer=none;kind=ivf,quantizer=sq8"] [--rerank 4]
 
 Needs the collection built by ``bench/bench_scale.py`` at that size (bench/.work/scale/n<size>).
 ``served``: the index that ingest built (``[vectors]`` defaults) at several efSearch values;
 ``ivf``: an IVF index of 4,096 lists over the float vectors (trained on 160k of them, seed 0)
 at several nprobe values; ``hnsw-flat``: HNSW (M 32, efConstruction 100) over float vectors
-(the build takes about as long as ingest's vector index phase). Each search asks for 100 rows
+(the build takes about as long as ingest's vector index phase). ``--build``: indexes built as
+ingest builds them (``VectorIndex.build`` with these ``[vectors]`` settings, ``;`` between
+indexes), which calibrates their efSearch or nprobe to ``recall_target`` (index.vector_search);
+they are searched at the calibrated effort, and one over 8-bit codes also with its top
+``--rerank`` x 100 rows re-scored exactly from the float embeddings. The second table gives
+their build time (calibration included), calibrated effort and the R@100 the calibration
+measured, and the size of the FAISS file that serving maps. Each search asks for 100 rows
 per query as serving does there (the collection's 99th percentile of passages per document
 is 1), one thread, one query at a time; a query's documents are its rows' owners in order, and
 R@100 is the share of the exact top 100 documents (bench_scale's own exact search over the
@@ -29,6 +36,10 @@ import numpy as np
 from common import machine, print_table
 from scale_stages import WORK, _exact_top, test_queries
 
+from brainrank.index.params import EncoderInfo, VectorParams
+from brainrank.index.vector_search import search_params
+from brainrank.index.vectors import VectorIndex
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -37,6 +48,8 @@ def main() -> None:
     ap.add_argument("--indexes", default="served,ivf")
     ap.add_argument("--ef", default="300,600,1200")
     ap.add_argument("--nprobe", default="32,64,128,256")
+    ap.add_argument("--build", default="", help="[vectors] settings, e.g. kind=ivf;kind=hnsw")
+    ap.add_argument("--rerank", type=int, default=4)
     args = ap.parse_args()
     here = WORK / f"n{args.size}"
     gens = sorted((here / "ws" / "indexes").glob("gen-*"))
@@ -52,15 +65,20 @@ def main() -> None:
     queries, truth = _queries(here, args)
     rows_per_doc = max(1, int(np.ceil(np.percentile(np.bincount(owner), 99))))
     faiss.omp_set_num_threads(1)
-    results = []
+    results, builds = [], []
 
-    def evaluate(name, index, params_for, settings):
+    def evaluate(name, index, params_for, settings, rerank=0):
         for setting in settings:
             params = params_for(setting)
             latency, recall = [], []
             for i in range(len(queries)):
                 t = time.perf_counter()
-                _, rows = index.search(queries[i : i + 1], 100 * rows_per_doc, params=params)
+                depth = 100 * rows_per_doc * max(1, rerank)
+                _, rows = index.search(queries[i : i + 1], depth, params=params)
+                if rerank:  # exact scores of the candidates, from the mapped float vectors
+                    found = np.sort(rows[0][rows[0] >= 0])
+                    exact = np.asarray(emb[found]) @ queries[i]
+                    rows = found[np.argsort(-exact)][None, : 100 * rows_per_doc]
                 latency.append((time.perf_counter() - t) * 1000)
                 docs = owner[rows[0][rows[0] >= 0]]
                 _, first = np.unique(docs, return_index=True)
@@ -101,6 +119,9 @@ def main() -> None:
         faiss.omp_set_num_threads(1)
         print(f"hnsw built in {time.perf_counter() - t:.0f} s", flush=True)
         evaluate("hnsw32, float", hnsw, lambda e: faiss.SearchParametersHNSW(efSearch=e), ef)
+    for settings in filter(None, args.build.split(";")):
+        rows = 100 * rows_per_doc
+        builds.append(_build(settings, seg, emb, owner, evaluate, args.rerank, here, rows))
 
     print(f"\nMachine: {machine()}; {date.today()}; {len(emb):,} vectors, {len(queries)} queries")
     print_table(
@@ -108,6 +129,45 @@ def main() -> None:
         ["index", "setting", "R@100", "min R@100", "p50 ms", "p99 ms"],
         results,
     )
+    if builds:
+        print_table(
+            "Indexes built and calibrated as ingest does (index.vector_search)",
+            ["[vectors]", "index", "build s", "effort", "calibration R@100", "reached", "file MB"],
+            builds,
+        )
+
+
+def _build(settings: str, seg: Path, emb, owner, evaluate, rerank: int, here: Path, rows: int):
+    """Build one index as ingest does, search it at its calibrated effort for ``rows`` rows
+    as serving does, and describe it."""
+    values = {}
+    for pair in settings.split(","):
+        key, value = pair.split("=")
+        values[key] = value if not value.replace(".", "").isdigit() else json.loads(value)
+    params = VectorParams(**values)
+    encoder = EncoderInfo(**json.loads((seg / "vectors" / "vectors.json").read_text())["encoder"])
+    faiss.omp_set_num_threads(2)
+    t = time.perf_counter()
+    built = VectorIndex.build(emb, encoder, params, owner)
+    seconds = time.perf_counter() - t
+    faiss.omp_set_num_threads(1)
+    print(f"{settings}: built in {seconds:.0f} s, {built.recall}", flush=True)
+    name = f"{built.kind}/{built.quantizer}, calibrated"
+    effort = built.effort
+
+    def at(depth):
+        return lambda _: search_params(built._base, effort, depth)
+
+    evaluate(name, built._index, at(rows), [effort])
+    if built.quantizer == "sq8" and rerank:
+        evaluate(f"{name} + re-rank x{rerank}", built._index, at(rows * rerank), [effort], rerank)
+    path = here / "calibrated.faiss"  # the file serving would map, written to be measured
+    faiss.write_index(built._index, str(path))
+    size = path.stat().st_size / 2**20
+    path.unlink()
+    recall = built.recall or {}
+    row = [settings, name, seconds, effort, recall.get("R@100"), recall.get("reached")]
+    return row + [size]
 
 
 def _queries(here: Path, args) -> tuple[np.ndarray, list[list[str]]]:

@@ -7,11 +7,13 @@ stored grouped by document in position order, so a document's rows are one slice
 remembers which encoder produced its vectors and refuses query vectors from any other.
 
 Large collections get an approximate index (HNSW or IVF, optionally over 8-bit scalar or
-product-quantized codes; ``VectorParams``). Building one measures its recall: R@100 of the
-approximate search against exact search for a sample of the collection's own passages, stored
-in ``vectors.json`` (and the generation's manifest) and printed by ingest. Loading maps the
-FAISS index and the embeddings into memory instead of reading them, so a cold process does
-not read a million vectors before its first answer.
+product-quantized codes; ``VectorParams``). Building one calibrates how hard it searches
+(``index.vector_search``): R@100 of the approximate search against exact search for queries
+made of held-out passages, raised to ``recall_target`` by searching harder. The effort chosen
+and the recall of each step are stored in ``vectors.json`` (the recall also in the
+generation's manifest, printed by ingest), and every search of the index uses that effort.
+Loading maps the FAISS index and the embeddings into memory instead of reading them, so a cold
+process does not read a million vectors before its first answer.
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ import numpy as np
 
 from brainrank.index.errors import BrainrankError, IndexMismatchError
 from brainrank.index.params import EncoderInfo, VectorParams
+from brainrank.index.vector_search import (
+    calibrate,
+    calibration_queries,
+    effort_cap,
+    effort_name,
+    exact_top,
+    held_out_rows,
+    recall,
+    search_params,
+    set_default_effort,
+)
+from brainrank.index.vector_tombstones import Tombstones
 
 
 class VectorIndex:
@@ -39,10 +53,13 @@ class VectorIndex:
         params: VectorParams,
         quantizer: str = "none",
         recall: dict | None = None,
+        effort: int | None = None,
     ):
         self._index = index
         self.quantizer = quantizer
-        self.recall = recall  # {"R@100": ..., "queries": ..., "vectors": ...} when measured
+        # {"R@100", "queries", "vectors", "target", "reached", the effort setting, "steps"}:
+        # what the build measured (``_calibrate``).
+        self.recall = recall
         self.embeddings = embeddings
         self.owner = owner
         self.encoder = encoder
@@ -60,8 +77,13 @@ class VectorIndex:
             self._rows_per_doc = self._most_passages
         else:
             self._rows_per_doc = max(1, math.ceil(float(np.percentile(counts, 99))))
-        self._deleted: _Tombstones | None = None
-        self._set_search_params()
+        self._deleted: Tombstones | None = None
+        base = faiss.downcast_index(index.index) if hasattr(index, "index") else None
+        self._base = base if effort_name(base) else None
+        default = params.hnsw_ef_search if isinstance(base, faiss.IndexHNSW) else params.ivf_nprobe
+        # efSearch or nprobe of every search: what the build calibrated, else the setting's
+        # (kept for a GPU copy too, which searches with the file's own setting).
+        self.effort = effort or (None if self._base is None else default)
 
     @property
     def size(self) -> int:
@@ -95,7 +117,7 @@ class VectorIndex:
             raise IndexMismatchError(f"deleted positions outside 0..{self.size - 1}")
         dead = np.zeros(self.size, dtype=bool)
         dead[positions] = True
-        self._deleted = _Tombstones(positions, ~dead[self.owner], self._index)
+        self._deleted = Tombstones(positions, ~dead[self.owner], self._index)
 
     @property
     def live(self) -> int:
@@ -117,34 +139,50 @@ class VectorIndex:
         index = faiss.IndexIDMap2(_make_base(kind, quantizer, encoder.dim, len(emb), params))
         if not index.is_trained and len(emb):
             index.train(_training_sample(emb))
-        if len(emb):
-            index.add_with_ids(emb, np.arange(len(emb), dtype=np.int64))
+        held = held_out_rows(len(emb), params.recall_queries) if kind != "flat" else []
+        # The held-out passages join the index after it is measured without them; FAISS ids
+        # are rows, so the index then lists its rows out of order.
+        bounds = np.concatenate([[-1], held, [len(emb)]]).astype(np.int64)
+        for lo, hi in zip(bounds[:-1] + 1, bounds[1:], strict=True):
+            if hi > lo:
+                index.add_with_ids(emb[lo:hi], np.arange(lo, hi, dtype=np.int64))
         built = cls(index, emb, owner, encoder, kind, params, quantizer)
-        if kind != "flat" and len(emb):
-            built.recall = built.measure_recall()
+        if len(held):
+            built.recall = built._calibrate(np.asarray(held))
+            index.add_with_ids(emb[held], np.asarray(held, dtype=np.int64))
         return built
 
-    def measure_recall(self, k: int = 100) -> dict:
-        """R@k of this index's passage search against exact search, for a seeded sample of
-        the collection's own passages as queries, searched as a top-k document search
-        searches (as deep, with the same search parameters)."""
-        n = len(self.embeddings)
-        rng = np.random.default_rng(0)
-        sample = np.sort(rng.choice(n, size=min(self.params.recall_queries, n), replace=False))
-        queries = np.ascontiguousarray(self.embeddings[sample])
-        depth, searched = min(k, n), min(k * self._rows_per_doc, n)
-        _, found = self._index.search(queries, searched, params=self._search_params(searched))
-        found = found[:, :depth]
-        hits = 0
-        for start in range(0, len(queries), 64):  # exact top-k, a block of queries at a time
-            block = np.asarray(self.embeddings @ queries[start : start + 64].T).T
-            exact = np.argpartition(-block, depth - 1, axis=1)[:, :depth]
-            for row, truth in zip(found[start : start + 64], exact, strict=True):
-                hits += len(np.intersect1d(row[row >= 0], truth))
+    def measure_recall(self, queries: np.ndarray, truth: np.ndarray, effort: int) -> float:
+        """R@k of this index's passage search at ``effort`` for ``queries``, against
+        ``truth``, their exact top k rows (``vector_search.exact_top``), searched as a top-k
+        document search searches (as deep, with the same search parameters)."""
+        k = truth.shape[1]
+        searched = min(k * self._rows_per_doc, self._index.ntotal)
+        params = search_params(self._base, effort, searched)
+        _, found = self._index.search(np.ascontiguousarray(queries), searched, params=params)
+        return recall(found[:, :k], truth)
+
+    def _calibrate(self, held: np.ndarray, k: int = 100) -> dict:
+        """Set the search effort to the least that reaches ``recall_target`` for queries
+        made of the ``held`` rows, which this index must not hold yet; the recall measured at
+        each step."""
+        queries = calibration_queries(self.embeddings, held)
+        truth = exact_top(self.embeddings, queries, k, exclude=held)
+        self.effort, steps = calibrate(
+            lambda effort: round(self.measure_recall(queries, truth, effort), 4),
+            self.effort,
+            effort_cap(self._base),
+            self.params.recall_target,
+        )
+        reached = dict(steps)[self.effort]
         return {
-            f"R@{k}": round(hits / (len(queries) * depth), 4),
-            "queries": int(len(queries)),
-            "vectors": int(n),
+            f"R@{k}": reached,
+            "queries": len(held),
+            "vectors": len(self.embeddings),
+            "target": self.params.recall_target,
+            "reached": reached >= self.params.recall_target,
+            effort_name(self._base): self.effort,
+            "steps": steps,
         }
 
     def extend(self, embeddings: np.ndarray, owner: np.ndarray | None = None) -> VectorIndex:
@@ -167,7 +205,8 @@ class VectorIndex:
             return VectorIndex.build(all_emb, self.encoder, self.params, all_owner)
         index = faiss.deserialize_index(faiss.serialize_index(_to_cpu(self._index)))
         index.add_with_ids(new, np.arange(len(self.embeddings), len(all_emb), dtype=np.int64))
-        # The recall measured at build time carries over (its "vectors" says at what size).
+        # The effort and recall calibrated at build time carry over (the recall's "vectors"
+        # says at what size); a rebuild calibrates again.
         return VectorIndex(
             index,
             all_emb,
@@ -177,6 +216,7 @@ class VectorIndex:
             self.params,
             self.quantizer,
             self.recall,
+            self.effort,
         )
 
     def check_encoder(self, fingerprint: str | None) -> None:
@@ -239,6 +279,7 @@ class VectorIndex:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
+        set_default_effort(self._base, self.effort)
         faiss.write_index(_to_cpu(self._index), str(directory / "vectors.faiss"))
         np.save(directory / "embeddings.npy", self.embeddings, allow_pickle=False)
         np.save(directory / "owner.npy", self.owner, allow_pickle=False)
@@ -246,6 +287,7 @@ class VectorIndex:
             "kind": self.kind,
             "quantizer": self.quantizer,
             "recall": self.recall,
+            "effort": self.effort,
             "encoder": asdict(self.encoder),
             "params": asdict(self.params),
             "documents": self.size,
@@ -279,75 +321,13 @@ class VectorIndex:
             params,
             meta.get("quantizer", "none"),
             meta.get("recall"),
+            meta.get("effort"),
         )
 
-    def _set_search_params(self) -> None:
-        base = faiss.downcast_index(self._index.index) if hasattr(self._index, "index") else None
-        if isinstance(base, faiss.IndexHNSW):
-            base.hnsw.efSearch = self.params.hnsw_ef_search
-        elif isinstance(base, faiss.IndexIVF):
-            base.nprobe = self.params.ivf_nprobe
-        self._base = base
-
     def _search_params(self, depth: int, selector=None):
-        """FAISS search parameters for ``depth`` rows, keeping only ``selector``'s rows.
-
-        HNSW explores ``max(hnsw_ef_search, depth)`` candidates: asked for more rows than it
-        explores, HNSW returns a tail far from the true nearest (measured: dense R@100 of 0.84
-        against exact search on 10k SciFact-derived documents with efSearch 64, 0.99 with 400).
-        """
-        base, extra = self._base, {} if selector is None else {"sel": selector}
-        if isinstance(base, faiss.IndexHNSW):
-            ef = max(self.params.hnsw_ef_search, depth)
-            return faiss.SearchParametersHNSW(efSearch=ef, **extra)
-        if isinstance(base, faiss.IndexIVF):
-            return faiss.SearchParametersIVF(nprobe=self.params.ivf_nprobe, **extra)
-        return faiss.SearchParameters(**extra) if extra else None
-
-
-class _Tombstones:
-    """The deleted documents of one loaded index, and how its searches leave them out."""
-
-    def __init__(self, positions: np.ndarray, alive: np.ndarray, index: faiss.Index):
-        self.positions = positions
-        self.alive = alive
-        self.live_rows = np.flatnonzero(alive)
-        self._bits = np.packbits(alive, bitorder="little")  # the selector reads this buffer
-        self._selector = None  # kept alive with the bits it reads
-        base = faiss.downcast_index(index.index) if hasattr(index, "index") else index
-        if hasattr(faiss, "IDSelectorBitmap") and not (_on_gpu(index) or _on_gpu(base)):
-            self._selector = faiss.IDSelectorBitmap(len(alive), faiss.swig_ptr(self._bits))
-
-    def search(self, vectors: VectorIndex, q: np.ndarray, depth: int):
-        """FAISS search for the best ``depth`` live passages (-1 rows where there are fewer)."""
-        index = vectors._index
-        if self._selector is not None:
-            return index.search(q, depth, params=vectors._search_params(depth, self._selector))
-        # No selector (a GPU index): search past every deleted passage, then drop them.
-        extra = min(depth + int((~self.alive).sum()), index.ntotal)
-        raw, rows = index.search(q, extra, params=vectors._search_params(extra))
-        keep = (rows >= 0) & self.alive[np.maximum(rows, 0)]
-        out_s = np.full((len(q), depth), -np.inf, dtype=np.float32)
-        out_r = np.full((len(q), depth), -1, dtype=np.int64)
-        for i in range(len(q)):
-            found = np.flatnonzero(keep[i])[:depth]
-            out_s[i, : len(found)], out_r[i, : len(found)] = raw[i, found], rows[i, found]
-        return out_s, out_r
-
-    def exact(self, vectors: VectorIndex, q: np.ndarray, k: int, scores, positions):
-        """Exact top-``k`` live documents by best passage, for every query row."""
-        sims = np.asarray(q @ np.asarray(vectors.embeddings[self.live_rows]).T)
-        docs = vectors.owner[self.live_rows]
-        for i in range(len(q)):
-            best = np.full(vectors.size, -np.inf, dtype=np.float32)
-            np.maximum.at(best, docs, sims[i])
-            top = np.argsort(-best, kind="stable")[:k]
-            positions[i], scores[i] = top, best[top]
-        return scores, positions
-
-
-def _on_gpu(index: faiss.Index) -> bool:
-    return "Gpu" in type(index).__name__
+        """FAISS search parameters for ``depth`` rows at this index's effort, keeping only
+        ``selector``'s rows (``vector_search.search_params``)."""
+        return search_params(self._base, self.effort or 0, depth, selector)
 
 
 def _check_loaded(index, embeddings: np.ndarray, owner: np.ndarray, meta: dict, dim: int) -> None:
@@ -365,8 +345,10 @@ def _check_loaded(index, embeddings: np.ndarray, owner: np.ndarray, meta: dict, 
         )
     _check_owner(owner, n)
     if hasattr(index, "id_map"):  # IndexIDMap2: FAISS ids must be the passage rows
-        ids = faiss.vector_to_array(index.id_map)
-        if not np.array_equal(ids, np.arange(n, dtype=ids.dtype)):
+        ids = faiss.vector_to_array(index.id_map)  # in any order (held-out rows come last)
+        seen = np.zeros(n, dtype=bool)
+        seen[ids[(ids >= 0) & (ids < n)]] = True
+        if len(ids) != n or not seen.all():
             raise ValueError("its FAISS ids are not the passage rows 0..n-1")
 
 

@@ -94,9 +94,13 @@ def ingest(
     )
     if rep.vector_recall:
         r = rep.vector_recall
+        effort = next((f"{k} {r[k]}" for k in ("nprobe", "efSearch") if k in r), "")
+        aim = ""
+        if r.get("target"):
+            aim = f", target {r['target']:.2f} {'reached' if r.get('reached') else 'NOT reached'}"
         err.print(
             f"approximate vector index: R@100 {r['R@100']:.3f} of exact search on "
-            f"{r['queries']} sampled passages ({r['vectors']} vectors)",
+            f"{r['queries']} held-out passage pairs ({r['vectors']} vectors; {effort}{aim})",
             highlight=False,
             markup=False,
         )
