@@ -251,10 +251,11 @@ def stage_serve(args) -> dict:
         result = engine.search(text, k=100, mode="dense")
         dense.append([h.doc_id for h in result.hits])
         vectors.append(result.query_vector)
-    documents = len(engine.searcher.generation)
+    generation = engine.searcher.generation
+    documents = len(generation)
+    exact = _exact_top(generation, np.vstack(vectors).astype(np.float32), 100)
     engine.close()
     segments = len(_serving_manifest(here / "ws").get("segments") or [None])
-    exact = _exact_top(here, np.vstack(vectors).astype(np.float32), 100)
     recall = [len(set(d) & set(x)) / len(x) for d, x in zip(dense, exact, strict=True)]
     ndcg = {name: score_run(qrels, runs[name])["nDCG@10"] for name, (_, qrels) in sets.items()}
     return {
@@ -288,29 +289,34 @@ def test_queries(args) -> dict:
     return out
 
 
-def _exact_top(here: Path, queries: np.ndarray, k: int) -> list[list[str]]:
-    """Exact top-``k`` document ids per query (a document scores as its best passage) over the
-    vectors the collection was built from."""
-    with np.load(here / "real.npz", allow_pickle=False) as z:
-        real, owner, real_ids = z["vectors"], z["owner"], z["ids"]
-    starts = np.flatnonzero(np.r_[True, np.diff(owner) != 0])
-    cand_scores = [np.maximum.reduceat(queries @ real.T, starts, axis=1)]
-    cand_ids = [np.arange(len(real_ids))]
-    synthetic = np.load(here / "synthetic.npy", mmap_mode="r")
-    for lo in range(0, len(synthetic), 200_000):
-        block = np.asarray(synthetic[lo : lo + 200_000])
-        scores = queries @ block.T
-        depth = min(k, len(block))
-        top = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
-        cand_scores.append(np.take_along_axis(scores, top, axis=1))
-        cand_ids.append(top + len(real_ids) + lo)
+def _exact_top(generation, queries: np.ndarray, k: int, block: int = 200_000):
+    """Exact top-``k`` document ids per query over the vectors the served index holds (a
+    document scores as its best passage), a block of passage rows at a time.
+
+    Until 2026-12-03 the truth came from the vectors the collection was built from; at 1M it
+    overlapped exact search over the stored vectors by only 0.983 on average, which capped the
+    measured R@100 near 0.98."""
+    vectors = generation.vectors
+    if not hasattr(vectors, "embeddings"):
+        raise SystemExit("R@100 needs a generation of one segment; run `brainrank optimize`")
+    emb, owner, ids = vectors.embeddings, np.asarray(vectors.owner), generation.doc_ids
+    found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in queries]
+    for lo in range(0, len(emb), block):
+        own = owner[lo : lo + block]
+        starts = np.flatnonzero(np.r_[True, np.diff(own) != 0])
+        per_doc = np.maximum.reduceat(queries @ np.asarray(emb[lo : lo + block]).T, starts, 1)
+        depth = min(k + 1, per_doc.shape[1])  # + 1: a document cut by the block boundary
+        top = np.argpartition(-per_doc, depth - 1, axis=1)[:, :depth]
+        for i in range(len(queries)):
+            found[i].append((per_doc[i, top[i]], own[starts][top[i]]))
     out = []
-    for i in range(len(queries)):
-        scores = np.concatenate([c[i] if c.ndim == 2 else c for c in cand_scores])
-        rows = np.concatenate([c if c.ndim == 1 else c[i] for c in cand_ids])
-        best = rows[np.argsort(-scores, kind="stable")[:k]]
-        n_real = len(real_ids)
-        out.append([str(real_ids[r]) if r < n_real else f"syn-{r - n_real:07d}" for r in best])
+    for parts in found:
+        best: dict[int, float] = {}
+        for scores, docs in parts:
+            for score, doc in zip(scores.tolist(), docs.tolist(), strict=True):
+                best[doc] = max(score, best.get(doc, -np.inf))
+        ranked = sorted(best, key=lambda d: (-best[d], d))[:k]
+        out.append([ids[d] for d in ranked])
     return out
 
 
