@@ -7,7 +7,8 @@ Two kinds of (pseudo-query, positive) pair, one per sampled document:
 - **inverse cloze** (Lee et al., 2019): one sentence of the body is the query and the rest of
   the document (title included) the positive; the sentence is left in the positive only
   ``keep_sentence`` of the time, so the encoder learns what a sentence's context says, not
-  to match its words.
+  to match its words. Text without sentence punctuation (a preprocessed corpus: lowercased,
+  no punctuation) gives a span of ``span_words`` consecutive words instead of a sentence.
 
 A document with a usable title gives a title pair with probability ``title_share`` and an
 inverse-cloze pair otherwise; one without gives an inverse-cloze pair when it has at least two
@@ -37,6 +38,7 @@ class PairParams:
     keep_sentence: float = 0.1
     min_words: int = 4  # a shorter title or sentence asks for too little to be a query
     max_words: int = 48  # a longer sentence is cut here (queries are short)
+    span_words: tuple[int, int] = (8, 20)  # the span's length range, where there are no sentences
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -47,6 +49,8 @@ class PairParams:
                 raise ValueError(f"{name} must be in [0, 1], not {getattr(self, name)}")
         if not 1 <= self.min_words <= self.max_words:
             raise ValueError("need 1 <= min_words <= max_words")
+        if not 1 <= self.span_words[0] <= self.span_words[1]:
+            raise ValueError("span_words must be (low, high) with 1 <= low <= high")
 
 
 @dataclass(frozen=True)
@@ -86,12 +90,22 @@ def _pair(doc: Document, position: int, params: PairParams, rng) -> Pair | None:
     if title_ok and rng.random() < params.title_share:
         return Pair(doc.title.strip(), doc.text.strip(), position, "title")
     usable = [i for i, s in enumerate(body) if _words(s) >= params.min_words]
-    if len(body) < 2 or not usable:
-        return Pair(doc.title.strip(), doc.text.strip(), position, "title") if title_ok else None
-    chosen = usable[int(rng.integers(len(usable)))]
-    query = " ".join(body[chosen].split()[: params.max_words])
-    keep = rng.random() < params.keep_sentence
-    rest = [s for i, s in enumerate(body) if keep or i != chosen]
-    context = " ".join(rest)
+    if len(body) >= 2 and usable:
+        chosen = usable[int(rng.integers(len(usable)))]
+        query = " ".join(body[chosen].split()[: params.max_words])
+        keep = rng.random() < params.keep_sentence
+        context = " ".join(s for i, s in enumerate(body) if keep or i != chosen)
+    else:
+        words = doc.text.split()
+        low, high = params.span_words
+        if len(words) < 3 * low:  # too short to leave a context beside the span
+            return (
+                Pair(doc.title.strip(), doc.text.strip(), position, "title") if title_ok else None
+            )
+        length = int(rng.integers(low, min(high, len(words) // 3) + 1))
+        start = int(rng.integers(len(words) - length + 1))
+        query = " ".join(words[start : start + length])
+        keep = rng.random() < params.keep_sentence
+        context = " ".join(words if keep else words[:start] + words[start + length :])
     positive = f"{doc.title}\n{context}" if doc.title else context
     return Pair(query, positive, position, "cloze")

@@ -60,6 +60,19 @@ def test_cloze_pairs_take_the_sentence_out_of_its_context():
         assert len(sentences(p.positive.split("\n", 1)[1])) == 2
 
 
+def test_text_without_sentences_gives_a_span_of_words_taken_out_of_its_context():
+    words = [f"w{i}" for i in range(60)]  # lowercased, no punctuation, no title
+    docs = [_doc(i, "", " ".join(words)) for i in range(20)]
+    pairs = mine_pairs(docs, PairParams(keep_sentence=0.0, span_words=(8, 12)))
+    assert len(pairs) == 20 and {p.kind for p in pairs} == {"cloze"}
+    for p in pairs:
+        span = p.query.split()
+        assert 8 <= len(span) <= 12
+        start = words.index(span[0])
+        assert span == words[start : start + len(span)]
+        assert p.positive.split() == words[:start] + words[start + len(span) :]
+
+
 def test_mining_is_seeded_bounded_and_skips_documents_with_nothing_to_ask():
     docs = [_doc(i, "", "Too short.") for i in range(10)]  # no title, one short sentence
     docs += [_doc(10 + i, f"A title of enough words {i}", BODY) for i in range(50)]
