@@ -176,7 +176,10 @@ def adapt(
     decision = _check(cfg, engine, version.version, number, champion, progress)
     summary["seconds"] = round(time.perf_counter() - t_start, 2)
     if decision is None:
-        reason = "no judgments in the workspace to check it against"
+        reason = (
+            "no judgments in the workspace to check it against; adapting can also lower "
+            "quality (bench/RESULTS.md), so judge some queries and compare"
+        )
         serve = options.promote
     else:
         reason, serve = decision.reason, options.promote and decision.promote
