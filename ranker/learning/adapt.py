@@ -151,8 +151,11 @@ def adapt(
             "finetune": {k: v for k, v in tuning.items() if k != "pairs"},
             "reembed_seconds": round(report.seconds.get("total", 0.0), 2),
         }
-        encoder_meta = {"name": gen.vectors.encoder.name, "fingerprint": "", "bundled": True}
-        encoder_meta["fingerprint"] = tuned.fingerprint
+        encoder_meta = {
+            "name": gen.vectors.encoder.name,
+            "fingerprint": tuned.fingerprint,
+            "bundled": True,
+        }
         if champion is not None:
             for item in champion.path.iterdir():
                 if item.name in _NOT_COPIED:
@@ -205,21 +208,23 @@ def _check(cfg, engine, version: str, number: int, champion, progress) -> Decisi
     if not judged:
         return None
     staged = SearchEngine(cfg, generation=number)
-    if champion is not None:
+    if champion is not None:  # the same ranker over either index: the champion's holdout
         queries = sorted(judged & set(champion.meta.get("holdout_queries") or []))
-        mode, mine, theirs = "learned", version, None
-        against = f"champion {champion.version}"
+        mode, mine, against = "learned", version, f"champion {champion.version}"
     else:
-        queries, mode, mine, theirs = sorted(judged), "hybrid", None, None
+        queries, mode, mine = sorted(judged), "hybrid", None
         against = "hybrid over the current index"
     qrels = {q: found.qrels[q] for q in queries}
     runs = {"challenger": {}, against: {}}
-    with progress.task("Checking the adapted encoder", 2 * len(queries)) as advance:
-        for q in queries:
-            text = found.queries[q]
-            runs["challenger"][q] = _ids(staged.search(text, k=100, mode=mode, model=mine))
-            runs[against][q] = _ids(engine.search(text, k=100, mode=mode, model=theirs))
-            advance(2)
+    try:
+        with progress.task("Checking the adapted encoder", 2 * len(queries)) as advance:
+            for q in queries:
+                text = found.queries[q]
+                runs["challenger"][q] = _ids(staged.search(text, k=100, mode=mode, model=mine))
+                runs[against][q] = _ids(engine.search(text, k=100, mode=mode))
+                advance(2)
+    finally:
+        staged.close()
     scores = {name: per_query(qrels, run) for name, run in runs.items()}
     return decide(scores["challenger"], {against: scores[against]}, cfg.promotion)
 
