@@ -43,6 +43,8 @@ LEGACY_MODEL_FILE = "model.keras"
 PARAMS_FILE = "ranker.json"
 FORMAT_VERSION = 1
 PAD_LABEL = -1.0
+# RankerParams a reset ranker may change: they steer training, not the model's shape.
+_RESETTABLE = frozenset({"max_epochs", "patience"})
 # Documents per scoring call: bounds memory (a GAM holds one activation block per feature).
 _CHUNK_DOCS = 65536
 _EVAL_BATCH = 256
@@ -163,6 +165,7 @@ class ListwiseRanker:
         spec = [tf.TensorSpec([None, None, n_features], tf.float32)]
         self._score_fn = tf.function(self._forward, input_signature=spec)
         self._parts_fn = None
+        self._initial: list[np.ndarray] | None = None  # set by create(), for reset()
         if params.scorer == "gam":
             self._parts_model = tf.keras.Model(model.input, model.get_layer("parts").output)
             self._parts_fn = tf.function(self._forward_parts, input_signature=spec)
@@ -196,7 +199,44 @@ class ListwiseRanker:
         _seed(params.seed)
         model = _build_model(n_features, params)
         _compile(model, params)
-        return cls(n_features, params, model)
+        ranker = cls(n_features, params, model)
+        ranker._initial = [w.copy() for w in model.get_weights()]
+        return ranker
+
+    def reset(self, params: RankerParams | None = None) -> ListwiseRanker:
+        """This ranker back as ``create`` made it: the initial weights, no input statistics and
+        a fresh Adam, optionally with other ``max_epochs`` or ``patience``. Returns self.
+
+        The traced Keras functions stay, which is the point: tracing a new model's training
+        and evaluation costs seconds, and cross-validation fits one model per fold. Dropout
+        draws go on from where the last fit left them, so a reset ranker trains
+        deterministically but not bit-identically to a newly created one.
+        """
+        if self._initial is None:
+            raise ValueError("only a ranker made by ListwiseRanker.create can be reset")
+        if params is not None:
+            changed = {
+                f.name
+                for f in dataclasses.fields(params)
+                if getattr(params, f.name) != getattr(self.params, f.name)
+            }
+            if changed - _RESETTABLE:
+                fixed = sorted(changed - _RESETTABLE)
+                raise ValueError(f"reset can change only {sorted(_RESETTABLE)}, not {fixed}")
+            self.params = params
+        self.model.set_weights(self._initial)
+        for variable in self.model.optimizer.variables:  # the step count and Adam's moments
+            variable.assign(tf.zeros_like(variable))
+        self.model.reset_metrics()
+        return self
+
+    def copy(self) -> ListwiseRanker:
+        """A new ranker with this one's parameters and weights, for keeping a model that a
+        scratch ranker trained (no optimizer state, nothing traced; the global seed untouched)."""
+        model = _build_model(self.n_features, self.params)
+        _compile(model, self.params)
+        model.set_weights(self.model.get_weights())
+        return type(self)(self.n_features, self.params, model)
 
     @property
     def gam_bias(self) -> float:

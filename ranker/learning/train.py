@@ -222,12 +222,13 @@ def train(
             can_cross_validate=fit is tr,  # not with lists from the index before fine-tuning
         )
         choice = None
+        scratch = _scratch_rankers(schema, options)
         if stopping == CROSS_VALIDATION:
             # Every judged training query trains; folds of them choose the epoch count.
             tr = fit = pool([tr, va])
             va = subset(va, [])
             choice = _choose_epochs(
-                challenger_engine.generation, schema, tr, qrels, options, progress
+                challenger_engine.generation, schema, tr, qrels, options, progress, scratch
             )
         prior, memory = set_judged_features(
             challenger_engine.generation, schema, tr, va, ho, fit if fit is not tr else None
@@ -237,7 +238,17 @@ def train(
         summary["feature_seconds"] = round(time.perf_counter() - t, 2)
 
         ranker, gate, query_gate, challenger, history = _fit(
-            schema, fit, tr, va, clicks, prior, memory, options, progress, choice=choice
+            schema,
+            fit,
+            tr,
+            va,
+            clicks,
+            prior,
+            memory,
+            options,
+            progress,
+            choice=choice,
+            make=scratch,
         )
         summary["ranker_seconds"] = history.pop("seconds")
         summary["ranker"] = history
@@ -259,6 +270,7 @@ def train(
                 progress,
                 quiet=True,
                 choice=choice,
+                make=scratch,
             )
             return model
 
@@ -329,9 +341,25 @@ def _params(schema, options, epochs: int | None = None):
     )
 
 
-def _choose_epochs(generation, schema, lists, qrels, options, progress) -> EpochChoice:
+def _scratch_rankers(schema, options):
+    """``get(epochs=None)``: one ranker for every cross-validation fold, reset between them (a
+    fold's model is scored and dropped before the next fold fits), so its Keras functions are
+    traced once rather than once per fold. Never for a model that is kept."""
     from brainrank.ranker.learning.tfr_model import ListwiseRanker
 
+    made: list[ListwiseRanker] = []
+
+    def get(epochs: int | None = None) -> ListwiseRanker:
+        params = _params(schema, options, epochs)
+        if not made:
+            made.append(ListwiseRanker.create(len(schema.names), params))
+            return made[0]
+        return made[0].reset(params)
+
+    return get
+
+
+def _choose_epochs(generation, schema, lists, qrels, options, progress, scratch) -> EpochChoice:
     folds = 5
     with progress.task("Choosing epochs (folds)", folds) as advance:
         return cv_epochs(
@@ -339,7 +367,7 @@ def _choose_epochs(generation, schema, lists, qrels, options, progress) -> Epoch
             schema,
             lists,
             set(qrels),
-            lambda: ListwiseRanker.create(len(schema.names), _params(schema, options)),
+            scratch,
             max_epochs=options.max_epochs,
             folds=folds,
             seed=options.seed,
@@ -348,15 +376,26 @@ def _choose_epochs(generation, schema, lists, qrels, options, progress) -> Epoch
 
 
 def _fit(
-    schema, fit, tr, va, clicks, prior, memory, options, progress, *, quiet=False, choice=None
+    schema,
+    fit,
+    tr,
+    va,
+    clicks,
+    prior,
+    memory,
+    options,
+    progress,
+    *,
+    quiet=False,
+    choice=None,
+    make,
 ):
     """Fit the ranker on ``fit`` (early stopping on ``va``, or ``choice.epochs`` epochs when
     the epoch count was cross-validated) and its gates on ``tr``; the model as it will serve,
-    and the training history (with its seconds)."""
-    from brainrank.ranker.learning.tfr_model import ListwiseRanker
-
+    and the training history (with its seconds). ``make(epochs)`` gives a scratch ranker to
+    fit; unless ``quiet`` (a fold's model, dropped after scoring) the fitted one is copied out."""
     epochs = None if choice is None else choice.epochs
-    ranker = ListwiseRanker.create(len(schema.names), _params(schema, options, epochs))
+    ranker = make(epochs)
     val = (va.x, va.y) if choice is None else (None, None)
     t = time.perf_counter()
     if quiet:
@@ -365,6 +404,8 @@ def _fit(
         total = options.max_epochs if epochs is None else epochs
         with progress.task("Training ranker (epochs)", total) as advance:
             history = ranker.fit(fit.x, fit.y, *val, on_epoch=lambda e, logs: advance(1))
+    if not quiet:
+        ranker = ranker.copy()
     history = {**history, "seconds": round(time.perf_counter() - t, 2)}
     if choice is not None:
         history.update(choice.summary())

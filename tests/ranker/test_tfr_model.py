@@ -204,6 +204,36 @@ def test_same_seed_same_scores(data):
     assert not np.array_equal(first.score(small[2]), other.score(small[2]))
 
 
+def test_reset_restores_the_created_model_and_copy_keeps_the_trained_one(data):
+    small = tuple(a[:48] for a in data)
+    params = RankerParams(scorer="gam", hidden=(8,), batch_size=8, max_epochs=2, patience=2)
+    ranker = ListwiseRanker.create(N_FEATURES, params)
+    created = [w.copy() for w in ranker.model.get_weights()]
+    untrained = ranker.score(small[2])
+    ranker.fit(*small)
+    trained = ranker.score(small[2])
+    assert not np.allclose(trained, untrained)
+    kept = ranker.copy()
+    np.testing.assert_array_equal(kept.score(small[2]), trained)
+
+    # Back to the created weights (input statistics included) and a fresh Adam, with new
+    # training lengths; the copy is untouched.
+    assert ranker.reset(dataclasses.replace(params, max_epochs=3, patience=3)) is ranker
+    for now, then in zip(ranker.model.get_weights(), created, strict=True):
+        np.testing.assert_array_equal(now, then)
+    assert all(not v.numpy().any() for v in ranker.model.optimizer.variables)
+    np.testing.assert_array_equal(ranker.score(small[2]), untrained)
+    np.testing.assert_array_equal(kept.score(small[2]), trained)
+    history = ranker.fit(*small)
+    assert history["epochs"] == 3 and ranker.params.max_epochs == 3
+    assert ndcg10(ranker.score(small[2]), small[3]) > ndcg10(untrained, small[3])
+
+    with pytest.raises(ValueError, match="hidden"):
+        ranker.reset(dataclasses.replace(params, hidden=(4,)))
+    with pytest.raises(ValueError, match="create"):
+        kept.reset()
+
+
 @pytest.mark.parametrize("scorer", ["dnn", "gam"])
 def test_untrained_residual_model_ranks_by_base_feature(scorer, data):
     params = RankerParams(scorer=scorer, hidden=(8,), residual_feature=2, base_weight=2.0)
