@@ -294,10 +294,10 @@ def test_encoder_finetuning_stages_an_index_and_fits_the_ranker_on_unseen_lists(
     cfg = make_config(tmp_path / "ws")
     ingest(cfg, encoder, sample_docs)
     before = SearchEngine(cfg, encoder=encoder).generation.vectors.encoder.fingerprint
-    # 60 of the judged queries: fine-tuning steps cost seconds each on 2 cores, and what is
+    # 12 of the judged queries: fine-tuning steps cost seconds each on 2 cores, and what is
     # checked here is the staging, not how much the encoder learns.
     qrels = read_qrels(DATA / "qrels-train.txt")
-    qrels = {q: qrels[q] for q in sorted(qrels)[:60]}
+    qrels = {q: qrels[q] for q in sorted(qrels)[:12]}
     result = train(
         cfg,
         read_queries(DATA / "queries.jsonl"),
