@@ -21,11 +21,12 @@ Per size, each stage in a fresh process (``scale_stages.py``; peak RSS from ``os
 - build: the collection is ingested by ``engine.update_collection`` (the path of ``brainrank
   ingest``) with a ``PrecomputedEncoder``: time, peak RSS, the vector index ``auto`` chose and
   its build-time recall check (``vector_recall`` in the manifest: sampled passages as queries).
-- serve: ``brainrank.open`` then every SciFact and NFCorpus test query in learned mode (after 5
-  warm-up queries): p50/p99 wall time of ``engine.search`` and the process's RSS after them; the
-  same queries in dense mode (k=100) against exact search over the collection's own vectors
-  (R@100: the share of the exact top 100 documents the served top 100 holds); learned
-  nDCG@10 per collection; whether the model stayed in domain.
+- serve: ``brainrank.open``, the index files preloaded into the page cache as a service worker
+  does (``index.preload``, timed), then every SciFact and NFCorpus test query in learned mode
+  (after 5 warm-up queries): p50/p99 wall time of ``engine.search`` and the process's RSS
+  after them; the same queries in dense mode (k=100) against exact search over the
+  collection's own vectors (R@100: the share of the exact top 100 documents the served top 100
+  holds); learned nDCG@10 per collection; whether the model stayed in domain.
 - cold: ``brainrank search QUERY --json`` three times in a fresh process (page cache warm:
   the files were just written or read; dropping caches needs root and disturbs other users).
 - add: 1,000 further synthetic documents ingested into a copy of the workspace: total time,
@@ -279,6 +280,7 @@ def tables(args, prep: dict, results: dict[int, dict]) -> None:
             f"{_gb(s['rss_mb'])} ({_gb(s.get('file_mb', float('nan')))})",
             _gb(s["hwm_mb"]), _f(c["first_s"], 2), _f(c["median_s"], 2),
             _gb(c["peak_rss_mb"]),
+            f"{_f(s.get('preload_s', float('nan')))} ({_gb(s.get('preload_mb', float('nan')))})",
             _f(s["p50_ms"]), _f(s["p99_ms"]), _f(s["log_cost_p50_ms"]),
             f"{s['in_domain']['scifact']:.2f} / {s['in_domain']['nfcorpus-preprocessed']:.2f}",
             f"{s['recall_at_100']:.4f}", f"{s['recall_min']:.2f}",
@@ -288,7 +290,8 @@ def tables(args, prep: dict, results: dict[int, dict]) -> None:
         f"Serving ({results and next(iter(results.values()))['serve']['queries']} SciFact + "
         "NFCorpus test queries, learned mode)",
         ["docs", "vectors", "RSS GB (of it mapped files)", "peak RSS GB", "cold search s (1st)",
-         "cold s (median of 3)", "cold peak RSS GB", "p50 ms", "p99 ms", "+ query log ms",
+         "cold s (median of 3)", "cold peak RSS GB", "preload s (GB)", "p50 ms", "p99 ms",
+         "+ query log ms",
          "in domain SF / NF", "dense R@100 vs exact", "min R@100", "nDCG@10 SciFact",
          "nDCG@10 NFCorpus"],
         rows,

@@ -197,6 +197,9 @@ class ServiceConfig:
     # The query log the service appends to, relative to the workspace (default
     # logs/querylog.sqlite): replicas that share no disk each keep their own file.
     log_path: Path | None = None
+    # Read the index files into the page cache when a worker opens an index, before it serves
+    # from it (index.preload): no slow searches while a large index's pages fault in.
+    preload: bool = True
 
 
 @dataclass(frozen=True)

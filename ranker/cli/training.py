@@ -120,29 +120,33 @@ def train(
 
         with JudgmentStore.open(cfg.workspace) as store:
             store.add(judged.sets[0], judged.queries, judged.qrels, who=qrels.name)
-    from brainrank.ranker.cli.render import comparison_table, decision_table
+    from brainrank.ranker.cli.render import comparison_table
 
     for warning in result.summary.get("warnings", []):
         err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
     (err if as_json else out).print(comparison_table(result))
+    verdict = "promoted to champion" if result.promoted else "kept as challenger"
+    _report(
+        result,
+        f"model {result.version} {verdict}",
+        as_json,
+        metrics=result.metrics,
+        training=result.summary,
+    )
+
+
+def _report(result, headline: str, as_json: bool, **payload) -> None:
+    """The promotion's comparisons, ``headline: reason`` on stderr, and with ``--json`` one
+    JSON line of the version, the decision and ``payload``."""
+    from brainrank.ranker.cli.render import decision_table
+
     if result.decision is not None and result.decision.comparisons:
         (err if as_json else out).print(decision_table(result.decision))
-    verdict = "promoted to champion" if result.promoted else "kept as challenger"
-    err.print(f"model {result.version} {verdict}: {result.reason}", highlight=False, markup=False)
+    err.print(f"{headline}: {result.reason}", highlight=False, markup=False)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "version": result.version,
-                    "promoted": result.promoted,
-                    "reason": result.reason,
-                    "metrics": result.metrics,
-                    "promotion": result.decision.to_dict() if result.decision else None,
-                    "training": result.summary,
-                },
-                default=str,
-            )
-        )
+        promotion = result.decision.to_dict() if result.decision else None
+        line = {"version": result.version, "promoted": result.promoted, "reason": result.reason}
+        print(json.dumps({**line, **payload, "promotion": promotion}, default=str))
 
 
 def _judgments(cfg, queries: Path | None, qrels: Path | None, set_name: str | None):
@@ -203,27 +207,8 @@ def adapt(
     existing_workspace(cfg)
     options = AdaptOptions(pairs=PairParams(max_pairs=pairs, seed=seed), promote=promote)
     result = run_adapt(cfg, options, progress=progress())
-    from brainrank.ranker.cli.render import decision_table
-
-    if result.decision is not None and result.decision.comparisons:
-        (err if as_json else out).print(decision_table(result.decision))
     verdict = "serves now" if result.promoted else "kept as a challenger"
-    err.print(
-        f"model {result.version} (adapted encoder, {result.summary['pairs']} pairs) {verdict}: "
-        f"{result.reason}",
-        highlight=False,
-        markup=False,
+    headline = (
+        f"model {result.version} (adapted encoder, {result.summary['pairs']} pairs) {verdict}"
     )
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "version": result.version,
-                    "promoted": result.promoted,
-                    "reason": result.reason,
-                    "promotion": result.decision.to_dict() if result.decision else None,
-                    "adaptation": result.summary,
-                },
-                default=str,
-            )
-        )
+    _report(result, headline, as_json, adaptation=result.summary)

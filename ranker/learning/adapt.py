@@ -34,7 +34,7 @@ from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
 from brainrank.ranker.encoding.adapt_pairs import PairParams, mine_pairs
 from brainrank.ranker.learning.decision import Decision, decide
-from brainrank.ranker.learning.encoder_stage import ADAPTED_FILE
+from brainrank.ranker.learning.encoder_stage import save_and_stage
 from brainrank.ranker.learning.features import SCHEMA_VERSION
 from brainrank.ranker.learning.learned import ENCODER_DIR
 from brainrank.ranker.progress import Progress
@@ -71,7 +71,6 @@ def adapt(
     cfg: Config, options: AdaptOptions = AdaptOptions(), *, progress: Progress | None = None
 ) -> AdaptResult:
     """Adapt the serving encoder to the collection; register, check and maybe serve it."""
-    from brainrank.ranker.encoding.bulk import load_bulk_encoder
     from brainrank.ranker.encoding.finetune import (
         FinetuneParams,
         finetune_encoder,
@@ -79,7 +78,6 @@ def adapt(
     )
     from brainrank.ranker.encoding.loading import encoder_path_for, load_encoder
     from brainrank.ranker.registry.registry import Registry
-    from brainrank.ranker.retrieval.indexing import stage_generation
 
     progress = progress or Progress()
     t_start = time.perf_counter()
@@ -130,19 +128,9 @@ def adapt(
                 params,
                 progress=advance,
             )
-        out = tuned.save(tmp / ENCODER_DIR)
         # The adapted encoder has seen no query: a later `train --encoder` starting from it may
         # fit its ranker on this index (encoder_stage.fine_tuned_here).
-        (out / ADAPTED_FILE).write_text(
-            json.dumps({"fingerprint": tuned.fingerprint, "base": str(base)}) + "\n"
-        )
-        number, report = stage_generation(
-            ws,
-            cfg,
-            encoder_factory=lambda: load_bulk_encoder(out, cfg.encoder, reference=tuned),
-            encoder_path=out,
-            progress=progress,
-        )
+        number, report = save_and_stage(cfg, ws, tuned, tmp / ENCODER_DIR, progress, base)
         summary = {
             "pairs": len(pairs),
             "kinds": {k: sum(p.kind == k for p in mined) for k in ("title", "cloze")},

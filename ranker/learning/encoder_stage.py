@@ -38,16 +38,34 @@ def _adapted_only(folder: Path, fingerprint: str) -> bool:
     return isinstance(marker, dict) and marker.get("fingerprint") == fingerprint
 
 
+def save_and_stage(cfg, ws: Workspace, tuned, folder: Path, progress, adapted_from=None):
+    """Save the tuned encoder into ``folder`` and stage an index generation it embeds on the
+    bulk runtime: (generation number, its report). ``adapted_from`` (the encoder ``adapt``
+    started from) marks the folder ADAPTED_FILE with the saved weights' fingerprint."""
+    from brainrank.ranker.encoding.bulk import load_bulk_encoder
+    from brainrank.ranker.retrieval.indexing import stage_generation
+
+    out = tuned.save(folder)  # the fingerprint is the saved file's from here on
+    if adapted_from is not None:
+        marker = {"fingerprint": tuned.fingerprint, "base": str(adapted_from)}
+        (out / ADAPTED_FILE).write_text(json.dumps(marker) + "\n")
+    return stage_generation(
+        ws,
+        cfg,
+        encoder_factory=lambda: load_bulk_encoder(out, cfg.encoder, reference=tuned),
+        encoder_path=out,
+        progress=progress,
+    )
+
+
 def finetune_for_training(cfg, ws, engine, tmp, queries, qrels, ids, progress):
     """Fine-tune a copy of the serving encoder into ``tmp/encoder`` and stage an index for it."""
-    from brainrank.ranker.encoding.bulk import load_bulk_encoder
     from brainrank.ranker.encoding.finetune import (
         FinetuneParams,
         finetune_encoder,
         mine_bm25_negatives,
     )
     from brainrank.ranker.encoding.loading import encoder_path_for, load_encoder
-    from brainrank.ranker.retrieval.indexing import stage_generation
 
     base = encoder_path_for(cfg, engine.generation.manifest)
     tuned = load_encoder(base, cfg.encoder.max_length)
@@ -78,13 +96,6 @@ def finetune_for_training(cfg, ws, engine, tmp, queries, qrels, ids, progress):
     )
     with progress.task("Fine-tuning encoder (pairs)", len(pairs) * params.epochs) as advance:
         summary = finetune_encoder(tuned, pairs, negatives, params, progress=advance)
-    out = tuned.save(tmp / ENCODER_DIR)
-    number, report = stage_generation(
-        ws,
-        cfg,
-        encoder_factory=lambda: load_bulk_encoder(out, cfg.encoder, reference=tuned),
-        encoder_path=out,
-        progress=progress,
-    )
+    number, report = save_and_stage(cfg, ws, tuned, tmp / ENCODER_DIR, progress)
     summary["reembed_seconds"] = round(report.seconds.get("total", 0.0), 2)
     return number, summary

@@ -79,6 +79,10 @@ _PARAM_CHECKS = [
 ]
 
 
+# The label of a padding slot in a list (TF-Ranking ignores slots labelled below 0).
+PAD_LABEL = -1.0
+
+
 def check_features(x, n_features: int, ranks: tuple[int, ...], name: str = "x") -> np.ndarray:
     """``x`` as float32 feature rows of one of the shapes ``ranks`` allow, all finite.
 
@@ -95,3 +99,22 @@ def check_features(x, n_features: int, ranks: tuple[int, ...], name: str = "x") 
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
         raise ValueError(f"{name} of shape {x.shape} has a NaN/inf feature at index {where}")
     return x
+
+
+def check_lists(x, y, n_features: int, name: str, *, need_positive: bool = True):
+    """``(x, y)`` as labelled lists: x [n_lists, list_size, n_features] and graded labels y
+    [n_lists, list_size], at least one list, labels >= 0 or PAD_LABEL for a padding slot."""
+    x = check_features(x, n_features, ranks=(3,), name=f"x_{name}")
+    y = np.asarray(y, dtype=np.float32)
+    if y.shape != x.shape[:2]:
+        raise ValueError(
+            f"y_{name} must have shape {x.shape[:2]} (n_lists, list_size of x_{name}); "
+            f"got {y.shape}"
+        )
+    if len(x) == 0:
+        raise ValueError(f"x_{name} has shape {x.shape}: no lists")
+    if not np.isfinite(y).all() or ((y < 0) & (y != PAD_LABEL)).any():
+        raise ValueError(f"y_{name} labels must be >= 0, or -1 for a padding slot")
+    if need_positive and not (y > 0).any():
+        raise ValueError(f"y_{name} has no positive label: NDCG@10 would be 0 for any model")
+    return x, y

@@ -33,7 +33,11 @@ from brainrank.index.errors import BrainrankError
 from brainrank.ranker.learning.early_stopping import BestWeights
 from brainrank.ranker.learning.keras_layers import ListScore, Standardize, feature_stats
 from brainrank.ranker.learning.portable import write_portable
-from brainrank.ranker.learning.ranker_params import RankerParams, check_features
+from brainrank.ranker.learning.ranker_params import (
+    RankerParams,
+    check_features,
+    check_lists,
+)
 
 # Weights only: the model is always built in code from ranker.json, so no file can name code
 # for Keras to import (a .keras config can, whatever safe_mode says).
@@ -42,9 +46,7 @@ WEIGHTS_FILE = "ranker.weights.h5"
 LEGACY_MODEL_FILE = "model.keras"
 PARAMS_FILE = "ranker.json"
 FORMAT_VERSION = 1
-PAD_LABEL = -1.0
-# RankerParams a reset ranker may change: they steer training, not the model's shape.
-_RESETTABLE = frozenset({"max_epochs", "patience"})
+_RESETTABLE = frozenset({"max_epochs", "patience"})  # steer training, not the model's shape
 # Documents per scoring call: bounds memory (a GAM holds one activation block per feature).
 _CHUNK_DOCS = 65536
 _EVAL_BATCH = 256
@@ -204,24 +206,17 @@ class ListwiseRanker:
         return ranker
 
     def reset(self, params: RankerParams | None = None) -> ListwiseRanker:
-        """This ranker back as ``create`` made it: the initial weights, no input statistics and
-        a fresh Adam, optionally with other ``max_epochs`` or ``patience``. Returns self.
-
-        The traced Keras functions stay, which is the point: tracing a new model's training
-        and evaluation costs seconds, and cross-validation fits one model per fold. Dropout
-        draws go on from where the last fit left them, so a reset ranker trains
-        deterministically but not bit-identically to a newly created one.
-        """
+        """This ranker as ``create`` made it (initial weights, no input statistics, a fresh
+        Adam), optionally with other ``max_epochs`` or ``patience``; returns self. The traced
+        Keras functions stay, which is the point: tracing costs seconds per new model, and
+        cross-validation fits one per fold. Dropout draws go on from the last fit, so a reset
+        ranker trains deterministically but not bit-identically to a newly created one."""
         if self._initial is None:
             raise ValueError("only a ranker made by ListwiseRanker.create can be reset")
         if params is not None:
-            changed = {
-                f.name
-                for f in dataclasses.fields(params)
-                if getattr(params, f.name) != getattr(self.params, f.name)
-            }
-            if changed - _RESETTABLE:
-                fixed = sorted(changed - _RESETTABLE)
+            new = dataclasses.asdict(params)
+            fixed = sorted(k for k, v in dataclasses.asdict(self.params).items() if new[k] != v)
+            if set(fixed) - _RESETTABLE:
                 raise ValueError(f"reset can change only {sorted(_RESETTABLE)}, not {fixed}")
             self.params = params
         self.model.set_weights(self._initial)
@@ -385,20 +380,7 @@ class ListwiseRanker:
         return check_features(x, self.n_features, ranks, name)
 
     def _check_xy(self, x, y, name: str, need_positive: bool = True):
-        x = self._check_x(x, ranks=(3,), name=f"x_{name}")
-        y = np.asarray(y, dtype=np.float32)
-        if y.shape != x.shape[:2]:
-            raise ValueError(
-                f"y_{name} must have shape {x.shape[:2]} (n_lists, list_size of x_{name}); "
-                f"got {y.shape}"
-            )
-        if len(x) == 0:
-            raise ValueError(f"x_{name} has shape {x.shape}: no lists")
-        if not np.isfinite(y).all() or ((y < 0) & (y != PAD_LABEL)).any():
-            raise ValueError(f"y_{name} labels must be >= 0, or -1 for a padding slot")
-        if need_positive and not (y > 0).any():
-            raise ValueError(f"y_{name} has no positive label: NDCG@10 would be 0 for any model")
-        return x, y
+        return check_lists(x, y, self.n_features, name, need_positive=need_positive)
 
     # ----- persistence ----------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 
@@ -85,6 +86,11 @@ class SearchEngine:
         from brainrank.ranker.registry.registry import Registry
 
         return Registry(self.workspace.models_dir)
+
+    def index_files(self) -> list[Path]:
+        """The files searches read: this generation's indexes and the document store."""
+        files = sorted(p for p in self.generation.directory.rglob("*") if p.is_file())
+        return [*files, self.workspace.store_path]
 
     def default_mode(self) -> str:
         """The configured mode; ``auto`` means learned once a champion exists, else hybrid."""

@@ -6,7 +6,8 @@ champion model together (``ingest`` and ``reindex`` move the generation, ``model
 ``rollback``, ``models import --promote`` and ``retrain`` move both at once). A holder's watcher
 thread stats it every ``poll_seconds`` (and the two legacy pointers it replaces, for a workspace
 not yet migrated). When it changed the holder reads it once, opens a new ``SearchEngine`` on the
-generation that should serve, warms it with one search with the champion the same read named
+generation that should serve, reads its files into the page cache (``[service] preload``),
+warms it with one search with the champion the same read named
 (the encoder is reused when the generation was embedded with the same one), and then replaces
 its reference in one assignment. A request reads the reference once and uses that engine to the
 end, so a swap never fails a request in flight; an engine swapped out is closed
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brainrank.index.errors import BrainrankError
+from brainrank.index.preload import preload
 from brainrank.index.serving import LEGACY_CHAMPION, LEGACY_GENERATION
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
@@ -177,6 +179,10 @@ class EngineHolder:
         searcher = SearchEngine(self.cfg, encoder=encoder, generation=number, state=state)
         model = warm_error = None
         try:
+            if self.cfg.service.preload:
+                t = time.perf_counter()
+                size = preload(searcher.index_files())
+                log.info("preloaded %.0f MB in %.1f s", size / 1e6, time.perf_counter() - t)
             champion = searcher.champion()
             model = champion.version if champion is not None else None
             searcher.search(WARM_QUERY, k=1, model=model)

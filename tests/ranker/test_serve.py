@@ -177,6 +177,7 @@ def test_health_and_readiness(served, client, api):
         "worker": ready["worker"],
     }
     assert ready["worker"] in served.worker_pids()
+    assert served.output().count("preloaded") >= 2  # each worker read its files in first
     assert client.get("/docs").status_code == 200
     assert "/search" in client.get("/openapi.json").json()["paths"]
 
