@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_generalize.py [--rows few,terciles,adapt] [--seeds 0,1,2]
         [--collections scifact,nfcorpus-preprocessed] [--few 150]
         [--early-stopping split,cv] [--adapt-rates 2e-5,5e-5] [--adapt-pairs 2000]
+        [--adapt-variants default,no-negatives,terms,terms-no-negatives]
 
 Every learned figure comes from ``brainrank train`` as a user runs it (``train()``: candidate
 lists, judged features, early stopping, gates on, no promotion), scored on the collection's
@@ -19,10 +20,12 @@ of hybrid-rrf and hybrid-minmax on the same test queries, which flatters the fus
 
 - ``adapt``: ``brainrank adapt`` alone, no judgments. The collection is ingested into a fresh
   workspace bench/.work/<collection>-adapt/base (bulk encoder, as ``brainrank ingest``), copied
-  once per learning rate (``--adapt-rates``) and adapted there (``--adapt-pairs`` mined pairs,
-  seed 0); dense, hybrid (the configured fusion), hybrid-rrf and hybrid-minmax before and after,
-  on the *train* judgments (to choose the rate) and the test judgments (the figure). One seed:
-  each run embeds the collection again.
+  once per learning rate (``--adapt-rates``) and pair recipe (``--adapt-variants``: the default
+  mix with one BM25 hard negative per pair, without hard negatives, with half the pairs
+  salient terms -> document) and adapted there (``--adapt-pairs`` mined pairs, seed 0); dense,
+  hybrid (the configured fusion), hybrid-rrf and hybrid-minmax before and after, on the *train*
+  judgments (to choose the rate) and the test judgments (the figure). One seed: each run embeds
+  the collection again.
 
 Workspaces are bench/.work/<collection> (``bench_learned.py`` builds the same ones); models
 trained here are registered there as challengers and never promoted.
@@ -209,21 +212,37 @@ def adapt_rows(args, name):
     before = scores(base)
     rows = [_adapt_row(name, "pretrained (before)", before, None)]
     for rate in args.adapt_rates:
-        folder = base.workspace.parent / f"lr{rate:g}"
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.copytree(base.workspace, folder)
-        cfg = load_config(workspace=folder, env={})
-        # No time budget: on a loaded machine it would cut training short and move the figure.
-        options = AdaptOptions(
-            pairs=PairParams(max_pairs=args.adapt_pairs), learning_rate=rate, max_seconds=None
-        )
-        t = time.perf_counter()
-        result = adapt(cfg, options, progress=Progress())
-        secs = time.perf_counter() - t
-        after = scores(cfg)
-        print(f"{name} adapt lr {rate:g}: {after} ({secs:.0f} s; {result.summary})", flush=True)
-        rows.append(_adapt_row(name, f"adapt, lr {rate:g}", after, before, secs))
+        for variant in args.adapt_variants:
+            pairs, negatives = ADAPT_VARIANTS[variant]
+            tag = f"lr{rate:g}" + ("" if variant == "default" else f"-{variant}")
+            folder = base.workspace.parent / tag
+            shutil.rmtree(folder, ignore_errors=True)
+            shutil.copytree(base.workspace, folder)
+            cfg = load_config(workspace=folder, env={})
+            # No time budget: on a loaded machine it would cut training short and move the
+            # figure.
+            options = AdaptOptions(
+                pairs=PairParams(max_pairs=args.adapt_pairs, **pairs),
+                learning_rate=rate,
+                hard_negatives=negatives,
+                max_seconds=None,
+            )
+            t = time.perf_counter()
+            result = adapt(cfg, options, progress=Progress())
+            secs = time.perf_counter() - t
+            after = scores(cfg)
+            print(f"{name} adapt {tag}: {after} ({secs:.0f} s; {result.summary})", flush=True)
+            rows.append(_adapt_row(name, f"adapt, lr {rate:g}, {variant}", after, before, secs))
     return rows
+
+
+# --adapt-variants: (PairParams fields, hard negatives per pair).
+ADAPT_VARIANTS = {
+    "default": ({}, 1),
+    "no-negatives": ({}, 0),  # in-batch negatives only
+    "terms": ({"terms_share": 0.5}, 1),  # half the pairs salient terms -> document
+    "terms-no-negatives": ({"terms_share": 0.5}, 0),
+}
 
 
 def _adapt_row(name, label, got, before, secs=None):
@@ -250,8 +269,15 @@ def main() -> None:
     parser.add_argument("--early-stopping", default="split,cv")
     parser.add_argument("--adapt-rates", default="2e-5,5e-5")
     parser.add_argument("--adapt-pairs", type=int, default=2000)
+    parser.add_argument(
+        "--adapt-variants", default="default", help=f"of {','.join(ADAPT_VARIANTS)}"
+    )
     args = parser.parse_args()
     args.adapt_rates = [float(r) for r in args.adapt_rates.split(",")]
+    args.adapt_variants = args.adapt_variants.split(",")
+    unknown = set(args.adapt_variants) - set(ADAPT_VARIANTS)
+    if unknown:
+        parser.error(f"unknown --adapt-variants {sorted(unknown)}; known: {list(ADAPT_VARIANTS)}")
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.early_stopping = args.early_stopping.split(",")
     wanted = args.rows.split(",")

@@ -54,6 +54,7 @@ class AdaptOptions:
     # a small step keeps what the public pretraining taught.
     learning_rate: float = 2e-5
     epochs: int = 1
+    hard_negatives: int = 1  # BM25's best non-source documents per pair, beside in-batch ones
     promote: bool = True
     max_seconds: float | None = ADAPT_SECONDS
 
@@ -102,15 +103,19 @@ def adapt(
             "needs documents with titles or several sentences"
         )
     texts = [d.full_text for d in documents]
-    negatives = mine_bm25_negatives(
-        gen.bm25.scores,
-        texts,
-        [p.query for p in mined],
-        [{p.source} for p in mined],
-        k=1,
-        seed=options.pairs.seed,
-    )
+    negatives = None
+    if options.hard_negatives:
+        rows = mine_bm25_negatives(
+            gen.bm25.scores,
+            texts,
+            [p.query for p in mined],
+            [{p.source} for p in mined],
+            k=options.hard_negatives,
+            seed=options.pairs.seed,
+        )
+        negatives = [[texts[i] for i in row] for row in rows]
     params = FinetuneParams(
+        hard_negatives=options.hard_negatives,
         epochs=options.epochs,
         learning_rate=options.learning_rate,
         precision=cfg.encoder.bulk_precision,
@@ -124,7 +129,7 @@ def adapt(
             tuning = finetune_encoder(
                 tuned,
                 pairs,
-                [[texts[i] for i in row] for row in negatives],
+                negatives,
                 params,
                 progress=advance,
             )
@@ -133,7 +138,7 @@ def adapt(
         number, report = save_and_stage(cfg, ws, tuned, tmp / ENCODER_DIR, progress, base)
         summary = {
             "pairs": len(pairs),
-            "kinds": {k: sum(p.kind == k for p in mined) for k in ("title", "cloze")},
+            "kinds": {k: sum(p.kind == k for p in mined) for k in ("title", "cloze", "terms")},
             "options": asdict(options),
             "base_encoder": str(base),
             "finetune": {k: v for k, v in tuning.items() if k != "pairs"},

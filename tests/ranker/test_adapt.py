@@ -73,6 +73,32 @@ def test_text_without_sentences_gives_a_span_of_words_taken_out_of_its_context()
         assert p.positive.split() == words[:start] + words[start + len(span) :]
 
 
+def test_salient_terms_name_the_document_in_its_own_words():
+    topics = ["glucose insulin liver", "bone density calcium", "sleep melatonin circadian"]
+    docs = [
+        _doc(i, "", f"The {t} study {i} measured {t} and {t.split()[0]} again in {i % 3} groups.")
+        for i, t in enumerate(topics * 6)
+    ]
+    # Too few words shared with other documents to single it out, and nothing else to ask.
+    docs.append(_doc(99, "", "A zyxwv only here, with the glucose insulin liver words too."))
+    pairs = mine_pairs(docs, PairParams(terms_share=1.0, terms_words=(2, 3)))
+    assert len(pairs) == len(docs) - 1 and {p.kind for p in pairs} == {"terms"}
+    for p in pairs:
+        doc = docs[p.source]
+        words = p.query.split()
+        assert 2 <= len(words) <= 3 and p.positive == doc.full_text
+        text = doc.full_text.lower()
+        assert all(w in text for w in words) and not {"the", "and", "in"} & set(words)
+        assert words == sorted(words, key=text.index)  # in the order they first occur
+        assert topics[doc_topic(doc)].split()[0] in words  # its most frequent topic word
+    with pytest.raises(ValueError, match="terms_share"):
+        PairParams(terms_share=1.5)
+
+
+def doc_topic(doc):
+    return int(doc.doc_id[1:]) % 3
+
+
 def test_mining_is_seeded_bounded_and_skips_documents_with_nothing_to_ask():
     docs = [_doc(i, "", "Too short.") for i in range(10)]  # no title, one short sentence
     docs += [_doc(10 + i, f"A title of enough words {i}", BODY) for i in range(50)]
