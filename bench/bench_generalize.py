@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_generalize.py [--rows few,terciles,adapt] [--seeds 0,1,2]
         [--collections scifact,nfcorpus-preprocessed] [--few 150]
         [--early-stopping split,cv] [--adapt-rates 2e-5,5e-5] [--adapt-pairs 2000]
-        [--adapt-variants default,no-negatives,terms,terms-no-negatives]
+        [--adapt-variants terms,title-cloze,no-negatives,terms-no-negatives]
 
 Every learned figure comes from ``brainrank train`` as a user runs it (``train()``: candidate
 lists, judged features, early stopping, gates on, no promotion), scored on the collection's
@@ -20,8 +20,8 @@ of hybrid-rrf and hybrid-minmax on the same test queries, which flatters the fus
 
 - ``adapt``: ``brainrank adapt`` alone, no judgments. The collection is ingested into a fresh
   workspace bench/.work/<collection>-adapt/base (bulk encoder, as ``brainrank ingest``), copied
-  once per learning rate (``--adapt-rates``) and pair recipe (``--adapt-variants``: the default
-  mix with one BM25 hard negative per pair, without hard negatives, with half the pairs
+  once per learning rate (``--adapt-rates``) and pair recipe (``--adapt-variants``: title and
+  cloze pairs with one BM25 hard negative each, without hard negatives, with half the pairs
   salient terms -> document) and adapted there (``--adapt-pairs`` mined pairs, seed 0); dense,
   hybrid (the configured fusion), hybrid-rrf and hybrid-minmax before and after, on the *train*
   judgments (to choose the rate) and the test judgments (the figure). One seed: each run embeds
@@ -214,7 +214,7 @@ def adapt_rows(args, name):
     for rate in args.adapt_rates:
         for variant in args.adapt_variants:
             pairs, negatives = ADAPT_VARIANTS[variant]
-            tag = f"lr{rate:g}" + ("" if variant == "default" else f"-{variant}")
+            tag = f"lr{rate:g}-{variant}"
             folder = base.workspace.parent / tag
             shutil.rmtree(folder, ignore_errors=True)
             shutil.copytree(base.workspace, folder)
@@ -238,9 +238,9 @@ def adapt_rows(args, name):
 
 # --adapt-variants: (PairParams fields, hard negatives per pair).
 ADAPT_VARIANTS = {
-    "default": ({}, 1),
+    "title-cloze": ({}, 1),  # the mix before salient terms
     "no-negatives": ({}, 0),  # in-batch negatives only
-    "terms": ({"terms_share": 0.5}, 1),  # half the pairs salient terms -> document
+    "terms": ({"terms_share": 0.5}, 1),  # half the pairs salient terms -> document (default)
     "terms-no-negatives": ({"terms_share": 0.5}, 0),
 }
 
@@ -269,9 +269,7 @@ def main() -> None:
     parser.add_argument("--early-stopping", default="split,cv")
     parser.add_argument("--adapt-rates", default="2e-5,5e-5")
     parser.add_argument("--adapt-pairs", type=int, default=2000)
-    parser.add_argument(
-        "--adapt-variants", default="default", help=f"of {','.join(ADAPT_VARIANTS)}"
-    )
+    parser.add_argument("--adapt-variants", default="terms", help=f"of {','.join(ADAPT_VARIANTS)}")
     args = parser.parse_args()
     args.adapt_rates = [float(r) for r in args.adapt_rates.split(",")]
     args.adapt_variants = args.adapt_variants.split(",")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated
@@ -193,11 +194,11 @@ def adapt(
     config: ConfigOpt = None,
 ) -> None:
     """Adapt the text encoder to the collection, with no judgments: fine-tune it on pairs
-    mined from the documents (title -> body, sentence -> rest of its document) and re-embed.
+    mined from the documents (title -> body, sentence -> rest of its document, salient
+    terms -> document) and re-embed.
 
     Writes a model version (the adapted encoder, with the champion's ranker if there is
     one). Where the workspace has judgments it serves only if it beats what serves now."""
-    from brainrank.ranker.encoding.adapt_pairs import PairParams
     from brainrank.ranker.learning.adapt import AdaptOptions
     from brainrank.ranker.learning.adapt import adapt as run_adapt
 
@@ -205,7 +206,8 @@ def adapt(
         raise BrainrankError(f"--pairs must be at least 2, not {pairs}")
     cfg = resolve_config(workspace, config)
     existing_workspace(cfg)
-    options = AdaptOptions(pairs=PairParams(max_pairs=pairs, seed=seed), promote=promote)
+    mix = dataclasses.replace(AdaptOptions().pairs, max_pairs=pairs, seed=seed)
+    options = AdaptOptions(pairs=mix, promote=promote)
     result = run_adapt(cfg, options, progress=progress())
     verdict = "serves now" if result.promoted else "kept as a challenger"
     headline = (
