@@ -125,6 +125,13 @@ def train(
 
     for warning in result.summary.get("warnings", []):
         err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
+    fusion = result.summary.get("fusion")
+    if fusion and fusion["dense_weight"] != fusion["configured_dense_weight"]:
+        err.print(
+            f"base fusion: dense share {fusion['dense_weight']:g} (configured "
+            f"{fusion['configured_dense_weight']:g}), the best on the training lists",
+            highlight=False,
+        )
     (err if as_json else out).print(comparison_table(result))
     verdict = "promoted to champion" if result.promoted else "kept as challenger"
     _report(

@@ -167,6 +167,13 @@ class FeatureExtractor:
             present = np.where(missing, np.nanmin(values) if (~missing).any() else 0.0, values)
             cols[f"field:{name}"] = minmax_normalise(present)
             cols[f"field:{name}:missing"] = missing.astype(np.float64)
+        unknown = [name for name in s.names if name not in cols]
+        if unknown:
+            raise IndexMismatchError(
+                f"the model expects features this version of brainrank does not compute: "
+                f"{', '.join(unknown)} (feature schema v{s.version}, this version writes "
+                f"v{SCHEMA_VERSION}); train a new model or use the brainrank that trained it"
+            )
         out = (
             np.stack([cols[name] for name in s.names], axis=1) if n else np.zeros((0, len(s.names)))
         )

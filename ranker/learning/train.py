@@ -39,6 +39,7 @@ from brainrank.ranker.learning.epochs import (
     early_stopping_mode,
 )
 from brainrank.ranker.learning.features import FeatureExtractor, FeatureSchema
+from brainrank.ranker.learning.fusion_weight import choose_dense_weight, set_fused
 from brainrank.ranker.learning.gates import DomainGate, QueryGate, list_summary
 from brainrank.ranker.learning.judged import set_judged_features
 from brainrank.ranker.learning.learned import (
@@ -76,6 +77,9 @@ class TrainOptions:
     # "auto": early stopping by cross-validation up to epochs.CV_MAX_QUERIES judged queries,
     # else on the validation split; "cv" or "split" force one.
     early_stopping: str = "auto"
+    # Choose the base fusion's dense share on the training lists (fusion_weight); False keeps
+    # [retrieval] dense_weight.
+    tune_fusion: bool = True
 
 
 @dataclass
@@ -216,6 +220,14 @@ def train(
                 "Train lists (encoder before fine-tuning)",
             )
             summary["ranker_fit_lists"] = "index before fine-tuning"
+        if options.tune_fusion:
+            weight, tried = choose_dense_weight(pool([tr, va]), schema)
+            summary["fusion"] = {
+                "configured_dense_weight": schema.dense_weight,
+                "dense_weight": weight,
+                "train_ndcg10": tried,
+            }
+            schema = set_fused(schema, weight, tr, va, ho, fit if fit is not tr else None)
         stopping = early_stopping_mode(
             options.early_stopping,
             len(train_ids) + len(val_ids),

@@ -109,6 +109,17 @@ def test_features_are_finite_for_queries_without_known_words(tiny):
     assert x.shape == (len(cand.positions), len(fx.schema.names)) and np.isfinite(x).all()
 
 
+def test_a_model_asking_for_an_unknown_feature_gets_a_clear_error(tiny):
+    engine, fx = tiny
+    s = fx.schema
+    future = FeatureSchema(
+        (*s.names, "from_a_newer_version"), s.version + 1, doc_fields=s.doc_fields
+    )
+    cand = engine.candidates("car parts", "hybrid")
+    with pytest.raises(IndexMismatchError, match="does not compute: from_a_newer_version"):
+        FeatureExtractor(engine.generation, future).extract("car parts", cand)
+
+
 def test_schema_mismatch_names_the_features():
     mine = FeatureSchema.create(dense_weight=0.6, rrf_k=60)
     other = FeatureSchema.create(dense_weight=0.6, rrf_k=60, doc_fields=("rating",))

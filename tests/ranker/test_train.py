@@ -68,6 +68,24 @@ def test_trained_version_records_what_it_learned_from(trained_config):
     assert len(memory) == training["query_memory_queries"]
     assert len(memory) == training["train_queries"] + training["val_queries"]
     assert all(set(labels) <= set(prior) for labels in memory.labels)
+    # The base fusion's dense share was chosen on the training lists, and the model serves it.
+    fusion = training["fusion"]
+    assert fusion["configured_dense_weight"] == trained_config.retrieval.dense_weight
+    assert meta["feature_schema"]["dense_weight"] == fusion["dense_weight"]
+    assert (
+        fusion["train_ndcg10"][str(fusion["dense_weight"])] == max(fusion["train_ndcg10"].values())
+        or fusion["dense_weight"] == fusion["configured_dense_weight"]
+    )
+    engine = SearchEngine(trained_config)
+    result = engine.search("money back", k=20, mode="learned")
+    names = list(result.feature_names)
+    x = result.features
+    w = fusion["dense_weight"]
+    np.testing.assert_allclose(
+        x[:, names.index("fused")],
+        (1 - w) * x[:, names.index("bm25_norm")] + w * x[:, names.index("dense_norm")],
+        atol=1e-6,
+    )
 
 
 def _judged_lists():
