@@ -1,9 +1,10 @@
 """Does the learned ranker generalize? New queries, few judgments, other collections.
 
-    .venv/bin/python bench/bench_generalize.py [--rows few,terciles,adapt] [--seeds 0,1,2]
-        [--collections scifact,nfcorpus-preprocessed] [--few 150]
+    .venv/bin/python bench/bench_generalize.py [--rows few,terciles,adapt,all] [--seeds 0,1,2]
+        [--collections scifact,nfcorpus-preprocessed,sample] [--few 150]
         [--early-stopping split,cv] [--adapt-rates 2e-5,5e-5] [--adapt-pairs 2000]
         [--adapt-variants terms,title-cloze,no-negatives,terms-no-negatives]
+        [--train-variants default,fixed-fusion]
 
 Every learned figure comes from ``brainrank train`` as a user runs it (``train()``: candidate
 lists, judged features, early stopping, gates on, no promotion), scored on the collection's
@@ -17,6 +18,13 @@ of hybrid-rrf and hybrid-minmax on the same test queries, which flatters the fus
 - ``terciles``: a model trained on all training judgments; SciFact's test queries split into
   thirds by the cosine of their nearest training query (the pretrained encoder's query
   vectors), each third against the fusion on the same queries.
+
+- ``all``: a model trained on all of the collection's training judgments (``sample``: the
+  bundled collection with its click log, as ``make demo`` trains), against *every* fixed mode
+  (bm25, dense, hybrid, hybrid-rrf, hybrid-minmax) on the test queries.
+- ``--train-variants`` compares training recipes in the same run: ``default``, and the base
+  fusion at ``[retrieval] dense_weight`` instead of the share chosen on the training lists
+  (``fixed-fusion``, the recipe before 2026-12-03 afternoon).
 
 - ``adapt``: ``brainrank adapt`` alone, no judgments. The collection is ingested into a fresh
   workspace bench/.work/<collection>-adapt/base (bulk encoder, as ``brainrank ingest``), copied
@@ -71,14 +79,68 @@ def per_query_modes(cfg, queries, qrels, modes, model=None):
     return out
 
 
-def train_model(cfg, queries, qrels, *, seed, early_stopping):
+# --train-variants: TrainOptions fields of each training recipe compared.
+TRAIN_VARIANTS = {
+    "default": {},
+    "fixed-fusion": {"tune_fusion": False},  # the base fusion at [retrieval] dense_weight
+}
+SAMPLE_CLICKS = REPO / "data" / "clicks.jsonl"
+
+
+def train_model(cfg, queries, qrels, *, seed, early_stopping, variant="default", clicks=None):
     from brainrank.ranker.learning.train import TrainOptions, train
     from brainrank.ranker.progress import Progress
 
-    options = TrainOptions(promote=False, seed=seed, early_stopping=early_stopping)
+    options = TrainOptions(
+        promote=False, seed=seed, early_stopping=early_stopping, **TRAIN_VARIANTS[variant]
+    )
     t = time.perf_counter()
-    result = train(cfg, queries, qrels, options=options, progress=Progress())
+    result = train(cfg, queries, qrels, clicks_path=clicks, options=options, progress=Progress())
     return result, time.perf_counter() - t
+
+
+def all_rows(args, name):
+    """Trained on all of the collection's train judgments (the sample with its click log, as
+    ``make demo`` trains), against *every* fixed mode on the test queries (issue #14 item 7)."""
+    cfg, _ = workspace(name, args.datasets)
+    queries, train_qrels = judged(name, args.datasets, "train")
+    test_queries, test_qrels = judged(name, args.datasets, "test")
+    clicks = SAMPLE_CLICKS if name == "sample" else None
+    fixed_modes = ("bm25", "dense", "hybrid", *FUSIONS)
+    fixed = per_query_modes(cfg, test_queries, test_qrels, fixed_modes)
+    best_mode = max(fixed_modes, key=lambda m: mean(fixed[m]))
+    rows = []
+    for variant in args.train_variants:
+        scores, epochs = [], []
+        for seed in args.seeds:
+            result, _ = train_model(
+                cfg, queries, train_qrels, seed=seed, early_stopping="auto",
+                variant=variant, clicks=clicks,
+            )  # fmt: skip
+            learned = per_query_modes(
+                cfg, test_queries, test_qrels, ["learned"], model=result.version
+            )["learned"]
+            scores.append(mean(learned))
+            epochs.append(result.summary.get("ranker", {}).get("best_epoch"))
+            weight = result.summary.get("fusion", {}).get("dense_weight")
+            print(
+                f"{name} all {variant} seed {seed}: {scores[-1]:.4f} (dense share {weight})",
+                flush=True,
+            )
+        m = statistics.mean(scores)
+        best = mean(fixed[best_mode])
+        rows.append(
+            [
+                f"{name}, all train queries, {variant}",
+                f"{mean(fixed['bm25']):.4f}",
+                f"{best_mode} {best:.4f}",
+                f"{m:.4f} ({', '.join(f'{s:.3f}' for s in scores)})",
+                f"{m - best:+.4f} (seed {args.seeds[0]}: {scores[0] - best:+.4f})",
+                "/".join(str(e) for e in epochs),
+                "",
+            ]
+        )
+    return rows
 
 
 def mean(scores: dict[str, float], keys=None) -> float:
@@ -96,10 +158,12 @@ def few_rows(args, name):
     bm25 = mean(fixed["bm25"])
     fusion = max(mean(fixed[m]) for m in FUSIONS)
     rows = []
-    for stopping in args.early_stopping:
+    for stopping, variant in [(e, v) for e in args.early_stopping for v in args.train_variants]:
         scores, epochs, seconds = [], [], []
         for seed in args.seeds:
-            result, secs = train_model(cfg, queries, few, seed=seed, early_stopping=stopping)
+            result, secs = train_model(
+                cfg, queries, few, seed=seed, early_stopping=stopping, variant=variant
+            )
             learned = per_query_modes(
                 cfg, test_queries, test_qrels, ["learned"], model=result.version
             )["learned"]
@@ -107,11 +171,14 @@ def few_rows(args, name):
             ranker = result.summary.get("ranker", {})
             epochs.append(ranker.get("best_epoch"))
             seconds.append(secs)
-            print(f"{name} few={args.few} {stopping} seed {seed}: {scores[-1]:.4f}", flush=True)
+            print(
+                f"{name} few={args.few} {stopping} {variant} seed {seed}: {scores[-1]:.4f}",
+                flush=True,
+            )
         m = statistics.mean(scores)
         rows.append(
             [
-                f"{name}, {args.few} train queries, early stopping {stopping}",
+                f"{name}, {args.few} train queries, early stopping {stopping}, {variant}",
                 f"{bm25:.4f}",
                 f"{fusion:.4f}",
                 f"{m:.4f} ({', '.join(f'{s:.3f}' for s in scores)})",
@@ -270,7 +337,13 @@ def main() -> None:
     parser.add_argument("--adapt-rates", default="2e-5,5e-5")
     parser.add_argument("--adapt-pairs", type=int, default=2000)
     parser.add_argument("--adapt-variants", default="terms", help=f"of {','.join(ADAPT_VARIANTS)}")
+    parser.add_argument(
+        "--train-variants", default="default", help=f"of {','.join(TRAIN_VARIANTS)}"
+    )
     args = parser.parse_args()
+    args.train_variants = args.train_variants.split(",")
+    if set(args.train_variants) - set(TRAIN_VARIANTS):
+        parser.error(f"unknown --train-variants; known: {list(TRAIN_VARIANTS)}")
     args.adapt_rates = [float(r) for r in args.adapt_rates.split(",")]
     args.adapt_variants = args.adapt_variants.split(",")
     unknown = set(args.adapt_variants) - set(ADAPT_VARIANTS)
@@ -285,6 +358,8 @@ def main() -> None:
             adapted += adapt_rows(args, name)
         if "few" in wanted:
             rows += few_rows(args, name)
+        if "all" in wanted:
+            rows += all_rows(args, name)
         if "terciles" in wanted and name == "scifact":
             rows += tercile_rows(args, name)
     print(f"\nMachine: {machine()}; {date.today()}; seeds {args.seeds}")

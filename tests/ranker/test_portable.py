@@ -250,7 +250,8 @@ def test_a_failed_check_writes_nothing(saved, tmp_path):
         def score(self, x):
             return self._ranker.score(x) + 1e-3
 
-    with pytest.raises(BrainrankError, match=r"differs from TensorFlow by 0\.\d+ \(> 1e-05, relative"):
+    drifted = r"differs from TensorFlow by 0\.\d+ \(> 1e-05, relative"
+    with pytest.raises(BrainrankError, match=drifted):
         write_portable(Drifted(saved["dnn"][0]), tmp_path)
     assert list(tmp_path.iterdir()) == []
 
