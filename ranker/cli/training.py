@@ -129,7 +129,7 @@ def train(
     if fusion and fusion["dense_weight"] != fusion["configured_dense_weight"]:
         err.print(
             f"base fusion: dense share {fusion['dense_weight']:g} (configured "
-            f"{fusion['configured_dense_weight']:g}), the best on the training lists",
+            f"{fusion['configured_dense_weight']:g}), the best on the {fusion['chosen_on']}",
             highlight=False,
         )
     (err if as_json else out).print(comparison_table(result))

@@ -70,6 +70,7 @@ def test_trained_version_records_what_it_learned_from(trained_config):
     assert all(set(labels) <= set(prior) for labels in memory.labels)
     # The base fusion's dense share was chosen on the training lists, and the model serves it.
     fusion = training["fusion"]
+    assert fusion["chosen_on"] == "training queries"
     assert fusion["configured_dense_weight"] == trained_config.retrieval.dense_weight
     assert meta["feature_schema"]["dense_weight"] == fusion["dense_weight"]
     assert (
@@ -326,6 +327,9 @@ def test_encoder_finetuning_stages_an_index_and_fits_the_ranker_on_unseen_lists(
     assert summary["encoder_finetune"]["steps"] >= 1
     # The encoder saw the train queries, so the ranker fits on their lists from the old index.
     assert summary["ranker_fit_lists"] == "index before fine-tuning"
+    # The fine-tuned encoder has seen the train queries: the base fusion's share is chosen on
+    # the validation queries only.
+    assert summary["fusion"]["chosen_on"] == "validation queries"
     mv = registry(cfg).get(result.version)
     assert mv.meta["encoder"]["bundled"] and (mv.path / "encoder" / "model.safetensors").exists()
     assert mv.meta["encoder"]["fingerprint"] != before
