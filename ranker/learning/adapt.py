@@ -57,7 +57,7 @@ class AdaptOptions:
     # a small step keeps what the public pretraining taught.
     learning_rate: float = 2e-5
     epochs: int = 1
-    # BM25's best non-source documents per pair, beside the in-batch negatives. None by
+    # BM25's best non-source documents per pair, beside the in-batch negatives. Zero by
     # default: without them, train dense +0.006 (SciFact) and +0.018 (NFCorpus), hybrid -0.000
     # and +0.003, against +0.004, +0.016, -0.004, +0.001 with one (bench_generalize.py --rows
     # adapt --adapt-variants terms,terms-no-negatives): a BM25 negative teaches the encoder to
