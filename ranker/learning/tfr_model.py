@@ -214,9 +214,9 @@ class ListwiseRanker:
         if self._initial is None:
             raise ValueError("only a ranker made by ListwiseRanker.create can be reset")
         if params is not None:
-            new = dataclasses.asdict(params)
-            fixed = sorted(k for k, v in dataclasses.asdict(self.params).items() if new[k] != v)
-            if set(fixed) - _RESETTABLE:
+            new, old = dataclasses.asdict(params), dataclasses.asdict(self.params)
+            fixed = sorted(k for k in new if new[k] != old[k] and k not in _RESETTABLE)
+            if fixed:
                 raise ValueError(f"reset can change only {sorted(_RESETTABLE)}, not {fixed}")
             self.params = params
         self.model.set_weights(self._initial)

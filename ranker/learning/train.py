@@ -29,6 +29,7 @@ from brainrank.index.errors import InputError
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
 from brainrank.ranker.evaluation import Qrels, check_judgments
+from brainrank.ranker.learning import fusion_weight
 from brainrank.ranker.learning.crossval import pool, subset
 from brainrank.ranker.learning.decision import Decision
 from brainrank.ranker.learning.encoder_stage import fine_tuned_here, finetune_for_training
@@ -39,7 +40,6 @@ from brainrank.ranker.learning.epochs import (
     early_stopping_mode,
 )
 from brainrank.ranker.learning.features import FeatureExtractor, FeatureSchema
-from brainrank.ranker.learning.fusion_weight import choose_dense_weight, set_fused
 from brainrank.ranker.learning.gates import DomainGate, QueryGate, list_summary
 from brainrank.ranker.learning.judged import set_judged_features
 from brainrank.ranker.learning.learned import (
@@ -220,19 +220,8 @@ def train(
                 "Train lists (encoder before fine-tuning)",
             )
             summary["ranker_fit_lists"] = "index before fine-tuning"
-        if options.tune_fusion:
-            # Not on the train lists of a fine-tuned index: its encoder has seen those queries
-            # and its cosines flatter dense (SciFact: share 0.9 chosen there, test learned
-            # 0.8428; 0.6 chosen on validation, 0.8475). The validation queries are new to it.
-            on_validation = fit is not tr
-            weight, tried = choose_dense_weight(va if on_validation else pool([tr, va]), schema)
-            summary["fusion"] = {
-                "configured_dense_weight": schema.dense_weight,
-                "dense_weight": weight,
-                "chosen_on": "validation queries" if on_validation else "training queries",
-                "ndcg10_by_share": tried,
-            }
-            schema = set_fused(schema, weight, tr, va, ho, fit if fit is not tr else None)
+        if options.tune_fusion:  # the base fusion's dense share, chosen on these lists
+            schema, summary["fusion"] = fusion_weight.tune(schema, tr, va, ho, fit)
         stopping = early_stopping_mode(
             options.early_stopping,
             len(train_ids) + len(val_ids),
