@@ -253,8 +253,10 @@ class KeywordIndex:
         extra = np.float32(0.0)
         for term in term_ids:  # in query order, repeats added again, as bm25s adds them
             for s, docs, weights in self._columns(int(term)):
-                # A term's documents are distinct: a plain indexed addition is np.add.at's.
-                held[self._held[s] : self._held[s + 1]][docs] += weights
+                # np.add.at over a term's (distinct) documents: the same float32 sums as an
+                # indexed ``+=``, at 2.5x its speed on the long postings of a million
+                # documents (numpy 1.26; bench/RESULTS.md).
+                np.add.at(held[self._held[s] : self._held[s + 1]], docs, weights)
             extra += self._term_constants(int(term))[1]
         out = held if self._live_held is None else held[self._live_held]
         if extra:

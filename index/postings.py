@@ -186,8 +186,11 @@ class TermCounts:
             def array(name, mapped=False):
                 # The postings and term sequences are mapped, not read: a query touches only
                 # its terms' slices, and a cold process need not read a million documents'.
+                # A plain view of the mapping: slicing an np.memmap costs microseconds more,
+                # and feature extraction slices a sequence per candidate.
                 mode = "r" if mapped else None
-                return np.load(directory / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
+                found = np.load(directory / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
+                return np.asarray(found)
 
             sequences = None
             if meta.get("sequences"):

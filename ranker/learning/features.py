@@ -128,11 +128,9 @@ class FeatureExtractor:
         cols["bm25_norm"] = minmax_normalise(cand.bm25)
         cols["bm25_z"] = _z(cand.bm25)
         cols["bm25_rrank"] = _recip(cand.bm25_rank)
-        title_terms = g.bm25_title.term_ids(query)
+        title, cols["title_coverage"] = self._title_features(query, cand.positions, n)
+        cols["bm25_title_norm"] = minmax_normalise(title)
         body_terms = g.bm25_body.term_ids(query)
-        cols["bm25_title_norm"] = minmax_normalise(
-            g.bm25_title.scores_at(title_terms, cand.positions)
-        )
         cols["bm25_body_norm"] = minmax_normalise(g.bm25_body.scores_at(body_terms, cand.positions))
         dense = cand.dense.astype(np.float64)
         cols["dense"] = dense
@@ -146,9 +144,8 @@ class FeatureExtractor:
         cols["coverage"], cols["coverage_idf"], cols["phrase"] = self._term_features(
             unique_terms, terms, seqs, n
         )
-        cols["title_coverage"] = self._title_coverage(g.bm25.tokenize(query), cand.positions, n)
         cols["doc_length"] = np.log1p(np.array([len(x) for x in seqs], dtype=np.float64))
-        ts = g.doc_meta.get("timestamp", np.full(len(g), np.nan))[cand.positions]
+        ts = _meta(g, "timestamp", cand.positions)
         has_ts = ~np.isnan(ts)
         newest = np.nanmax(ts) if has_ts.any() else 0.0
         cols["age"] = np.where(has_ts, np.log1p(np.maximum(newest - ts, 0) / 86400.0), 0.0)
@@ -162,7 +159,7 @@ class FeatureExtractor:
             else np.zeros(n)
         )
         for name in s.doc_fields:
-            values = g.doc_meta.get(f"field:{name}", np.full(len(g), np.nan))[cand.positions]
+            values = _meta(g, f"field:{name}", cand.positions)
             missing = np.isnan(values)
             present = np.where(missing, np.nanmin(values) if (~missing).any() else 0.0, values)
             cols[f"field:{name}"] = minmax_normalise(present)
@@ -219,16 +216,27 @@ class FeatureExtractor:
         phrase = found[:, which].mean(axis=1)
         return coverage, coverage_idf, phrase
 
-    def _title_coverage(self, query_terms: list[str], positions, n):
-        unique = list(dict.fromkeys(query_terms))
+    def _title_features(self, query: str, positions, n) -> tuple[np.ndarray, np.ndarray]:
+        """The title's BM25 score of each candidate, and the share of the query's distinct
+        terms (as the body index tokenizes it) found in the title, from one lookup of each
+        title term's postings."""
+        title = self.generation.bm25_title
+        terms = title.term_ids(query)
+        per_term = {t: title.scores_at([t], positions) for t in dict.fromkeys(terms)}
+        # Summed in query order, repeats again, as the title index's own scores are.
+        score = np.zeros(n, dtype=np.float32)
+        for t in terms:
+            score += per_term[t]
+        unique = list(dict.fromkeys(self.generation.bm25.tokenize(query)))
         if not unique or n == 0:
-            return np.zeros(n)
+            return score, np.zeros(n)
         hits = np.zeros(n)
         for term in unique:
-            tid = self.generation.bm25_title.vocab_id(term)
+            tid = title.vocab_id(term)
             if tid is not None:
-                hits += self.generation.bm25_title.scores_at([tid], positions) > 0
-        return hits / len(unique)
+                found = per_term.get(tid)
+                hits += (found if found is not None else title.scores_at([tid], positions)) > 0
+        return score, hits / len(unique)
 
     def _judged(self, positions, n):
         if not self.doc_prior or n == 0:
@@ -249,6 +257,14 @@ class FeatureExtractor:
             "click_query_doc": np.log(np.maximum(pair, 1e-3)),
             "click_evidence": np.log1p(weight),
         }
+
+
+def _meta(generation: Generation, name: str, positions: np.ndarray) -> np.ndarray:
+    """A document field's values at ``positions`` (NaN where the generation has none)."""
+    values = generation.doc_meta.get(name)
+    if values is None:
+        return np.full(len(positions), np.nan)
+    return values[positions]
 
 
 def _z(x: np.ndarray) -> np.ndarray:

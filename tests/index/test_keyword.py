@@ -136,8 +136,9 @@ def test_save_load_roundtrip_and_damage(tmp_path):
     loaded = TermCounts.load(tmp_path / "bm25")
     assert loaded.vocab == counts.vocab and loaded.params == counts.params
     # Postings and sequences are mapped, not read (a cold process reads only its terms' pages).
-    assert isinstance(loaded.docs, np.memmap) and isinstance(loaded.freqs, np.memmap)
-    assert isinstance(loaded.sequences[0], np.memmap)
+    # (Plain arrays over the mapping: their base is the np.memmap.)
+    for array in (loaded.docs, loaded.freqs, loaded.sequences[0]):
+        assert isinstance(array.base, np.memmap) and not array.flags.owndata
     one = KeywordIndex([loaded], LiveMap([len(TEXTS)], [None]))
     fresh = BM25Index.build(TEXTS, BM25Params(k1=1.2))
     np.testing.assert_allclose(one.scores("brake pads"), fresh.scores("brake pads"), rtol=1e-6)

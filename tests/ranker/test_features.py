@@ -166,3 +166,20 @@ def test_judged_similar_feature_follows_the_nearest_remembered_query(tiny):
     assert value["d"] > value["a"] > 0 and value["d"] > np.log1p(1.9)
     assert all(value[d] == 0.0 for d in ids if d not in ("a", "d"))
     assert not fx.extract("car parts", cand)[:, fx.schema.index("judged_similar")].any()
+
+
+def test_title_features_equal_the_title_index_scores(tiny):
+    # The title score and coverage come from one lookup per distinct term; the score must be
+    # the title index's own sum (query order, the repeated term added twice), bit for bit.
+    engine, fx = tiny
+    query = "parts car parts refund"
+    cand = engine.candidates(query, "hybrid")
+    title = engine.generation.bm25_title
+    score, coverage = fx._title_features(query, cand.positions, len(cand.positions))
+    expected = title.scores_at(title.term_ids(query), cand.positions)
+    assert np.array_equal(score, expected) and expected.max() > 0
+    ids = [engine.generation.doc_ids[p] for p in cand.positions]
+    by_id = dict(zip(ids, coverage, strict=True))
+    assert by_id["a"] == pytest.approx(2 / 3)  # "Car parts": car, part of car, part, refund
+    assert by_id["c"] == pytest.approx(1 / 3)  # "Refund policy"
+    assert by_id["b"] == 0.0
