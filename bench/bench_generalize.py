@@ -24,7 +24,10 @@ of hybrid-rrf and hybrid-minmax on the same test queries, which flatters the fus
   (bm25, dense, hybrid, hybrid-rrf, hybrid-minmax) on the test queries.
 - ``--train-variants`` compares training recipes in the same run: ``default``, and the base
   fusion at ``[retrieval] dense_weight`` instead of the share chosen on the training lists
-  (``fixed-fusion``, the recipe before 2026-12-03 afternoon).
+  (``fixed-fusion``, the recipe before 2026-12-03 afternoon); training's click features
+  leaving each query's own intent out (``leave-out``); a never-shown document's click
+  features at the neutral 1.0 rather than its peers' (``v3-clicks``, the recipe before
+  2026-12-03 evening).
 
 - ``adapt``: ``brainrank adapt`` alone, no judgments. The collection is ingested into a fresh
   workspace bench/.work/<collection>-adapt/base (bulk encoder, as ``brainrank ingest``), copied
@@ -83,6 +86,11 @@ def per_query_modes(cfg, queries, qrels, modes, model=None):
 TRAIN_VARIANTS = {
     "default": {},
     "fixed-fusion": {"tune_fusion": False},  # the base fusion at [retrieval] dense_weight
+    # Training's click features leave each query's own intent out (judged.leave_own_clicks_out).
+    "leave-out": {"clicks_leave_out": True},
+    # A never-shown document's click features at the neutral 1.0 (feature schema v3), the
+    # recipe before 2026-12-03 evening.
+    "v3-clicks": {"click_peers": False},
 }
 SAMPLE_CLICKS = REPO / "data" / "clicks.jsonl"
 
@@ -111,12 +119,13 @@ def all_rows(args, name):
     best_mode = max(fixed_modes, key=lambda m: mean(fixed[m]))
     rows = []
     for variant in args.train_variants:
-        scores, epochs = [], []
+        scores, epochs, holdout = [], [], []
         for seed in args.seeds:
             result, _ = train_model(
                 cfg, queries, train_qrels, seed=seed, early_stopping="auto",
                 variant=variant, clicks=clicks,
             )  # fmt: skip
+            holdout.append(holdout_gain(result.metrics))
             learned = per_query_modes(
                 cfg, test_queries, test_qrels, ["learned"], model=result.version
             )["learned"]
@@ -124,7 +133,8 @@ def all_rows(args, name):
             epochs.append(result.summary.get("ranker", {}).get("best_epoch"))
             weight = result.summary.get("fusion", {}).get("dense_weight")
             print(
-                f"{name} all {variant} seed {seed}: {scores[-1]:.4f} (dense share {weight})",
+                f"{name} all {variant} seed {seed}: {scores[-1]:.4f} (dense share {weight}; "
+                f"holdout: learned - best fixed {holdout[-1]:+.4f})",
                 flush=True,
             )
         m = statistics.mean(scores)
@@ -137,10 +147,17 @@ def all_rows(args, name):
                 f"{m:.4f} ({', '.join(f'{s:.3f}' for s in scores)})",
                 f"{m - best:+.4f} (seed {args.seeds[0]}: {scores[0] - best:+.4f})",
                 "/".join(str(e) for e in epochs),
-                "",
+                f"{statistics.mean(holdout):+.4f}",
             ]
         )
     return rows
+
+
+def holdout_gain(metrics: dict) -> float:
+    """Learned minus the best fixed mode in nDCG@10 on training's own holdout (train
+    judgments): what a recipe is chosen on, where the test figures only report."""
+    fixed = [v["nDCG@10"] for k, v in metrics.items() if k not in ("challenger", "champion")]
+    return metrics["challenger"]["nDCG@10"] - max(fixed)
 
 
 def mean(scores: dict[str, float], keys=None) -> float:
@@ -372,7 +389,15 @@ def main() -> None:
     if every:
         print_table(
             "Learned ranker trained on all train judgments (nDCG@10 on test, mean over seeds)",
-            ["setting", "bm25", "best fixed mode", "learned", "learned - best fixed", "epochs", ""],
+            [
+                "setting",
+                "bm25",
+                "best fixed mode",
+                "learned",
+                "learned - best fixed",
+                "epochs",
+                "holdout (train split): learned - best fixed",
+            ],  # fmt: skip
             every,
         )
     if not rows:

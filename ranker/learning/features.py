@@ -18,7 +18,10 @@ from brainrank.ranker.learning.memory import QueryMemory
 from brainrank.ranker.retrieval.candidates import Candidates, Generation
 from brainrank.ranker.retrieval.fusion import minmax, minmax_normalise, rrf
 
-SCHEMA_VERSION = 3  # 2: judged_doc; 3: judged_similar
+# 2: judged_doc; 3: judged_similar; 4: a document the click log never showed takes its list
+# peers' click popularity (click_columns)
+SCHEMA_VERSION = 4
+UNSEEN_AS_PEERS = 4  # the first schema version whose click features do
 BASE_FEATURES = (
     "fused",  # min-max fusion of BM25 and dense, the base ranking
     "rrf",  # reciprocal rank fusion, scaled so rank 1 in both lists = 1
@@ -62,13 +65,17 @@ class FeatureSchema:
     doc_fields: tuple[str, ...] = ()
 
     @classmethod
-    def create(cls, *, dense_weight: float, rrf_k: int, doc_fields=()) -> FeatureSchema:
+    def create(
+        cls, *, dense_weight: float, rrf_k: int, doc_fields=(), version: int = SCHEMA_VERSION
+    ) -> FeatureSchema:
+        """The schema a new model trains with (``version``: an earlier one's feature
+        semantics, for comparing recipes)."""
         extra = []
         for name in doc_fields:
             extra += [f"field:{name}", f"field:{name}:missing"]
         return cls(
             tuple(BASE_FEATURES) + tuple(extra),
-            SCHEMA_VERSION,
+            version,
             dense_weight,
             rrf_k,
             tuple(doc_fields),
@@ -245,18 +252,42 @@ class FeatureExtractor:
         return np.log1p([self.doc_prior.get(hashes[p], 0.0) for p in positions])
 
     def _click_features(self, query, positions, n):
-        zeros = np.zeros(n)
         if self.clicks is None or n == 0:
+            zeros = np.zeros(n)
             return {"click_doc": zeros, "click_query_doc": zeros, "click_evidence": zeros}
         ids = [self.generation.doc_ids[p] for p in positions]
-        doc = np.array([self.clicks.doc_ctr(d) for d in ids])
-        pair = np.array([self.clicks.query_doc_ctr(query, d) for d in ids])
-        weight = np.array([self.clicks.query_doc_relevance(query, d)[1] for d in ids])
-        return {
-            "click_doc": np.log(np.maximum(doc, 1e-3)),
-            "click_query_doc": np.log(np.maximum(pair, 1e-3)),
-            "click_evidence": np.log1p(weight),
-        }
+        return click_columns(self.clicks, query, ids, peers=self.schema.version >= UNSEEN_AS_PEERS)
+
+
+def click_columns(
+    clicks, query: str, doc_ids, leave_out=(), *, peers: bool = True
+) -> dict[str, np.ndarray]:
+    """The click features of ``query``'s candidates ``doc_ids`` from ``clicks`` (a ClickStats);
+    ``leave_out``: query texts whose impressions the documents' popularity leaves out.
+
+    With ``peers``, a document the log never showed gets the mean popularity of the
+    candidates it did show, rather than the neutral 1.0 COEC: having never been shown is not
+    evidence about a document (new documents, answers to new queries), and a ranker that can
+    tell it apart learns whatever the log's exposure happened to favour.
+    """
+    ctr = np.array([clicks.doc_ctr(d, leave_out) for d in doc_ids], dtype=np.float64)
+    doc = np.log(np.maximum(ctr, 1e-3))
+    if peers and len(doc_ids):
+        seen = np.array([clicks.doc_expected(d, leave_out) > 0 for d in doc_ids])
+        doc[~seen] = doc[seen].mean() if seen.any() else 0.0
+        ctr[~seen] = np.exp(doc[~seen])
+    pair = np.array(
+        [
+            clicks.query_doc_ctr(query, d, leave_out, prior=float(prior))
+            for d, prior in zip(doc_ids, ctr, strict=True)
+        ]
+    )
+    weight = np.array([clicks.query_doc_relevance(query, d)[1] for d in doc_ids])
+    return {
+        "click_doc": doc,
+        "click_query_doc": np.log(np.maximum(pair, 1e-3)),
+        "click_evidence": np.log1p(weight),
+    }
 
 
 def _meta(generation: Generation, name: str, positions: np.ndarray) -> np.ndarray:
