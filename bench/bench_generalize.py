@@ -91,6 +91,9 @@ TRAIN_VARIANTS = {
     # A never-shown document's click features at the neutral 1.0 (feature schema v3), the
     # recipe before 2026-12-03 evening.
     "v3-clicks": {"click_peers": False},
+    # A smaller, more regularised DNN correction (issue #15 item 3: few judgments).
+    "small": {"hidden": (16,), "l2": 1e-3},
+    "dropout": {"dropout": 0.3},
 }
 SAMPLE_CLICKS = REPO / "data" / "clicks.jsonl"
 
@@ -176,11 +179,13 @@ def few_rows(args, name):
     fusion = max(mean(fixed[m]) for m in FUSIONS)
     rows = []
     for stopping, variant in [(e, v) for e in args.early_stopping for v in args.train_variants]:
-        scores, epochs, seconds = [], [], []
+        scores, epochs, seconds, cv = [], [], [], []
         for seed in args.seeds:
             result, secs = train_model(
                 cfg, queries, few, seed=seed, early_stopping=stopping, variant=variant
             )
+            curve = result.summary.get("ranker", {}).get("curve")
+            cv.append(max(curve) if curve else float("nan"))
             learned = per_query_modes(
                 cfg, test_queries, test_qrels, ["learned"], model=result.version
             )["learned"]
@@ -189,7 +194,8 @@ def few_rows(args, name):
             epochs.append(ranker.get("best_epoch"))
             seconds.append(secs)
             print(
-                f"{name} few={args.few} {stopping} {variant} seed {seed}: {scores[-1]:.4f}",
+                f"{name} few={args.few} {stopping} {variant} seed {seed}: {scores[-1]:.4f} "
+                f"(cross-validated nDCG@10 on the train queries {cv[-1]:.4f})",
                 flush=True,
             )
         m = statistics.mean(scores)
@@ -200,7 +206,7 @@ def few_rows(args, name):
                 f"{fusion:.4f}",
                 f"{m:.4f} ({', '.join(f'{s:.3f}' for s in scores)})",
                 f"{m - fusion:+.4f}",
-                "/".join(str(e) for e in epochs),
+                "/".join(str(e) for e in epochs) + f"; cv {statistics.mean(cv):.4f}",
                 f"{statistics.mean(seconds):.0f}",
             ]
         )

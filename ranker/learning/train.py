@@ -61,6 +61,7 @@ from brainrank.ranker.learning.lists import (
     label_items,
 )
 from brainrank.ranker.learning.memory import MEMORY_FILE
+from brainrank.ranker.learning.scratch import scratch_rankers
 from brainrank.ranker.learning.splits import query_split
 from brainrank.ranker.learning.verdict import compare, verdict
 from brainrank.ranker.progress import Progress
@@ -92,6 +93,10 @@ class TrainOptions:
     # A document the log never showed takes its list peers' click popularity (feature
     # schema v4, features.click_columns); False trains with the v3 click features.
     click_peers: bool = True
+    # The DNN scorer's size and regularisation (RankerParams).
+    hidden: tuple[int, ...] = (64, 32)
+    dropout: float = 0.1
+    l2: float = 1e-4
 
 
 @dataclass
@@ -245,7 +250,7 @@ def train(
             can_cross_validate=fit is tr,  # not with lists from the index before fine-tuning
         )
         choice = None
-        scratch = _scratch_rankers(schema, options)
+        scratch = scratch_rankers(schema, options)
         if stopping == CROSS_VALIDATION:
             # Every judged training query trains; folds of them choose the epoch count.
             tr = fit = pool([tr, va])
@@ -350,36 +355,6 @@ def train(
         promote(cfg, version.version, progress=progress)
         promoted = True
     return TrainResult(version.version, promoted, decision.reason, metrics, summary, decision)
-
-
-def _params(schema, options, epochs: int | None = None):
-    from brainrank.ranker.learning.ranker_params import RankerParams
-
-    return RankerParams(
-        scorer=options.scorer,
-        loss=options.loss,
-        residual_feature=schema.index("fused"),
-        seed=options.seed,
-        max_epochs=options.max_epochs if epochs is None else epochs,
-    )
-
-
-def _scratch_rankers(schema, options):
-    """``get(epochs=None)``: one ranker for every cross-validation fold, reset between them (a
-    fold's model is scored and dropped before the next fold fits), so its Keras functions are
-    traced once rather than once per fold. Never for a model that is kept."""
-    from brainrank.ranker.learning.tfr_model import ListwiseRanker
-
-    made: list[ListwiseRanker] = []
-
-    def get(epochs: int | None = None) -> ListwiseRanker:
-        params = _params(schema, options, epochs)
-        if not made:
-            made.append(ListwiseRanker.create(len(schema.names), params))
-            return made[0]
-        return made[0].reset(params)
-
-    return get
 
 
 def _choose_epochs(generation, schema, lists, qrels, options, progress, scratch) -> EpochChoice:
