@@ -183,3 +183,33 @@ def test_title_features_equal_the_title_index_scores(tiny):
     assert by_id["a"] == pytest.approx(2 / 3)  # "Car parts": car, part of car, part, refund
     assert by_id["c"] == pytest.approx(1 / 3)  # "Refund policy"
     assert by_id["b"] == 0.0
+
+
+def test_never_shown_documents_by_schema_version(tiny):
+    # Schema v4 gives a document the click log never showed its shown peers' mean popularity;
+    # a v3 model keeps the neutral 0 (COEC 1.0) it was trained with.
+    from brainrank.ranker.feedback.click_stats import click_stats
+    from brainrank.ranker.feedback.clicklog import Impression
+
+    engine, _ = tiny
+    t = datetime(2026, 10, 1, tzinfo=UTC)
+    log = [
+        Impression("i1", t, "brake pads", None, ("a", "b"), frozenset({"a"})),
+        Impression("i2", t, "hose", None, ("b", "a"), frozenset({"b"})),
+    ]
+    stats = click_stats(log, max_position=2)
+    query = "car parts"
+    cand = engine.candidates(query, "hybrid")
+    ids = [engine.generation.doc_ids[p] for p in cand.positions]
+    assert {"a", "b", "c", "d"} <= set(ids)
+    by_version = {}
+    for version in (3, 4):
+        schema = FeatureSchema.create(dense_weight=0.6, rrf_k=60, version=version)
+        x = FeatureExtractor(engine.generation, schema, stats).extract(query, cand)
+        by_version[version] = dict(zip(ids, x[:, schema.index("click_doc")], strict=True))
+    shown = np.log([stats.doc_ctr("a"), stats.doc_ctr("b")])
+    for version in (3, 4):
+        assert by_version[version]["a"] == pytest.approx(shown[0], abs=1e-6)
+    assert by_version[3]["c"] == by_version[3]["d"] == 0.0
+    assert by_version[4]["c"] == pytest.approx(shown.mean(), abs=1e-6)
+    assert by_version[4]["d"] == pytest.approx(shown.mean(), abs=1e-6)
