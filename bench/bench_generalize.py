@@ -24,8 +24,7 @@ of hybrid-rrf and hybrid-minmax on the same test queries, which flatters the fus
   (bm25, dense, hybrid, hybrid-rrf, hybrid-minmax) on the test queries.
 - ``--train-variants`` compares training recipes in the same run: ``default``, and the base
   fusion at ``[retrieval] dense_weight`` instead of the share chosen on the training lists
-  (``fixed-fusion``, the recipe before 2026-12-03 afternoon); training's click features
-  leaving each query's own intent out (``leave-out``); a never-shown document's click
+  (``fixed-fusion``, the recipe before 2026-12-03 afternoon); a never-shown document's click
   features at the neutral 1.0 rather than its peers' (``v3-clicks``, the recipe before
   2026-12-03 evening).
 
@@ -86,8 +85,6 @@ def per_query_modes(cfg, queries, qrels, modes, model=None):
 TRAIN_VARIANTS = {
     "default": {},
     "fixed-fusion": {"tune_fusion": False},  # the base fusion at [retrieval] dense_weight
-    # Training's click features leave each query's own intent out (judged.leave_own_clicks_out).
-    "leave-out": {"clicks_leave_out": True},
     # A never-shown document's click features at the neutral 1.0 (feature schema v3), the
     # recipe before 2026-12-03 evening.
     "v3-clicks": {"click_peers": False},

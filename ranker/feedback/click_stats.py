@@ -7,7 +7,7 @@ rates; ``merge_labels`` combines its labels with human judgments.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,9 +43,9 @@ class ClickStats:
     _weight: np.ndarray = field(repr=False)
     _pair_clicks: np.ndarray = field(repr=False)
     _pair_expected: np.ndarray = field(repr=False)
+    _doc_ctr: np.ndarray = field(repr=False)  # per doc code
+    _doc_expected: np.ndarray = field(repr=False)  # per doc code
     _ctr_prior: float = field(repr=False)  # pseudo expected clicks in every COEC
-    _doc_clicks: np.ndarray = field(repr=False)  # per doc code, over all queries
-    _doc_expected: np.ndarray = field(repr=False)
 
     def _pair(self, query: str, doc_id: str) -> int | None:
         q = self._query_code.get(normalise_query(query))
@@ -68,49 +68,27 @@ class ClickStats:
             return self.relevance_prior, 0.0
         return float(self._gamma[i]), float(self._weight[i])
 
-    def doc_ctr(self, doc_id: str, leave_out: Collection[str] = ()) -> float:
+    def doc_ctr(self, doc_id: str) -> float:
         """Clicks over expected clicks (COEC) of a document over all queries, shrunk to 1.0.
 
         Expected clicks add up the log's average click rate of each position the document was
         shown at, so 1.0 means "clicked as often as an average result in the same slots".
-        Unseen documents get 1.0. ``leave_out``: query texts whose impressions do not count
-        (training's view of a query the log has not seen: ``ranker.learning.judged``).
+        Unseen documents get 1.0.
         """
-        clicks, expected = self._doc_counts(doc_id, leave_out)
-        denominator = expected + self._ctr_prior
-        if denominator <= 0:
-            return 1.0
-        return float((clicks + self._ctr_prior) / denominator)
-
-    def doc_expected(self, doc_id: str, leave_out: Collection[str] = ()) -> float:
-        """The document's expected clicks in the log (0.0: never shown), ``leave_out`` as in
-        ``doc_ctr``."""
-        return self._doc_counts(doc_id, leave_out)[1]
-
-    def _doc_counts(self, doc_id: str, leave_out: Collection[str]) -> tuple[float, float]:
         d = self._doc_code.get(doc_id)
-        if d is None:
-            return 0.0, 0.0
-        clicks, expected = float(self._doc_clicks[d]), float(self._doc_expected[d])
-        for query in leave_out:
-            i = self._pair(query, doc_id)
-            if i is not None:
-                clicks -= self._pair_clicks[i]
-                expected -= self._pair_expected[i]
-        return max(clicks, 0.0), max(expected, 0.0)
+        return 1.0 if d is None else float(self._doc_ctr[d])
 
-    def query_doc_ctr(
-        self,
-        query: str,
-        doc_id: str,
-        leave_out: Collection[str] = (),
-        prior: float | None = None,
-    ) -> float:
+    def doc_expected(self, doc_id: str) -> float:
+        """The document's expected clicks in the log (0.0: never shown, or shown only where
+        nobody ever clicks)."""
+        d = self._doc_code.get(doc_id)
+        return 0.0 if d is None else float(self._doc_expected[d])
+
+    def query_doc_ctr(self, query: str, doc_id: str, prior: float | None = None) -> float:
         """COEC of a (query, document) pair, shrunk towards ``prior`` (default: the
-        document's ``doc_ctr``, with ``leave_out`` as there; the pair's own impressions
-        always count)."""
+        document's ``doc_ctr``)."""
         if prior is None:
-            prior = self.doc_ctr(doc_id, leave_out)
+            prior = self.doc_ctr(doc_id)
         i = self._pair(query, doc_id)
         if i is None:
             return prior
@@ -168,6 +146,9 @@ def click_stats(
     ctr_prior = prior_strength * slot_clicks.sum() / max(slot_shown.sum(), 1.0)
     doc_clicks = np.bincount(cells.pair_doc, weights=clicks, minlength=ndocs)
     doc_expected = np.bincount(cells.pair_doc, weights=expected, minlength=ndocs)
+    denominator = doc_expected + ctr_prior
+    doc_ctr = np.ones(ndocs)
+    np.divide(doc_clicks + ctr_prior, denominator, out=doc_ctr, where=denominator > 0)
 
     key = cells.pair_query * max(ndocs, 1) + cells.pair_doc
     order = np.argsort(key)
@@ -187,30 +168,10 @@ def click_stats(
         _weight=examinations[order],
         _pair_clicks=clicks[order],
         _pair_expected=expected[order],
-        _ctr_prior=float(ctr_prior),
-        _doc_clicks=doc_clicks,
+        _doc_ctr=doc_ctr,
         _doc_expected=doc_expected,
+        _ctr_prior=float(ctr_prior),
     )
-
-
-def logged_intents(
-    impressions: Iterable[Impression],
-) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]:
-    """(by text, by query id): the normalised texts logged as one intent. A text's intent is
-    itself and every text logged under a query id it was logged under (its rewordings); a
-    query id's is every text logged under it."""
-    by_id: dict[str, set[str]] = {}
-    ids_of: dict[str, set[str]] = {}
-    for imp in impressions:
-        text = normalise_query(imp.query)
-        ids_of.setdefault(text, set())
-        if imp.query_id is not None:
-            by_id.setdefault(imp.query_id, set()).add(text)
-            ids_of[text].add(imp.query_id)
-    by_text = {
-        text: frozenset({text}.union(*(by_id[q] for q in ids))) for text, ids in ids_of.items()
-    }
-    return by_text, {q: frozenset(texts) for q, texts in by_id.items()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -259,28 +259,22 @@ class FeatureExtractor:
         return click_columns(self.clicks, query, ids, peers=self.schema.version >= UNSEEN_AS_PEERS)
 
 
-def click_columns(
-    clicks, query: str, doc_ids, leave_out=(), *, peers: bool = True
-) -> dict[str, np.ndarray]:
-    """The click features of ``query``'s candidates ``doc_ids`` from ``clicks`` (a ClickStats);
-    ``leave_out``: query texts whose impressions the documents' popularity leaves out.
+def click_columns(clicks, query: str, doc_ids, *, peers: bool = True) -> dict[str, np.ndarray]:
+    """The click features of ``query``'s candidates ``doc_ids`` from ``clicks`` (a ClickStats).
 
     With ``peers``, a document the log never showed gets the mean popularity of the
     candidates it did show, rather than the neutral 1.0 COEC: having never been shown is not
     evidence about a document (new documents, answers to new queries), and a ranker that can
     tell it apart learns whatever the log's exposure happened to favour.
     """
-    ctr = np.array([clicks.doc_ctr(d, leave_out) for d in doc_ids], dtype=np.float64)
+    ctr = np.array([clicks.doc_ctr(d) for d in doc_ids], dtype=np.float64)
     doc = np.log(np.maximum(ctr, 1e-3))
     if peers and len(doc_ids):
-        seen = np.array([clicks.doc_expected(d, leave_out) > 0 for d in doc_ids])
+        seen = np.array([clicks.doc_expected(d) > 0 for d in doc_ids])
         doc[~seen] = doc[seen].mean() if seen.any() else 0.0
         ctr[~seen] = np.exp(doc[~seen])
     pair = np.array(
-        [
-            clicks.query_doc_ctr(query, d, leave_out, prior=float(prior))
-            for d, prior in zip(doc_ids, ctr, strict=True)
-        ]
+        [clicks.query_doc_ctr(query, d, prior) for d, prior in zip(doc_ids, ctr, strict=True)]
     )
     weight = np.array([clicks.query_doc_relevance(query, d)[1] for d in doc_ids])
     return {

@@ -115,28 +115,3 @@ def set_judged_features(
         also_memory = remember(also.vectors, tr_labels)
         fill_judged_similar(generation, schema, also, lambda i: (also_memory, folds != folds[i]))
     return served, memory
-
-
-def leave_own_clicks_out(schema, lists: ListSet, clicks, intents) -> None:
-    """Recompute the lists' click features as the log would give them had it never seen
-    each list's query: a document's popularity (``click_doc``, and the prior that
-    ``click_query_doc`` shrinks to) leaves out the impressions of the query's intent (its
-    text, its rewordings, its query id: ``intents`` from ``click_stats.logged_intents``),
-    while the query's own pair statistics stay. A training recipe
-    (``TrainOptions.clicks_leave_out``), off by default: it makes training's click features
-    differ from serving's for the same query, and it measured no better (bench/RESULTS.md).
-    """
-    from brainrank.ranker.feedback.fields import normalise_query
-    from brainrank.ranker.learning.features import UNSEEN_AS_PEERS, click_columns
-
-    by_text, by_id = intents
-    columns = {name: schema.index(name) for name in CLICK_FEATURES if name in schema.names}
-    for i, (key, text, docs) in enumerate(zip(lists.keys, lists.texts, lists.doc_ids, strict=True)):
-        own = normalise_query(text)
-        leave = by_text.get(own, frozenset({own})) | by_id.get(key, frozenset())
-        values = click_columns(clicks, text, docs, leave, peers=schema.version >= UNSEEN_AS_PEERS)
-        for name, j in columns.items():
-            lists.x[i, : len(docs), j] = values[name]
-
-
-CLICK_FEATURES = ("click_doc", "click_query_doc", "click_evidence")

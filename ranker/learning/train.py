@@ -46,7 +46,7 @@ from brainrank.ranker.learning.features import (
     FeatureSchema,
 )
 from brainrank.ranker.learning.gates import DomainGate, QueryGate, list_summary
-from brainrank.ranker.learning.judged import leave_own_clicks_out, set_judged_features
+from brainrank.ranker.learning.judged import set_judged_features
 from brainrank.ranker.learning.learned import (
     CLICKS_FILE,
     ENCODER_DIR,
@@ -86,10 +86,6 @@ class TrainOptions:
     # Choose the base fusion's dense share on the training lists (fusion_weight); False keeps
     # [retrieval] dense_weight.
     tune_fusion: bool = True
-    # Training's click features leave out each query's own intent's impressions
-    # (judged.leave_own_clicks_out); the default takes the whole log, as serving does
-    # (bench/RESULTS.md: no better on the holdout, 0.006 lower on the sample's test queries).
-    clicks_leave_out: bool = False
     # A document the log never showed takes its list peers' click popularity (feature
     # schema v4, features.click_columns); False trains with the v3 click features.
     click_peers: bool = True
@@ -149,7 +145,7 @@ def train(
 
     clicks = impressions = click_check = None
     if clicks_path is not None:
-        from brainrank.ranker.feedback.click_stats import click_stats, logged_intents
+        from brainrank.ranker.feedback.click_stats import click_stats
         from brainrank.ranker.feedback.clicklog import check_clicks, read_click_log
         from brainrank.ranker.feedback.fields import normalise_query
 
@@ -238,10 +234,6 @@ def train(
                 "Train lists (encoder before fine-tuning)",
             )
             summary["ranker_fit_lists"] = "index before fine-tuning"
-        if clicks is not None and options.clicks_leave_out:
-            intents = logged_intents(impressions)
-            for lists in {id(x): x for x in (tr, va, fit)}.values():
-                leave_own_clicks_out(schema, lists, clicks, intents)
         if options.tune_fusion:  # the base fusion's dense share, chosen on these lists
             schema, summary["fusion"] = fusion_weight.tune(schema, tr, va, ho, fit)
         stopping = early_stopping_mode(

@@ -18,7 +18,6 @@ from brainrank.ranker.feedback.click_stats import (
     DEFAULT_PRIOR_STRENGTH,
     click_stats,
     key_by_query_text,
-    logged_intents,
     merge_labels,
 )
 from brainrank.ranker.feedback.clicklog import Impression, read_click_log
@@ -267,7 +266,7 @@ def test_tiny_log_by_hand():
 
 def _two_query_log():
     # Position CTRs 1/3 and 0 (max_position 2); COEC prior = 2 * 1/5 impressions' clicks.
-    # "a" is clicked only under "q"; under "r" it sits at position 2, where nobody clicks.
+    # "a" is clicked under "q"; "b" sits at position 2 for "q", where nobody ever clicks.
     return [
         _imp("i1", "q", ["a", "b"], ["a"]),
         _imp("i2", "r", ["b", "a"], []),
@@ -275,36 +274,20 @@ def _two_query_log():
     ]
 
 
-def test_leaving_a_query_out_of_document_popularity_by_hand():
+def test_expected_clicks_and_a_pair_shrunk_to_a_given_prior_by_hand():
     stats = click_stats(_two_query_log(), max_position=2, prior_strength=2.0)
     prior = 2.0 * 1 / 5
+    assert stats.doc_expected("a") == pytest.approx(1 / 3)  # once at position 1
+    assert stats.doc_expected("c") == pytest.approx(1 / 3)
+    assert stats.doc_expected("unseen") == 0.0
     assert stats.doc_ctr("a") == pytest.approx((1 + prior) / (1 / 3 + prior))
-    assert stats.doc_expected("a") == pytest.approx(1 / 3)
-    # Without "q" (any spelling that normalises alike), "a" has no evidence left.
-    for leave_out in ({"q"}, {"Q "}):
-        assert stats.doc_expected("a", leave_out) == 0.0
-        assert stats.doc_ctr("a", leave_out) == 1.0
-    # "b" and "c" owe nothing to "q": its clicks-free slot added no expected clicks.
-    assert stats.doc_ctr("b", {"q"}) == stats.doc_ctr("b") < 1.0
-    assert stats.doc_ctr("c", {"q"}) == stats.doc_ctr("c") < 1.0
-    # The pair's own impressions still count; only the prior it shrinks to changes.
-    assert stats.query_doc_ctr("q", "a", {"q"}) == pytest.approx((1 + prior) / (1 / 3 + prior))
     assert stats.query_doc_ctr("q", "a", prior=0.5) == pytest.approx(
         (1 + prior * 0.5) / (1 / 3 + prior)
     )
+    assert stats.query_doc_ctr("q", "a") == pytest.approx(
+        (1 + prior * stats.doc_ctr("a")) / (1 / 3 + prior)
+    )
     assert stats.query_doc_ctr("new", "a", prior=0.5) == 0.5
-
-
-def test_logged_intents_group_rewordings_by_query_id():
-    log = [
-        Impression("i1", T0, "Money back", "q05", ("d1",), frozenset()),
-        Impression("i2", T0, "get a  refund", "q05", ("d1",), frozenset()),
-        Impression("i3", T0, "tent", None, ("d2",), frozenset()),
-    ]
-    by_text, by_id = logged_intents(log)
-    assert by_text["money back"] == by_text["get a refund"] == {"money back", "get a refund"}
-    assert by_text["tent"] == {"tent"}
-    assert by_id == {"q05": {"money back", "get a refund"}}
 
 
 def test_never_shown_documents_take_their_peers_popularity():
@@ -320,30 +303,10 @@ def test_never_shown_documents_take_their_peers_popularity():
     # Schema v3's treatment: the neutral COEC 1.0.
     neutral = click_columns(stats, "new query", ["a", "c", "unseen"], peers=False)
     np.testing.assert_allclose(neutral["click_doc"], [*seen, 0.0])
-    # Left out, "a" has no evidence and joins the unseen.
-    out = click_columns(stats, "q", ["a", "b", "c"], {"q"})
-    rest = np.log([stats.doc_ctr("b"), stats.doc_ctr("c")]).mean()
-    assert out["click_doc"][0] == pytest.approx(rest)
-    assert out["click_evidence"][0] > 0  # its own pair's examinations stay
-
-
-def test_training_lists_leave_their_own_intent_out():
-    from brainrank.ranker.learning.features import FeatureSchema
-    from brainrank.ranker.learning.judged import leave_own_clicks_out
-    from brainrank.ranker.learning.lists import ListSet
-
-    log = _two_query_log()
-    stats = click_stats(log, max_position=2, prior_strength=2.0)
-    schema = FeatureSchema.create(dense_weight=0.6, rrf_k=60)
-    docs = ["a", "b", "c"]
-    lists = ListSet(["q1"], ["q"], np.zeros((1, 3, len(schema.names)), np.float32),
-                    np.zeros((1, 3), np.float32), [docs])  # fmt: skip
-    leave_own_clicks_out(schema, lists, stats, logged_intents(log))
-    click_doc = lists.x[0, :, schema.index("click_doc")]
-    # "a" is popular only because of "q" itself: left out, it gets its peers' popularity.
-    assert click_doc[0] == pytest.approx(np.log([stats.doc_ctr("b"), stats.doc_ctr("c")]).mean())
-    assert click_doc[0] < np.log(stats.doc_ctr("a"))
-    assert lists.x[0, 0, schema.index("click_evidence")] > 0
+    # A pair the log holds keeps its own evidence.
+    own = click_columns(stats, "q", ["a", "unseen"])
+    assert own["click_evidence"][0] > 0
+    assert own["click_query_doc"][0] == pytest.approx(np.log(stats.query_doc_ctr("q", "a")))
 
 
 def test_one_impression_is_pulled_to_the_prior():
