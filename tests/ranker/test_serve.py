@@ -71,19 +71,25 @@ class Server:
                 pids.add(int(stat.parent.name))
         return pids
 
-    def wait_ready(self, timeout: float = 240.0) -> dict:
+    def wait_ready(self, workers: int = 1, timeout: float = 240.0) -> dict:
+        """The first ready answer, once ``workers`` distinct workers have answered ready: each
+        worker loads its engine on its own, and one may still answer 503 after another is up."""
         deadline = time.monotonic() + timeout
+        ready: dict[int, dict] = {}
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 pytest.fail(f"server exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
             try:
-                r = httpx.get(f"{self.url}/readyz", timeout=5)
+                r = httpx.get(f"{self.url}/readyz", timeout=5)  # a new connection each time
                 if r.status_code == 200:
-                    return r.json()
+                    ready.setdefault(r.json()["worker"], r.json())
+                    if len(ready) >= workers:
+                        return next(iter(ready.values()))
             except httpx.TransportError:
                 pass
             time.sleep(0.3)
-        pytest.fail(f"server not ready after {timeout}s:\n{self.output()[-3000:]}")
+        tail = self.output()[-3000:]
+        pytest.fail(f"{len(ready)} of {workers} workers ready after {timeout}s:\n{tail}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -108,7 +114,7 @@ def served(trained_config, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("served")
     server = Server(copy_workspace(trained_config, tmp), tmp / "server.log", "--workers", "2")
     try:
-        server.wait_ready()
+        server.wait_ready(workers=2)
         yield server
     finally:
         server.stop()
