@@ -91,6 +91,8 @@ TRAIN_VARIANTS = {
     # A smaller, more regularised DNN correction (issue #15 item 3: few judgments).
     "small": {"hidden": (16,), "l2": 1e-3},
     "dropout": {"dropout": 0.3},
+    # One ranker instead of the default seed ensemble of 5 (the recipe before 2026-12-03 night).
+    "single": {"ensemble": 1},
 }
 SAMPLE_CLICKS = REPO / "data" / "clicks.jsonl"
 

@@ -27,6 +27,7 @@ import faiss
 import numpy as np
 
 from brainrank.index.errors import BrainrankError, IndexMismatchError
+from brainrank.index.faiss_build import make_base, to_cpu, to_gpu, training_sample
 from brainrank.index.params import EncoderInfo, VectorParams
 from brainrank.index.vector_search import (
     calibrate,
@@ -136,9 +137,9 @@ class VectorIndex:
         emb = _check_matrix(embeddings, encoder.dim)
         owner = _check_owner(owner, len(emb))
         kind, quantizer = params.resolve_kind(len(emb)), params.resolve_quantizer(len(emb))
-        index = faiss.IndexIDMap2(_make_base(kind, quantizer, encoder.dim, len(emb), params))
+        index = faiss.IndexIDMap2(make_base(kind, quantizer, encoder.dim, len(emb), params))
         if not index.is_trained and len(emb):
-            index.train(_training_sample(emb))
+            index.train(training_sample(emb))
         held = held_out_rows(len(emb), params.recall_queries) if kind != "flat" else []
         # The held-out passages join the index after it is measured without them; FAISS ids
         # are rows, so the index then lists its rows out of order.
@@ -203,7 +204,7 @@ class VectorIndex:
             or self.params.resolve_quantizer(len(all_emb)) != self.quantizer
         ):
             return VectorIndex.build(all_emb, self.encoder, self.params, all_owner)
-        index = faiss.deserialize_index(faiss.serialize_index(_to_cpu(self._index)))
+        index = faiss.deserialize_index(faiss.serialize_index(to_cpu(self._index)))
         index.add_with_ids(new, np.arange(len(self.embeddings), len(all_emb), dtype=np.int64))
         # The effort and recall calibrated at build time carry over (the recall's "vectors"
         # says at what size); a rebuild calibrates again.
@@ -280,7 +281,7 @@ class VectorIndex:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         set_default_effort(self._base, self.effort)
-        faiss.write_index(_to_cpu(self._index), str(directory / "vectors.faiss"))
+        faiss.write_index(to_cpu(self._index), str(directory / "vectors.faiss"))
         np.save(directory / "embeddings.npy", self.embeddings, allow_pickle=False)
         np.save(directory / "owner.npy", self.owner, allow_pickle=False)
         meta = {
@@ -311,7 +312,7 @@ class VectorIndex:
                 "run `brainrank reindex` to rebuild it"
             ) from None
         if params.use_gpu:
-            index = _to_gpu(index)
+            index = to_gpu(index)
         return cls(
             index,
             embeddings,
@@ -366,35 +367,6 @@ def _check_owner(owner: np.ndarray | None, n: int) -> np.ndarray:
 
 # The FAISS index file is memory-mapped where FAISS can (flat codes, HNSW storage, IVF lists).
 _MMAP = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
-# Quantizers and IVF centroids train on at most this many vectors (a uniform sample).
-TRAIN_SAMPLE = 100_000
-
-
-def _make_base(kind: str, quantizer: str, dim: int, n: int, params: VectorParams) -> faiss.Index:
-    if kind == "flat":
-        return faiss.IndexFlatIP(dim)
-    if quantizer == "pq" and dim % params.pq_m:
-        raise IndexMismatchError(
-            f"[vectors] pq_m {params.pq_m} must divide the vector dimension {dim}"
-        )
-    codes = {"none": "Flat", "sq8": "SQ8", "pq": f"PQ{params.pq_m}"}[quantizer]
-    if kind == "hnsw":
-        spec = f"HNSW{params.hnsw_m}" + ("" if quantizer == "none" else f"_{codes}")
-    else:
-        # About 4*sqrt(n) lists is the usual starting point; FAISS wants >= 39 points per list.
-        nlist = max(1, min(int(4 * math.sqrt(max(n, 1))), max(1, n // 39)))
-        spec = f"IVF{nlist},{codes}"
-    base = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
-    if kind == "hnsw":
-        faiss.downcast_index(base).hnsw.efConstruction = params.hnsw_ef_construction
-    return base
-
-
-def _training_sample(emb: np.ndarray) -> np.ndarray:
-    if len(emb) <= TRAIN_SAMPLE:
-        return emb
-    rows = np.sort(np.random.default_rng(0).choice(len(emb), TRAIN_SAMPLE, replace=False))
-    return np.ascontiguousarray(emb[rows])
 
 
 def _check_matrix(x: np.ndarray, dim: int) -> np.ndarray:
@@ -404,22 +376,3 @@ def _check_matrix(x: np.ndarray, dim: int) -> np.ndarray:
             f"vectors of shape {x.shape} do not match the index dimension {dim}"
         )
     return x.reshape(-1, dim)
-
-
-def _to_gpu(index: faiss.Index) -> faiss.Index:
-    # HNSW has no GPU implementation; flat and IVF do.
-    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
-        return index
-    base = faiss.downcast_index(index.index) if hasattr(index, "index") else index
-    if isinstance(base, faiss.IndexHNSW):
-        return index
-    return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
-
-
-def _to_cpu(index: faiss.Index) -> faiss.Index:
-    if hasattr(faiss, "index_gpu_to_cpu") and faiss.get_num_gpus() > 0:
-        try:
-            return faiss.index_gpu_to_cpu(index)
-        except RuntimeError:
-            return index
-    return index

@@ -88,7 +88,7 @@ def monitor(
     config: ConfigOpt = None,
 ) -> None:
     """Compare recent traffic and the corpus with the champion's training; exit 3 when stale."""
-    from brainrank.ranker.config import parse_duration
+    from brainrank.ranker.durations import parse_duration
     from brainrank.ranker.monitoring.drift import monitor as run_monitor
 
     cfg = resolve_config(workspace, config)

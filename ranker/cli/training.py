@@ -79,6 +79,14 @@ def train(
             "(a validation split), or auto (cv up to 300 judged training queries)",
         ),
     ] = "auto",
+    ensemble: Annotated[
+        int,
+        typer.Option(
+            "--ensemble",
+            help="DNN rankers of different seeds averaged into the one served (1: a single "
+            "ranker; GAM rankers are never averaged)",
+        ),
+    ] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line")] = False,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
@@ -96,6 +104,8 @@ def train(
         raise BrainrankError(f"unknown loss {loss!r}; choose softmax or approx_ndcg")
     if early_stopping not in ("auto", "cv", "split"):
         raise BrainrankError(f"unknown early stopping {early_stopping!r}; choose auto, cv or split")
+    if not 1 <= ensemble <= 20:
+        raise BrainrankError(f"--ensemble must be between 1 and 20, got {ensemble}")
     cfg = resolve_config(workspace, config)
     judged, from_files = _judgments(cfg, queries, qrels, set_name)
     options = TrainOptions(
@@ -105,6 +115,7 @@ def train(
         scorer=scorer,
         loss=loss,
         early_stopping=early_stopping,
+        ensemble=ensemble if scorer == "dnn" else 1,
     )
     result = run_training(
         cfg,

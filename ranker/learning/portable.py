@@ -1,11 +1,11 @@
 """The learned ranker without TensorFlow: its weights as plain arrays, scored in numpy.
 
-``write_portable`` reads every weight the inference pass of a ``ListwiseRanker`` uses into
-``weights.npz`` (plain arrays, no pickle) and ``portable.json`` (the steps in order, their
-activations, and how closely numpy reproduced TensorFlow), and writes nothing when numpy and
-TensorFlow disagree by more than ``TOLERANCE`` on seeded batches. ``PortableRanker`` scores from
-those files with numpy alone, so the query path never imports TensorFlow; ``load_for_serving``
-exports, on first use, a ranker saved before these files existed.
+``portable_export.write_portable`` reads every weight the inference pass of a
+``ListwiseRanker`` uses into ``weights.npz`` (plain arrays, no pickle) and ``portable.json``
+(the steps in order, their activations, and how closely numpy reproduced TensorFlow), and
+writes nothing when numpy and TensorFlow disagree by more than ``TOLERANCE`` on seeded batches.
+``PortableRanker`` scores from those files with numpy alone, so the query path never imports
+TensorFlow; ``load_for_serving`` exports, on first use, a ranker saved before these files existed.
 
 The pass mirrored here is ``tfr_model._build_model`` at inference (dropout is the identity):
 
@@ -23,25 +23,21 @@ import logging
 import sys
 import zipfile
 import zlib
-from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from brainrank.index.atomic import atomic_file
 from brainrank.index.errors import BrainrankError
-from brainrank.ranker.learning.ranker_params import RankerParams, check_features
-
-if TYPE_CHECKING:
-    from brainrank.ranker.learning.tfr_model import ListwiseRanker
+from brainrank.ranker.learning.ranker_params import (
+    PARAMS_FILE,
+    RankerParams,
+    check_features,
+    read_params,
+)
 
 WEIGHTS_FILE = "weights.npz"
 PORTABLE_FILE = "portable.json"
 FORMAT_VERSION = 1
-# tfr_model.PARAMS_FILE and its format, repeated here so reading them needs no TensorFlow.
-PARAMS_FILE = "ranker.json"
-PARAMS_FORMAT = 1
 # Largest |numpy - TensorFlow| allowed, relative to max(1, largest |score|) in the batch: float32
 # sums over many features and hidden units drift with the scores' magnitude, and a standard-normal
 # input to a feature with a narrow training range gives scores in the hundreds.
@@ -53,157 +49,6 @@ _CHUNK_DOCS = 16384
 ACTIVATIONS = {"linear": lambda a: a, "relu": lambda a: np.maximum(a, np.float32(0))}
 
 log = logging.getLogger(__name__)
-
-
-# ----- export ----------------------------------------------------------------------------------
-
-
-def write_portable(ranker: ListwiseRanker, directory: Path) -> dict:
-    """Write ``weights.npz`` and ``portable.json`` for ``ranker`` into ``directory``.
-
-    Each file goes in under a temporary name and is renamed into place, weights first, so a
-    ``portable.json`` always has its weights beside it. Raises BrainrankError, writing
-    nothing, for a layer it cannot port or when numpy's scores (or GAM subscores) differ from
-    TensorFlow's by more than ``TOLERANCE``. Returns the description written to portable.json.
-    """
-    directory = Path(directory)
-    spec, arrays = _extract(ranker)
-    portable = PortableRanker(ranker.n_features, ranker.params, spec, arrays)
-    spec["check"] = _check(ranker, portable, arrays, directory)
-    spec["weights_sha256"] = _digest(arrays)
-    with atomic_file(directory / WEIGHTS_FILE, "wb") as fh:
-        np.savez(fh, **arrays)
-    with atomic_file(directory / PORTABLE_FILE) as fh:
-        fh.write(json.dumps(spec, indent=2) + "\n")
-    return spec
-
-
-def _extract(ranker) -> tuple[dict, dict[str, np.ndarray]]:
-    """The description and arrays of the model's inference pass, read from its layers."""
-    layers = list(ranker.model.layers)
-    kinds = [type(layer).__name__ for layer in layers]
-    if kinds[:2] != ["InputLayer", "Standardize"] or kinds[-1] != "ListScore":
-        raise BrainrankError(
-            f"cannot port ranker layers {kinds}: expected InputLayer, Standardize, ..., ListScore"
-        )
-    mean, scale = (np.asarray(w, np.float32) for w in layers[1].get_weights())
-    arrays = {"standardize.mean": mean, "standardize.scale": scale}
-    body = layers[2:-1]
-    if ranker.params.scorer == "gam":
-        if len(body) != 1 or type(body[0]).__name__ != "GAMSubscores":
-            raise BrainrankError(f"cannot port GAM ranker layers {kinds}: expected GAMSubscores")
-        steps = _tower_steps(body[0], arrays)
-    else:
-        steps = _steps(body, "dense", arrays)
-    base = layers[-1].get_config()
-    spec = {
-        "format": FORMAT_VERSION,
-        "scorer": ranker.params.scorer,
-        "n_features": ranker.n_features,
-        "steps": steps,
-        "base_feature": base.get("base_feature"),
-        "base_weight": float(base.get("base_weight", 1.0)),
-    }
-    return spec, arrays
-
-
-def _steps(layers, prefix: str, arrays: dict) -> list[dict]:
-    """Inference steps of a chain of Keras layers; Dropout is the identity and is dropped."""
-    steps = []
-    for layer in layers:
-        kind, cfg = type(layer).__name__, layer.get_config()
-        if kind == "Dropout":
-            continue
-        if kind not in ("Dense", "Activation"):
-            raise BrainrankError(
-                f"cannot port layer {layer.name!r} ({kind}): only Dense, Activation and Dropout"
-            )
-        act = cfg.get("activation", "linear")
-        if act not in ACTIVATIONS:
-            raise BrainrankError(
-                f"cannot port layer {layer.name!r}: activation {act!r} is not one of "
-                f"{sorted(ACTIVATIONS)}"
-            )
-        if kind == "Activation":
-            steps.append({"op": "activation", "activation": act})
-            continue
-        weights = layer.get_weights()
-        kernel = np.asarray(weights[0], np.float32)
-        bias = weights[1] if cfg.get("use_bias", True) else np.zeros(kernel.shape[1])
-        key = f"{prefix}{sum(s['op'] == 'dense' for s in steps)}"
-        arrays[f"{key}.kernel"], arrays[f"{key}.bias"] = kernel, np.asarray(bias, np.float32)
-        steps.append({"op": "dense", "weights": key, "units": kernel.shape[1], "activation": act})
-    return steps
-
-
-def _tower_steps(layer, arrays: dict) -> list[dict]:
-    """GAMSubscores' per-feature towers, stacked: kernels [F, in, out], biases [F, out]."""
-    gam = layer.gam  # TF-Ranking's GAMLayer keeps its towers in _example_towers
-    if getattr(gam, "_context_towers", None):
-        raise BrainrankError("cannot port a GAM with context towers")
-    per_tower = []
-    for tower in gam._example_towers:
-        own: dict[str, np.ndarray] = {}
-        per_tower.append((_steps(tower.layers, "tower", own), own))
-    steps = per_tower[0][0]
-    if any(s != steps for s, _ in per_tower):
-        raise BrainrankError("cannot port a GAM whose towers differ in structure")
-    for key in per_tower[0][1]:
-        arrays[key] = np.stack([own[key] for _, own in per_tower])
-    return steps
-
-
-def _check(ranker, portable: PortableRanker, arrays: dict, directory: Path) -> dict:
-    """Max scaled |numpy - TensorFlow| on seeded batches; raises BrainrankError above TOLERANCE."""
-    rng = np.random.default_rng(CHECK_SEED)
-    mean, scale = arrays["standardize.mean"], arrays["standardize.scale"]
-    shape = (*CHECK_SHAPE, ranker.n_features)
-    batches = {
-        "standard_normal": rng.standard_normal(shape),
-        "training_range": mean + scale * rng.standard_normal(shape),  # standardised ~ N(0, 1)
-    }
-    diffs = {}
-    for name, x in batches.items():
-        x = x.astype(np.float32)
-        diffs[name] = _max_diff(portable.score(x), ranker.score(x))
-        if ranker.params.scorer == "gam":
-            docs = x.reshape(-1, ranker.n_features)
-            diffs[f"{name}_subscores"] = _max_diff(portable.subscores(docs), ranker.subscores(docs))
-    worst = max(diffs.values())
-    if not worst <= TOLERANCE:  # also catches NaN
-        which = max(diffs, key=lambda k: diffs[k] if np.isfinite(diffs[k]) else np.inf)
-        raise BrainrankError(
-            f"the numpy ranker differs from TensorFlow by {worst:.3g} (> {TOLERANCE:g}, relative "
-            f"to the scores' scale) on the {which} check batch; not writing {WEIGHTS_FILE} or "
-            f"{PORTABLE_FILE} to {directory}"
-        )
-    return {
-        "max_diff": worst,
-        "diff": "max |numpy - TensorFlow| / max(1, max |TensorFlow|)",
-        "per_batch": diffs,
-        "tolerance": TOLERANCE,
-        "seed": CHECK_SEED,
-        "shape": list(shape),
-        "tensorflow": _version("tensorflow"),
-        "tensorflow_ranking": _version("tensorflow-ranking"),
-    }
-
-
-def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
-    """Max |a - b| over max(1, max |b|): absolute for scores near 1, relative for large ones."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape:
-        return float("inf")
-    if not a.size:
-        return 0.0
-    return float(np.abs(a - b).max() / max(1.0, float(np.abs(b).max())))
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:
@@ -368,17 +213,6 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         raise BrainrankError(f"cannot read portable ranker weights {path}: {exc}") from exc
 
 
-def read_params(path: Path) -> tuple[int, RankerParams]:
-    """n_features and RankerParams from a ranker.json; BrainrankError names the file."""
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-        if meta.get("format") != PARAMS_FORMAT:
-            raise ValueError(f"format {meta.get('format')!r}, expected {PARAMS_FORMAT}")
-        return int(meta["n_features"]), RankerParams(**meta["params"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise BrainrankError(f"cannot read ranker metadata {path}: {exc}") from exc
-
-
 # ----- serving ---------------------------------------------------------------------------------
 
 
@@ -392,6 +226,7 @@ def load_for_serving(directory: Path, label: str = "model"):
     directory = Path(directory)
     if (directory / PORTABLE_FILE).is_file():
         return PortableRanker.load(directory)
+    from brainrank.ranker.learning.portable_export import write_portable
     from brainrank.ranker.learning.tfr_model import ListwiseRanker  # only for old versions
 
     ranker = ListwiseRanker.load(directory)
@@ -413,21 +248,9 @@ def load_for_serving(directory: Path, label: str = "model"):
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m brainrank.ranker.learning.portable RANKER_DIR...``: export old rankers."""
-    dirs = sys.argv[1:] if argv is None else argv
-    if not dirs:
-        print("usage: python -m brainrank.ranker.learning.portable RANKER_DIR...", file=sys.stderr)
-        return 1
-    from brainrank.ranker.learning.tfr_model import ListwiseRanker
+    from brainrank.ranker.learning.portable_export import export_main
 
-    for d in dirs:
-        try:
-            spec = write_portable(ListwiseRanker.load(Path(d)), Path(d))
-        except (BrainrankError, OSError) as exc:
-            print(f"{d}: {exc}", file=sys.stderr)
-            return 1
-        diff = spec["check"]["max_diff"]
-        print(f"{d}: exported; numpy vs TensorFlow, scaled max difference {diff:.3g}")
-    return 0
+    return export_main(argv)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,18 @@ Imports no TensorFlow, so reading or checking a model's parameters stays cheap.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from brainrank.index.errors import BrainrankError
+
+# A ranker folder's parameters file, read by the TensorFlow ranker and the portable one.
+PARAMS_FILE = "ranker.json"
+PARAMS_FORMAT = 1
 
 SCORERS = ("dnn", "gam")
 LOSSES = ("softmax", "approx_ndcg")
@@ -33,6 +42,9 @@ class RankerParams:
     residual_feature: int | None = None
     base_weight: float = 1.0
     seed: int = 0
+    # A seed ensemble of DNNs trained as one model (``members``); saved in its served form,
+    # one DNN of ``members`` times the width, so saved rankers always read 1.
+    members: int = 1
 
     def __post_init__(self):
         if isinstance(self.hidden, list):
@@ -45,6 +57,8 @@ class RankerParams:
                 valid = False
             if not valid:
                 raise ValueError(f"RankerParams.{field}={value!r}: must be {allowed}")
+        if self.members > 1 and self.scorer != "dnn":
+            raise ValueError("RankerParams.members > 1 needs scorer='dnn'")
 
 
 def _is_int(v) -> bool:
@@ -76,6 +90,7 @@ _PARAM_CHECKS = [
     ),
     ("base_weight", _is_number, "a finite number"),
     ("seed", _is_int, "an int"),
+    ("members", lambda v: _is_int(v) and v >= 1, "an int >= 1"),
 ]
 
 
@@ -118,3 +133,24 @@ def check_lists(x, y, n_features: int, name: str, *, need_positive: bool = True)
     if need_positive and not (y > 0).any():
         raise ValueError(f"y_{name} has no positive label: NDCG@10 would be 0 for any model")
     return x, y
+
+
+def params_json(n_features: int, params: RankerParams) -> str:
+    """The text of a ranker folder's ``ranker.json``."""
+    meta = {"format": PARAMS_FORMAT, "n_features": n_features, "params": dataclasses.asdict(params)}
+    return json.dumps(meta, indent=2) + "\n"
+
+
+def read_params(path: Path) -> tuple[int, RankerParams]:
+    """n_features and RankerParams from a ranker.json; BrainrankError names the file."""
+    try:
+        meta = json.loads(Path(path).read_text(encoding="utf-8"))
+        if meta.get("format") != PARAMS_FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}, expected {PARAMS_FORMAT}")
+        n_features, params = int(meta["n_features"]), RankerParams(**meta["params"])
+        r = params.residual_feature
+        if n_features < 1 or (r is not None and r >= n_features):
+            raise ValueError(f"n_features {n_features} with residual_feature {r}")
+        return n_features, params
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BrainrankError(f"cannot read ranker metadata {path}: {exc}") from exc

@@ -17,10 +17,7 @@ TF-Ranking's, stay here.
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,30 +25,25 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_ranking as tfr
 
-from brainrank.index.atomic import atomic_directory
-from brainrank.index.errors import BrainrankError
 from brainrank.ranker.learning.early_stopping import BestWeights
 from brainrank.ranker.learning.keras_layers import ListScore, Standardize, feature_stats
-from brainrank.ranker.learning.portable import write_portable
+from brainrank.ranker.learning.members import (
+    MeanOfMembers,
+    MemberMean,
+    build_members,
+    served_weights,
+)
+from brainrank.ranker.learning.ranker_files import load_ranker, save_ranker
 from brainrank.ranker.learning.ranker_params import (
     RankerParams,
     check_features,
     check_lists,
 )
 
-# Weights only: the model is always built in code from ranker.json, so no file can name code
-# for Keras to import (a .keras config can, whatever safe_mode says).
-WEIGHTS_FILE = "ranker.weights.h5"
-# Rankers saved before WEIGHTS_FILE: only the weights inside are read, never its config.
-LEGACY_MODEL_FILE = "model.keras"
-PARAMS_FILE = "ranker.json"
-FORMAT_VERSION = 1
 _RESETTABLE = frozenset({"max_epochs", "patience"})  # steer training, not the model's shape
 # Documents per scoring call: bounds memory (a GAM holds one activation block per feature).
 _CHUNK_DOCS = 65536
 _EVAL_BATCH = 256
-
-log = logging.getLogger(__name__)
 
 
 @tf.keras.utils.register_keras_serializable(package="brainrank")
@@ -119,6 +111,8 @@ def _build_model(n_features: int, p: RankerParams) -> tf.keras.Model:
     x = tf.keras.Input(shape=(None, n_features), dtype=tf.float32, name="features")
     h = Standardize(n_features, name="standardize")(x)
     zero_output = p.residual_feature is not None
+    if p.members > 1:
+        return build_members(x, h, p)
     if p.scorer == "dnn":
         reg = tf.keras.regularizers.L2(p.l2) if p.l2 else None
         for i, units in enumerate(p.hidden):
@@ -145,11 +139,10 @@ def _compile(model: tf.keras.Model, p: RankerParams) -> None:
     loss = (
         tfr.keras.losses.SoftmaxLoss() if p.loss == "softmax" else tfr.keras.losses.ApproxNDCGLoss()
     )
-    model.compile(
-        optimizer=tf.keras.optimizers.Adam(p.learning_rate),
-        loss=loss,
-        metrics=[tfr.keras.metrics.NDCGMetric(topn=10, name="ndcg_10")],
-    )
+    metric = tfr.keras.metrics.NDCGMetric(topn=10, name="ndcg_10")
+    if p.members > 1:
+        loss, metric = MemberMean(loss, p.members), MeanOfMembers(metric)
+    model.compile(optimizer=tf.keras.optimizers.Adam(p.learning_rate), loss=loss, metrics=[metric])
 
 
 def _seed(seed: int) -> None:
@@ -173,7 +166,8 @@ class ListwiseRanker:
             self._parts_fn = tf.function(self._forward_parts, input_signature=spec)
 
     def _forward(self, x):
-        return self.model(x, training=False)
+        scores = self.model(x, training=False)
+        return tf.reduce_mean(scores, axis=-1) if self.params.members > 1 else scores
 
     def _forward_parts(self, x):
         parts = self._parts_model(x, training=False)
@@ -227,11 +221,28 @@ class ListwiseRanker:
 
     def copy(self) -> ListwiseRanker:
         """A new ranker with this one's parameters and weights, for keeping a model that a
-        scratch ranker trained (no optimizer state, nothing traced; the global seed untouched)."""
-        model = _build_model(self.n_features, self.params)
-        _compile(model, self.params)
-        model.set_weights(self.model.get_weights())
-        return type(self)(self.n_features, self.params, model)
+        scratch ranker trained (no optimizer state, nothing traced; the global seed untouched).
+        A seed ensemble's copy is its served form (``members.served_weights``): one DNN of
+        ``members`` times the width, with the same scores."""
+        layers = {layer.name: layer.get_weights() for layer in self.model.layers}
+        p = self.params
+        if p.members > 1:
+            wide = dataclasses.replace(p, hidden=tuple(h * p.members for h in p.hidden), members=1)
+            return self.assemble(self.n_features, wide, served_weights(layers, p.members))
+        return self.assemble(self.n_features, p, layers)
+
+    @classmethod
+    def assemble(
+        cls, n_features: int, params: RankerParams, layers: dict | None = None
+    ) -> ListwiseRanker:
+        """A ranker built for ``params`` with the weights ``layers`` gives by layer name (or
+        Keras' initial ones; the global seed untouched)."""
+        model = _build_model(n_features, params)
+        _compile(model, params)
+        for layer in model.layers:
+            if layer.weights and layers is not None:
+                layer.set_weights(layers[layer.name])
+        return cls(n_features, params, model)
 
     @property
     def gam_bias(self) -> float:
@@ -382,69 +393,14 @@ class ListwiseRanker:
     def _check_xy(self, x, y, name: str, need_positive: bool = True):
         return check_lists(x, y, self.n_features, name, need_positive=need_positive)
 
-    # ----- persistence ----------------------------------------------------------------------
+    # ----- persistence (ranker_files) -----------------------------------------------------
 
     def save(self, directory: Path) -> None:
-        """Write the weights and ``ranker.json`` into a new folder and rename it into place.
-
-        The folder also gets the portable ``weights.npz`` and ``portable.json`` the query path
-        scores with, checked against this model's scores (see ``portable``; a failed check
-        raises BrainrankError and leaves the folder as it was). Optimizer state is not kept: a
-        loaded ranker trains on with a fresh Adam.
-        """
-        meta = {
-            "format": FORMAT_VERSION,
-            "n_features": self.n_features,
-            "params": dataclasses.asdict(self.params),
-        }
-        with atomic_directory(Path(directory)) as staged:
-            self.model.save_weights(str(staged / WEIGHTS_FILE))
-            (staged / PARAMS_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-            write_portable(self, staged)
+        """Write the folder ``ranker_files.save_ranker`` describes (a seed ensemble in its
+        served form, ``copy``)."""
+        save_ranker(self.copy() if self.params.members > 1 else self, directory)
 
     @classmethod
     def load(cls, directory: Path) -> ListwiseRanker:
-        """Read a folder written by ``save``; problems raise BrainrankError naming the path.
-
-        The model is built in code from ``ranker.json`` and only its weights are read (from
-        ``ranker.weights.h5``, or from inside an older folder's ``model.keras``, whose saved
-        model config is never deserialized).
-        """
-        directory = Path(directory)
-        meta_path = directory / PARAMS_FILE
-        if not directory.is_dir():
-            raise BrainrankError(f"ranker folder {directory} does not exist")
-        if not meta_path.is_file():
-            raise BrainrankError(f"ranker folder {directory} has no {PARAMS_FILE}")
-        weights = directory / WEIGHTS_FILE
-        if not weights.is_file():
-            weights = directory / LEGACY_MODEL_FILE
-            if not weights.is_file():
-                raise BrainrankError(f"ranker folder {directory} has no {WEIGHTS_FILE}")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if meta.get("format") != FORMAT_VERSION:
-                raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT_VERSION}")
-            params = RankerParams(**meta["params"])
-            n_features = int(meta["n_features"])
-            r = params.residual_feature
-            if n_features < 1 or (r is not None and r >= n_features):
-                raise ValueError(f"n_features {n_features} with residual_feature {r}")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise BrainrankError(f"cannot read ranker metadata {meta_path}: {exc}") from exc
-        model = _build_model(n_features, params)
-        if weights.name == LEGACY_MODEL_FILE:
-            if not zipfile.is_zipfile(weights):
-                raise BrainrankError(f"cannot load ranker model {weights}: not a .keras archive")
-            log.warning(
-                "%s was saved before weights-only rankers: reading only the weights inside it "
-                "into a model built from %s (its saved Keras config is ignored)",
-                weights,
-                PARAMS_FILE,
-            )
-        try:
-            model.load_weights(str(weights))
-        except Exception as exc:  # h5py and Keras raise many types for a broken or foreign file
-            raise BrainrankError(f"cannot load ranker weights {weights}: {exc}") from exc
-        _compile(model, params)
-        return cls(n_features, params, model)
+        """Read a folder written by ``save`` (``ranker_files.load_ranker``)."""
+        return load_ranker(cls, directory)

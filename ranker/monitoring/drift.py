@@ -39,7 +39,8 @@ import numpy as np
 
 from brainrank.index.errors import BrainrankError
 from brainrank.index.workspace import Workspace
-from brainrank.ranker.config import MonitorConfig, parse_duration
+from brainrank.ranker.config import MonitorConfig
+from brainrank.ranker.durations import parse_duration
 from brainrank.ranker.learning.features import JUDGED_FEATURES
 from brainrank.ranker.monitoring.reference import Reference, reference_from_log
 from brainrank.ranker.monitoring.report import MonitorReport, iso, no_data, section

@@ -34,7 +34,8 @@ from pathlib import Path
 from brainrank.index.atomic import write_text_atomic
 from brainrank.index.errors import BrainrankError
 from brainrank.index.workspace import Workspace
-from brainrank.ranker.config import MonitorConfig, RetrainConfig, parse_duration
+from brainrank.ranker.config import MonitorConfig, RetrainConfig
+from brainrank.ranker.durations import parse_duration
 from brainrank.ranker.monitoring.reference import Reference, build_reference, training_texts
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from brainrank.ranker.config import Config, parse_schedule
+from brainrank.ranker.config import Config
+from brainrank.ranker.durations import parse_schedule
 
 log = logging.getLogger("brainrank.schedule")
 

@@ -67,6 +67,7 @@ from brainrank.ranker.registry.history import (
     read_history,
 )
 from brainrank.ranker.registry.imported import check_imported, check_model_json
+from brainrank.ranker.registry.retention import prune, withdraw
 from brainrank.ranker.registry.version import (
     VERSION_NAME,
     ModelVersion,
@@ -123,7 +124,7 @@ class Registry:
     def history_file(self) -> Path:
         return self.models_dir / "history.jsonl"
 
-    def _locked(self) -> ProcessLock:
+    def locked(self) -> ProcessLock:
         """The registry lock, for a ``with``; held only for quick steps, so waiting is fine."""
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         return ProcessLock(
@@ -136,11 +137,11 @@ class Registry:
     def begin(self, parent: str | None = None) -> Path:
         """Start a version: an empty folder to write into, to pass to commit() or abort()."""
         parent_name = self.get(parent).version if parent is not None else None
-        with self._locked():
-            self._clean_staging()
+        with self.locked():
+            self.clean_staging()
             self.staging_dir.mkdir(exist_ok=True)
             token = f"{os.getpid()}-{secrets.token_hex(6)}"
-            # Held until commit/abort: a free draft lock is how _clean_staging spots a dead writer.
+            # Held until commit/abort: a free draft lock is how clean_staging spots a dead writer.
             lock = ProcessLock(self.staging_dir / f"{token}.lock", timeout=0).acquire()
             tmp = self.staging_dir / token
             tmp.mkdir()
@@ -166,7 +167,7 @@ class Registry:
                     f"{meta_path} says the encoder is bundled but there is no encoder/ folder"
                 )
             files = version_files(tmp)  # hashed before the lock: an encoder is ~100 MB
-            with self._locked():
+            with self.locked():
                 number = self._next_number()
                 name = version_name(number)
                 meta["version"] = name
@@ -221,7 +222,7 @@ class Registry:
             pass
         return max(taken) + 1
 
-    def _clean_staging(self) -> None:
+    def clean_staging(self) -> None:
         """Remove drafts whose writer died (its lock is free); call with the registry lock."""
         if not self.staging_dir.is_dir():
             return
@@ -332,7 +333,7 @@ class Registry:
         so. A no-op when the pair already serves.
         """
         ws = self.workspace
-        with self._locked():
+        with self.locked():
             state = ws.serving_state()
             self._restore_history(state)
             if expect is not _ANY and state.champion != expect:
@@ -374,56 +375,12 @@ class Registry:
             return self.switch("rollback", target.version, expect=state.champion)
 
     def prune(self, keep: int = 10) -> list[str]:
-        """Delete versions older than the newest ``keep``, never the champion or the previous one.
-
-        Returns the deleted names. Each folder is first renamed into .staging/, so a kill
-        mid-delete leaves no half-version behind.
-        """
-        if keep < 0:
-            raise InputError(f"keep must be 0 or more, got {keep}")
-        with self._locked():
-            self._clean_staging()
-            state = self.workspace.serving_state()
-            champion = self.champion(state)
-            current = champion.version if champion else None
-            protected = {current, previous_champion(self.history(), state)}
-            protected.add(self._serving_encoder_version(state))
-            old = self.versions()
-            old = old[: max(len(old) - keep, 0)]
-            doomed = [v for v in old if v.version not in protected]
-            for v in doomed:
-                self._delete(v, "pruned")
-        return [v.version for v in doomed]
-
-    def _serving_encoder_version(self, state: ServingState) -> str | None:
-        """The version whose bundled encoder embedded the serving generation (an adapted
-        encoder serves with no champion), or None."""
-        try:
-            manifest = self.workspace.manifest(state.generation) if state.generation else {}
-        except BrainrankError:
-            return None
-        path = Path(manifest.get("encoder_path") or self.workspace.root)
-        inside = path.is_relative_to(self.versions_dir)
-        return path.relative_to(self.versions_dir).parts[0] if inside else None
+        """Delete versions older than the newest ``keep`` (``retention.prune``)."""
+        return prune(self, keep)
 
     def withdraw(self, version: str) -> None:
-        """Delete a version that never served (an import whose index could not be built)."""
-        with self._locked():
-            mv = self.get(version)
-            served = {e.get("version") for e in self.history()} | {
-                getattr(self.champion(), "version", None)
-            }
-            if mv.version in served:
-                raise BrainrankError(f"model {mv.version} has served; it cannot be withdrawn")
-            self._delete(mv, "withdrawn")
-
-    def _delete(self, mv: ModelVersion, why: str) -> None:
-        """Remove a version folder, first renamed into .staging/ (so a kill mid-delete leaves no
-        half-version); under the registry lock."""
-        self.staging_dir.mkdir(exist_ok=True)
-        grave = self.staging_dir / f"{why}-{mv.version}-{secrets.token_hex(4)}"
-        os.replace(mv.path, grave)
-        shutil.rmtree(grave, ignore_errors=True)
+        """Delete a version that never served (``retention.withdraw``)."""
+        withdraw(self, version)
 
     # -- archives --------------------------------------------------------------------------
     def export(self, version: str, archive: Path) -> Path:

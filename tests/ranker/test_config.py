@@ -13,9 +13,8 @@ from brainrank.ranker.config import (
     MonitorConfig,
     OpsConfig,
     load_config,
-    parse_duration,
-    parse_schedule,
 )
+from brainrank.ranker.durations import parse_duration, parse_schedule
 
 
 def config_file(tmp_path, text: str) -> Path:

@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brainrank.index.records import Document
-from brainrank.ranker.config import MonitorConfig, parse_duration
+from brainrank.ranker.config import MonitorConfig
+from brainrank.ranker.durations import parse_duration
 from brainrank.ranker.feedback.fields import normalise_query
 from brainrank.ranker.feedback.querylog import QueryLog
 from brainrank.ranker.learning.features import BASE_FEATURES

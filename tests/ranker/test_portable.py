@@ -14,17 +14,19 @@ import pytest
 
 from brainrank.index.errors import BrainrankError
 from brainrank.ranker.learning.portable import (
-    PARAMS_FILE,
-    PARAMS_FORMAT,
     PORTABLE_FILE,
     TOLERANCE,
     WEIGHTS_FILE,
     PortableRanker,
     load_for_serving,
     main,
-    write_portable,
 )
-from brainrank.ranker.learning.ranker_params import RankerParams
+from brainrank.ranker.learning.portable_export import write_portable
+from brainrank.ranker.learning.ranker_params import (
+    PARAMS_FILE,
+    RankerParams,
+    read_params,
+)
 
 tfr_model = pytest.importorskip("brainrank.ranker.learning.tfr_model")
 ListwiseRanker = tfr_model.ListwiseRanker
@@ -87,8 +89,8 @@ def copy_ranker(saved, name: str, dest, *, old_style: bool = False):
 def test_save_writes_the_portable_files_beside_the_model(saved):
     ranker, folder = saved["gam_residual"]
     assert sorted(p.name for p in folder.iterdir()) == SAVED_FILES
-    # portable reads ranker.json without importing tfr_model: the two must agree on it.
-    assert (PARAMS_FILE, PARAMS_FORMAT) == (tfr_model.PARAMS_FILE, tfr_model.FORMAT_VERSION)
+    # portable reads ranker.json without importing tfr_model, through the same reader.
+    assert read_params(folder / PARAMS_FILE) == (ranker.n_features, ranker.params)
     spec = json.loads((folder / PORTABLE_FILE).read_text())
     assert spec["scorer"] == "gam" and spec["n_features"] == N_FEATURES
     assert (spec["base_feature"], spec["base_weight"]) == (BASE, 1.5)

@@ -14,6 +14,9 @@ from brainrank.index.errors import BrainrankError
 from brainrank.ranker.learning.ranker_params import RankerParams
 
 tfr_model = pytest.importorskip("brainrank.ranker.learning.tfr_model")
+from brainrank.ranker.learning.ranker_files import LEGACY_MODEL_FILE, WEIGHTS_FILE  # noqa: E402
+from brainrank.ranker.learning.ranker_params import PARAMS_FILE  # noqa: E402
+
 ListwiseRanker = tfr_model.ListwiseRanker
 
 N_FEATURES = 6  # x0..x2 carry the signal, x3..x5 are pure noise
@@ -173,19 +176,19 @@ def test_load_errors_name_the_path(dnn, tmp_path):
         ListwiseRanker.load(missing)
     target = tmp_path / "ranker"
     dnn[0].save(target)
-    (target / tfr_model.WEIGHTS_FILE).write_bytes(b"not hdf5")
+    (target / WEIGHTS_FILE).write_bytes(b"not hdf5")
     with pytest.raises(BrainrankError, match="ranker.weights.h5"):
         ListwiseRanker.load(target)
-    meta = target / tfr_model.PARAMS_FILE
+    meta = target / PARAMS_FILE
     good_meta = meta.read_text()
     meta.write_text(json.dumps({"format": 1, "n_features": 6, "params": {"scorer": "tree"}}))
     with pytest.raises(BrainrankError, match="ranker.json.*scorer"):
         ListwiseRanker.load(target)
-    (target / tfr_model.WEIGHTS_FILE).unlink()
+    (target / WEIGHTS_FILE).unlink()
     with pytest.raises(BrainrankError, match="has no ranker.weights.h5"):
         ListwiseRanker.load(target)
     meta.write_text(good_meta)
-    (target / tfr_model.LEGACY_MODEL_FILE).write_bytes(b"not a zip")
+    (target / LEGACY_MODEL_FILE).write_bytes(b"not a zip")
     with pytest.raises(BrainrankError, match="model.keras: not a .keras archive"):
         ListwiseRanker.load(target)
 

@@ -55,6 +55,10 @@ def test_trained_version_records_what_it_learned_from(trained_config):
     assert ranker["early_stopping"] == "cross-validation" and ranker["folds"] == 5
     assert ranker["epochs"] == ranker["best_epoch"] == int(np.argmax(ranker["curve"]))
     assert len(ranker["curve"]) == meta["options"]["max_epochs"] + 1
+    # A seed ensemble of 5 DNNs by default, saved as one DNN five times as wide.
+    assert meta["options"]["ensemble"] == ranker["members"] == 5
+    params = json.loads((champion.path / "ranker" / "ranker.json").read_text())["params"]
+    assert params["hidden"] == [320, 160] and params["members"] == 1
     assert {"challenger", "hybrid", "bm25", "dense"} <= set(meta["metrics"])
     baseline = json.loads((champion.path / "baseline.json").read_text())
     assert set(baseline["features"]) == set(meta["feature_schema"]["names"])
