@@ -2,7 +2,7 @@
 judgments next to the fixed modes, then check how the model transfers to other collections.
 
     .venv/bin/python bench/bench_learned.py --collection scifact [--encoder] [--clicks FILE]
-        [--transfer nfcorpus-preprocessed,sample] [--scorer dnn|gam]
+        [--transfer nfcorpus-preprocessed,sample] [--scorer dnn|gam] [--ensemble 5]
 
 Workspaces live in bench/.work/<name> (reused; `bench_retrieval.py` builds the same ones).
 "sample" means the bundled data/ collection (test judgments data/qrels-test.txt).
@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--encoder", action="store_true", help="also fine-tune the encoder")
     ap.add_argument("--clicks", type=Path, default=None)
     ap.add_argument("--scorer", default="dnn")
+    ap.add_argument("--ensemble", type=int, default=5, help="DNN rankers averaged (1: single)")
     ap.add_argument("--transfer", default="", help="comma-separated target collections")
     ap.add_argument(
         "--train-qrels",
@@ -126,7 +127,9 @@ def main() -> None:
         read_queries(queries),
         read_qrels(qrels),
         clicks_path=args.clicks,
-        options=TrainOptions(finetune_encoder=args.encoder, scorer=args.scorer),
+        options=TrainOptions(
+            finetune_encoder=args.encoder, scorer=args.scorer, ensemble=args.ensemble
+        ),
     )
     train_s = time.perf_counter() - t
     s = result.summary
