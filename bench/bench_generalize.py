@@ -232,28 +232,31 @@ def tercile_rows(args, name):
     }
     fixed = per_query_modes(cfg, test_queries, test_qrels, ("bm25", *FUSIONS))
     rows = []
-    per_seed = []
-    for seed in args.seeds:
-        result, _ = train_model(cfg, queries, train_qrels, seed=seed, early_stopping="auto")
-        per_seed.append(
-            per_query_modes(cfg, test_queries, test_qrels, ["learned"], model=result.version)[
-                "learned"
-            ]
-        )
-    for third, ids in thirds.items():
-        fusion = max(mean(fixed[m], ids) for m in FUSIONS)
-        learned = statistics.mean(mean(s, ids) for s in per_seed)
-        rows.append(
-            [
-                f"{name}, {third} third of test queries",
-                f"{mean(fixed['bm25'], ids):.4f}",
-                f"{fusion:.4f}",
-                f"{learned:.4f}",
-                f"{learned - fusion:+.4f}",
-                "",
-                "",
-            ]
-        )
+    for variant in args.train_variants:
+        per_seed = []
+        for seed in args.seeds:
+            result, _ = train_model(
+                cfg, queries, train_qrels, seed=seed, early_stopping="auto", variant=variant
+            )
+            per_seed.append(
+                per_query_modes(cfg, test_queries, test_qrels, ["learned"], model=result.version)[
+                    "learned"
+                ]
+            )
+        for third, ids in thirds.items():
+            fusion = max(mean(fixed[m], ids) for m in FUSIONS)
+            learned = statistics.mean(mean(s, ids) for s in per_seed)
+            rows.append(
+                [
+                    f"{name}, {third} third of test queries, {variant}",
+                    f"{mean(fixed['bm25'], ids):.4f}",
+                    f"{fusion:.4f}",
+                    f"{learned:.4f}",
+                    f"{learned - fusion:+.4f}",
+                    "",
+                    "",
+                ]
+            )
     return rows
 
 
