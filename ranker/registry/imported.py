@@ -20,7 +20,7 @@ from brainrank.index.jsontext import loads
 
 RANKER_DIR = "ranker"
 ENCODER_DIR = "encoder"
-KERAS_WEIGHTS = "ranker.weights.h5"  # tfr_model.WEIGHTS_FILE, named here to skip TensorFlow
+KERAS_WEIGHTS = "ranker.weights.h5"  # ranker_files.WEIGHTS_FILE
 LEGACY_MODEL = "model.keras"
 PORTABLE = ("weights.npz", "portable.json")
 # A ranker's arrays are kilobytes to a few megabytes; an .npz member may be compressed, so its

@@ -23,11 +23,8 @@ if TYPE_CHECKING:
 
 
 def prune(registry: Registry, keep: int = 10) -> list[str]:
-    """Delete versions older than the newest ``keep``, never the champion or the previous one.
-
-    Returns the deleted names. Each folder is first renamed into .staging/, so a kill
-        mid-delete leaves no half-version behind.
-    """
+    """Delete versions older than the newest ``keep``, never the champion, the previous one
+    or the one whose encoder embedded the serving index; returns the deleted names."""
     if keep < 0:
         raise InputError(f"keep must be 0 or more, got {keep}")
     with registry.locked():
