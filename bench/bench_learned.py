@@ -2,7 +2,7 @@
 judgments next to the fixed modes, then check how the model transfers to other collections.
 
     .venv/bin/python bench/bench_learned.py --collection scifact [--encoder] [--clicks FILE]
-        [--transfer nfcorpus-preprocessed,sample] [--scorer dnn|gam] [--ensemble 5]
+        [--transfer nfcorpus-preprocessed,sample] [--scorer dnn|gam] [--ensemble N]
 
 Workspaces live in bench/.work/<name> (reused; `bench_retrieval.py` builds the same ones).
 "sample" means the bundled data/ collection (test judgments data/qrels-test.txt).
@@ -101,7 +101,9 @@ def main() -> None:
     ap.add_argument("--encoder", action="store_true", help="also fine-tune the encoder")
     ap.add_argument("--clicks", type=Path, default=None)
     ap.add_argument("--scorer", default="dnn")
-    ap.add_argument("--ensemble", type=int, default=5, help="DNN rankers averaged (1: single)")
+    ap.add_argument(
+        "--ensemble", type=int, default=None, help="DNN rankers averaged (default: as train's)"
+    )
     ap.add_argument("--transfer", default="", help="comma-separated target collections")
     ap.add_argument(
         "--train-qrels",

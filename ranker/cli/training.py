@@ -80,13 +80,14 @@ def train(
         ),
     ] = "auto",
     ensemble: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--ensemble",
-            help="DNN rankers of different seeds averaged into the one served (1: a single "
-            "ranker; GAM rankers are never averaged)",
+            help="DNN rankers of different random starts averaged into the one served (1: a "
+            "single ranker; GAM rankers are never averaged)",
+            show_default="5 when the epochs are cross-validated (few judged queries), else 1",
         ),
-    ] = 5,
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line")] = False,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
@@ -104,7 +105,7 @@ def train(
         raise BrainrankError(f"unknown loss {loss!r}; choose softmax or approx_ndcg")
     if early_stopping not in ("auto", "cv", "split"):
         raise BrainrankError(f"unknown early stopping {early_stopping!r}; choose auto, cv or split")
-    if not 1 <= ensemble <= 20:
+    if ensemble is not None and not 1 <= ensemble <= 20:
         raise BrainrankError(f"--ensemble must be between 1 and 20, got {ensemble}")
     cfg = resolve_config(workspace, config)
     judged, from_files = _judgments(cfg, queries, qrels, set_name)

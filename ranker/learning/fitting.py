@@ -29,6 +29,19 @@ def choose_epochs(generation, schema, lists, qrels, options, progress, scratch) 
         )
 
 
+AUTO_ENSEMBLE = 5
+
+
+def ensemble_size(options, choice) -> int:
+    """Members of the kept ranker: ``options.ensemble``, or for None ``AUTO_ENSEMBLE`` when the
+    epoch count was cross-validated (few judged queries) and 1 otherwise."""
+    if options.ensemble is None:
+        return AUTO_ENSEMBLE if choice is not None else 1
+    if options.ensemble < 1:
+        raise ValueError(f"ensemble must be at least 1, got {options.ensemble}")
+    return options.ensemble
+
+
 def fit_ranker(
     schema,
     fit,
@@ -46,19 +59,17 @@ def fit_ranker(
 ):
     """Fit the ranker on ``fit`` (early stopping on ``va``, or ``choice.epochs`` epochs when
     the epoch count was cross-validated) and its gates on ``tr``; the model as it will serve,
-    and the training history (with its seconds). ``options.ensemble`` DNNs of different random
+    and the training history (with its seconds). ``ensemble_size`` DNNs of different random
     starts are fitted as one seed ensemble (``members``). ``make(epochs, members)`` gives a
     scratch ranker to fit; unless ``quiet`` (a fold's single ranker, dropped after scoring) the
     fitted one is copied out, in its served form."""
     epochs = None if choice is None else choice.epochs
     val = (va.x, va.y) if choice is None else (None, None)
     t = time.perf_counter()
-    if options.ensemble < 1:
-        raise ValueError(f"ensemble must be at least 1, got {options.ensemble}")
     # GAM subscores are not averaged. A cross-validation fold fits one ranker: the promotion
     # interval then judges a single member, which the members' mean beats in expectation
     # (conservative), at a fraction of the cost.
-    k = options.ensemble if options.scorer == "dnn" and not quiet else 1
+    k = ensemble_size(options, choice) if options.scorer == "dnn" and not quiet else 1
     ranker = make(epochs, members=k)
     if quiet:
         history = ranker.fit(fit.x, fit.y, *val)

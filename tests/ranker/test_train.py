@@ -55,8 +55,8 @@ def test_trained_version_records_what_it_learned_from(trained_config):
     assert ranker["early_stopping"] == "cross-validation" and ranker["folds"] == 5
     assert ranker["epochs"] == ranker["best_epoch"] == int(np.argmax(ranker["curve"]))
     assert len(ranker["curve"]) == meta["options"]["max_epochs"] + 1
-    # A seed ensemble of 5 DNNs by default, saved as one DNN five times as wide.
-    assert meta["options"]["ensemble"] == ranker["members"] == 5
+    # Cross-validated epochs: a seed ensemble of 5 DNNs, saved as one DNN five times as wide.
+    assert meta["options"]["ensemble"] is None and ranker["members"] == 5
     params = json.loads((champion.path / "ranker" / "ranker.json").read_text())["params"]
     assert params["hidden"] == [320, 160] and params["members"] == 1
     assert {"challenger", "hybrid", "bm25", "dense"} <= set(meta["metrics"])
