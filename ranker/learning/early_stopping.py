@@ -1,4 +1,5 @@
-"""Early stopping for the ranker that keeps the best weights, the untrained ones included."""
+"""Early stopping for the ranker that keeps the best weights, the untrained ones included, and
+the epoch report of a fit without validation lists."""
 
 from __future__ import annotations
 
@@ -50,3 +51,24 @@ class BestWeights(tf.keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.model.set_weights(self.best_weights)
+
+
+class EpochReport(tf.keras.callbacks.Callback):
+    """``on_epoch(epoch, {"loss", "ndcg10", "seconds"})`` after every epoch of a fit without
+    validation lists (a fixed epoch count)."""
+
+    def __init__(self, on_epoch, started: float):
+        super().__init__()
+        self.on_epoch = on_epoch
+        self.started = started
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.on_epoch(
+            epoch + 1,
+            {
+                "loss": float(logs["loss"]),
+                "ndcg10": float(logs["ndcg_10"]),
+                "seconds": time.perf_counter() - self.started,
+            },
+        )

@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from brainrank.ranker.learning.keras_layers import ListScore
+
 
 def member_initializer(members: int, fan_in: int, fan_out: int, *, shared: bool = False):
     """Glorot uniform at each member's own fans [fan_in, fan_out]. Keras counts the fans of a
@@ -75,26 +77,15 @@ class MemberDense(tf.keras.layers.Layer):
 
 
 @tf.keras.utils.register_keras_serializable(package="brainrank")
-class MemberScores(tf.keras.layers.Layer):
-    """Each member's scores [B, L, K]: its part plus the optional base feature."""
-
-    def __init__(self, base_feature: int | None = None, base_weight: float = 1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.base_feature = base_feature
-        self.base_weight = base_weight
+class MemberScores(ListScore):
+    """Each member's scores [B, L, K]: its part [B, L, K] plus the optional base feature
+    (``ListScore`` with one part per member, kept apart rather than summed)."""
 
     def call(self, inputs):
         x, parts = inputs
         if self.base_feature is None:
             return parts
         return parts + self.base_weight * x[..., self.base_feature : self.base_feature + 1]
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "base_feature": self.base_feature,
-            "base_weight": self.base_weight,
-        }
 
 
 class MemberMean(tf.keras.losses.Loss):

@@ -10,8 +10,8 @@ score of a document does not depend on the rest of its list and ``score_docs`` i
 Inputs are standardised per feature inside the model, with statistics taken from the first
 ``fit``'s real training documents; the optional residual base term uses the raw feature.
 Hyperparameters are in ``ranker_params``, the plain-Keras layers in ``keras_layers``, the
-early stopping in ``early_stopping``; the GAM layer and the losses and metric, which are
-TF-Ranking's, stay here.
+early stopping and epoch reports in ``early_stopping``, the seed ensemble in ``members``; the
+GAM layer and the losses and metric, which are TF-Ranking's, stay here.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_ranking as tfr
 
-from brainrank.ranker.learning.early_stopping import BestWeights
+from brainrank.ranker.learning.early_stopping import BestWeights, EpochReport
 from brainrank.ranker.learning.keras_layers import ListScore, Standardize, feature_stats
 from brainrank.ranker.learning.members import (
     MeanOfMembers,
@@ -311,20 +311,7 @@ class ListwiseRanker:
 
     def _fit_fixed(self, train, on_epoch, started: float) -> dict:
         epochs = self.params.max_epochs
-        callbacks = []
-        if on_epoch is not None:
-            callbacks.append(
-                tf.keras.callbacks.LambdaCallback(
-                    on_epoch_end=lambda e, logs: on_epoch(
-                        e + 1,
-                        {
-                            "loss": float(logs["loss"]),
-                            "ndcg10": float(logs["ndcg_10"]),
-                            "seconds": time.perf_counter() - started,
-                        },
-                    )
-                )
-            )
+        callbacks = [] if on_epoch is None else [EpochReport(on_epoch, started)]
         if epochs > 0:
             self.model.fit(train, epochs=epochs, callbacks=callbacks, verbose=0)
         return {

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from brainrank.index.errors import BrainrankError, InputError
 from brainrank.index.jsontext import loads
+from brainrank.ranker.registry.archive import unpack_archive
+from brainrank.ranker.registry.version import read_meta
 
 RANKER_DIR = "ranker"
 ENCODER_DIR = "encoder"
@@ -30,6 +32,19 @@ _REEXPORT = (
     "serve or search with it once in the workspace it came from (which writes its portable "
     "weights.npz and portable.json), then export it again"
 )
+
+
+def unpack_version(archive: Path, folder: Path) -> str:
+    """Unpack an exported version into the empty draft ``folder`` and check it; the name it
+    had where it came from (its model.json "version", else the archive's file name)."""
+    if not archive.is_file():
+        raise InputError(f"model archive {archive} does not exist")
+    unpack_archive(archive, folder)
+    check_model_json(folder, archive)
+    meta = read_meta(folder / "model.json", where=f"model.json in {archive}")
+    check_imported(folder, meta, archive)  # loads nothing that can name code
+    original = meta.get("version")
+    return original if isinstance(original, str) else archive.name
 
 
 def check_model_json(folder: Path, archive: Path) -> None:

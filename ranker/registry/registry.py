@@ -58,7 +58,7 @@ from brainrank.index.errors import BrainrankError, InputError
 from brainrank.index.locks import WAIT_SECONDS, ProcessLock
 from brainrank.index.serving import LEGACY_CHAMPION, ServingState
 from brainrank.index.workspace import Workspace
-from brainrank.ranker.registry.archive import unpack_archive, write_archive
+from brainrank.ranker.registry.archive import write_archive
 from brainrank.ranker.registry.history import (
     append_entry,
     change,
@@ -66,7 +66,7 @@ from brainrank.ranker.registry.history import (
     previous_champion,
     read_history,
 )
-from brainrank.ranker.registry.imported import check_imported, check_model_json
+from brainrank.ranker.registry.imported import unpack_version
 from brainrank.ranker.registry.retention import prune, withdraw
 from brainrank.ranker.registry.version import (
     VERSION_NAME,
@@ -390,17 +390,9 @@ class Registry:
 
     def import_archive(self, archive: Path) -> ModelVersion:
         """Add an exported version under a new number; its old name goes in "imported_from"."""
-        archive = Path(archive).expanduser()
-        if not archive.is_file():
-            raise InputError(f"model archive {archive} does not exist")
         tmp = self.begin()
         try:
-            unpack_archive(archive, tmp)
-            check_model_json(tmp, archive)
-            meta = read_meta(tmp / "model.json", where=f"model.json in {archive}")
-            check_imported(tmp, meta, archive)  # loads nothing that can name code
-            original = meta.get("version")
-            _DRAFTS[tmp].imported_from = original if isinstance(original, str) else archive.name
+            _DRAFTS[tmp].imported_from = unpack_version(Path(archive).expanduser(), tmp)
         except BaseException:
             self.abort(tmp)
             raise
