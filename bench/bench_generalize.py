@@ -66,11 +66,19 @@ def judged(name, datasets, split):
 
 
 def per_query_modes(cfg, queries, qrels, modes, model=None):
-    """{mode: {query: nDCG@10}} on ``qrels``' queries."""
+    """{mode: {query: nDCG@10}} on ``qrels``' queries; with ``model``, on the index embedded
+    by its encoder (a staged generation when it brings a fine-tuned one)."""
+    from brainrank.index.workspace import Workspace
     from brainrank.ranker.evaluation import per_query
+    from brainrank.ranker.registry.promotion import ensure_generation
+    from brainrank.ranker.registry.registry import Registry
     from brainrank.ranker.retrieval.search import SearchEngine
 
-    engine = SearchEngine(cfg)
+    generation = None
+    if model is not None:
+        mv = Registry(Workspace(cfg.workspace).models_dir).get(model)
+        generation = ensure_generation(cfg, mv)
+    engine = SearchEngine(cfg, generation=generation)
     out = {}
     for mode in modes:
         run = {
@@ -93,6 +101,8 @@ TRAIN_VARIANTS = {
     "dropout": {"dropout": 0.3},
     # One ranker instead of the default seed ensemble of 5 (the recipe before 2026-12-03 night).
     "single": {"ensemble": 1},
+    # The encoder fine-tuned on the training queries too (`train --encoder`; issue #15 item 3).
+    "encoder": {"finetune_encoder": True},
 }
 SAMPLE_CLICKS = REPO / "data" / "clicks.jsonl"
 

@@ -95,6 +95,22 @@ class TrainOptions:
     ensemble: int | None = None
 
 
+def _encoder_warnings(options: TrainOptions, training: int, validation: int) -> list[str]:
+    """Fine-tuning the encoder where the epochs would otherwise be cross-validated (few judged
+    queries): say what it costs the choices."""
+    if not options.finetune_encoder or (
+        early_stopping_mode(options.early_stopping, training, can_cross_validate=True)
+        != CROSS_VALIDATION
+    ):
+        return []
+    return [
+        f"fine-tuning the encoder with {training} judged training queries: it sees the train "
+        "queries, so the base fusion's dense share and the ranker's epochs are chosen on the "
+        f"{validation} validation queries alone, not cross-validated; with 150 SciFact "
+        "queries this gave a worse model than training without --encoder (bench/RESULTS.md)"
+    ]
+
+
 @dataclass
 class TrainResult:
     version: str
@@ -179,7 +195,9 @@ def train(
             "queries": len(judged),
             "judgments": int(sum(len(qrels[q]) for q in judged)),
         },
-        "warnings": judgments.warnings() + (click_check.warnings() if click_check else []),
+        "warnings": judgments.warnings()
+        + (click_check.warnings() if click_check else [])
+        + _encoder_warnings(options, len(train_ids) + len(val_ids), len(val_ids)),
     }
 
     with registry.new_version(parent=champion.version if champion else None) as tmp:

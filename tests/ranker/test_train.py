@@ -334,6 +334,8 @@ def test_encoder_finetuning_stages_an_index_and_fits_the_ranker_on_unseen_lists(
     # The fine-tuned encoder has seen the train queries: the base fusion's share is chosen on
     # the validation queries only.
     assert summary["fusion"]["chosen_on"] == "validation queries"
+    # ... which, with this few judged queries, is said (they would be cross-validated).
+    assert any("validation queries alone" in w for w in summary["warnings"])
     mv = registry(cfg).get(result.version)
     assert mv.meta["encoder"]["bundled"] and (mv.path / "encoder" / "model.safetensors").exists()
     assert mv.meta["encoder"]["fingerprint"] != before
@@ -342,3 +344,21 @@ def test_encoder_finetuning_stages_an_index_and_fits_the_ranker_on_unseen_lists(
     assert SearchEngine(cfg).generation.vectors.encoder.fingerprint == before  # not promoted
     hits = staged.search("car parts for sale", k=5, mode="learned", model=result.version).hits
     assert len({h.doc_id for h in hits}) == 5
+
+
+def test_encoder_warning_only_where_the_epochs_would_be_cross_validated():
+    from brainrank.ranker.learning.epochs import CV_MAX_QUERIES
+    from brainrank.ranker.learning.train import TrainOptions, _encoder_warnings
+
+    few = CV_MAX_QUERIES // 2
+    (warning,) = _encoder_warnings(TrainOptions(finetune_encoder=True), few, 12)
+    assert f"with {few} judged training queries" in warning and "on the 12 validation" in warning
+    assert _encoder_warnings(TrainOptions(finetune_encoder=True), CV_MAX_QUERIES + 1, 40) == []
+    assert (
+        _encoder_warnings(TrainOptions(finetune_encoder=True, early_stopping="split"), few, 12)
+        == []
+    )
+    assert _encoder_warnings(TrainOptions(), few, 12) == []
+    # Forcing cross-validation asks for it at any size.
+    forced = TrainOptions(finetune_encoder=True, early_stopping="cv")
+    assert len(_encoder_warnings(forced, CV_MAX_QUERIES + 1, 40)) == 1
