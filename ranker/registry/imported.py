@@ -1,4 +1,5 @@
-"""Checks on an imported model version before it is committed: nothing in it may name code.
+"""Unpacking and checking an imported model version before it is committed: nothing in it may
+name code.
 
 An archive comes from elsewhere. Its ranker must be weights that a model built in code reads
 (``ranker.weights.h5``) or the portable numpy arrays (``weights.npz`` and ``portable.json``):
