@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_generalize.py [--rows few,terciles,adapt,all] [--seeds 0,1,2]
         [--collections scifact,nfcorpus-preprocessed,sample] [--few 150]
         [--early-stopping split,cv] [--adapt-rates 2e-5,5e-5] [--adapt-pairs 2000]
-        [--adapt-variants terms,title-cloze,no-negatives,terms-no-negatives]
+        [--adapt-variants terms,title-cloze,no-negatives,terms-no-negatives,terms-wise]
         [--train-variants default,fixed-fusion]
 
 Every learned figure comes from ``brainrank train`` as a user runs it (``train()``: candidate
@@ -32,7 +32,8 @@ of hybrid-rrf and hybrid-minmax on the same test queries, which flatters the fus
   workspace bench/.work/<collection>-adapt/base (bulk encoder, as ``brainrank ingest``), copied
   once per learning rate (``--adapt-rates``) and pair recipe (``--adapt-variants``: title and
   cloze pairs with one BM25 hard negative each, without hard negatives, with half the pairs
-  salient terms -> document) and adapted there (``--adapt-pairs`` mined pairs, seed 0); dense,
+  salient terms -> document, and ``terms-wise``: the default, then averaged half and half with
+  the pretrained weights) and adapted there (``--adapt-pairs`` mined pairs, seed 0); dense,
   hybrid (the configured fusion), hybrid-rrf and hybrid-minmax before and after, on the *train*
   judgments (to choose the rate) and the test judgments (the figure). One seed: each run embeds
   the collection again.
@@ -315,7 +316,7 @@ def adapt_rows(args, name):
     rows = [_adapt_row(name, "pretrained (before)", before, None)]
     for rate in args.adapt_rates:
         for variant in args.adapt_variants:
-            pairs, negatives = ADAPT_VARIANTS[variant]
+            pairs, fields = ADAPT_VARIANTS[variant]
             tag = f"lr{rate:g}-{variant}"
             folder = base.workspace.parent / tag
             shutil.rmtree(folder, ignore_errors=True)
@@ -326,8 +327,8 @@ def adapt_rows(args, name):
             options = AdaptOptions(
                 pairs=PairParams(max_pairs=args.adapt_pairs, **pairs),
                 learning_rate=rate,
-                hard_negatives=negatives,
                 max_seconds=None,
+                **{"hard_negatives": 0, **fields},
             )
             t = time.perf_counter()
             result = adapt(cfg, options, progress=Progress())
@@ -338,12 +339,14 @@ def adapt_rows(args, name):
     return rows
 
 
-# --adapt-variants: (PairParams fields, hard negatives per pair).
+# --adapt-variants: (PairParams fields, other AdaptOptions fields).
 ADAPT_VARIANTS = {
-    "title-cloze": ({}, 1),  # the mix before salient terms
-    "no-negatives": ({}, 0),  # in-batch negatives only
-    "terms": ({"terms_share": 0.5}, 1),  # half the pairs salient terms -> document (default)
-    "terms-no-negatives": ({"terms_share": 0.5}, 0),
+    "title-cloze": ({}, {"hard_negatives": 1}),  # the mix before salient terms
+    "no-negatives": ({}, {}),  # in-batch negatives only
+    "terms": ({"terms_share": 0.5}, {"hard_negatives": 1}),  # half the pairs salient terms
+    "terms-no-negatives": ({"terms_share": 0.5}, {}),  # the default
+    # The default, then the adapted weights averaged with the pretrained ones.
+    "terms-wise": ({"terms_share": 0.5}, {"interpolation": 0.5}),
 }
 
 
@@ -371,7 +374,9 @@ def main() -> None:
     parser.add_argument("--early-stopping", default="split,cv")
     parser.add_argument("--adapt-rates", default="2e-5,5e-5")
     parser.add_argument("--adapt-pairs", type=int, default=2000)
-    parser.add_argument("--adapt-variants", default="terms", help=f"of {','.join(ADAPT_VARIANTS)}")
+    parser.add_argument(
+        "--adapt-variants", default="terms-no-negatives", help=f"of {','.join(ADAPT_VARIANTS)}"
+    )
     parser.add_argument(
         "--train-variants", default="default", help=f"of {','.join(TRAIN_VARIANTS)}"
     )

@@ -207,6 +207,14 @@ def adapt(
             help="Serve the adapted encoder (when judgments exist: only if it beats what serves)",
         ),
     ] = True,
+    interpolation: Annotated[
+        float | None,
+        typer.Option(
+            "--interpolation",
+            help="The adapted weights' share in the served encoder, in (0, 1]; the rest are the "
+            "starting weights (default: 1, the adapted weights alone)",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line")] = False,
     workspace: WorkspaceOpt = None,
@@ -226,7 +234,8 @@ def adapt(
     cfg = resolve_config(workspace, config)
     existing_workspace(cfg)
     mix = dataclasses.replace(AdaptOptions().pairs, max_pairs=pairs, seed=seed)
-    options = AdaptOptions(pairs=mix, promote=promote)
+    extra = {} if interpolation is None else {"interpolation": interpolation}
+    options = AdaptOptions(pairs=mix, promote=promote, **extra)
     result = run_adapt(cfg, options, progress=progress())
     verdict = "serves now" if result.promoted else "kept as a challenger"
     headline = (

@@ -213,6 +213,29 @@ def _weights_digest(model: tf.keras.Model) -> str:
     return digest.hexdigest()[:16]
 
 
+def interpolate_weights(encoder: TextEncoder, start: list[np.ndarray], share: float) -> None:
+    """Move a fine-tuned encoder back toward its starting weights, in place.
+
+    Every weight becomes ``share * tuned + (1 - share) * start`` (a weight-space ensemble of
+    the two, as in WiSE-FT, Wortsman et al. 2022): fine-tuning and pretraining start from the
+    same weights, so their average is itself a good model that keeps more of what the public
+    pretraining taught. ``start`` is ``encoder.keras_model.get_weights()`` taken before
+    fine-tuning; ``share`` 1 keeps the fine-tuned weights and 0 the starting ones.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"the fine-tuned weights' share must be in [0, 1], got {share}")
+    model = encoder.keras_model
+    tuned = model.get_weights()
+    if len(tuned) != len(start) or any(
+        a.shape != b.shape for a, b in zip(tuned, start, strict=False)
+    ):
+        raise ValueError("the starting weights do not match the encoder's")
+    model.set_weights(
+        [(share * t + (1.0 - share) * s).astype(t.dtype) for t, s in zip(tuned, start, strict=True)]
+    )
+    encoder.fingerprint = "unsaved:" + _weights_digest(model)
+
+
 def finetune_encoder(
     encoder: TextEncoder,
     pairs: Sequence[tuple[str, str]],

@@ -63,8 +63,18 @@ class AdaptOptions:
     # adapt --adapt-variants terms,terms-no-negatives): a BM25 negative teaches the encoder to
     # push away what BM25 already ranks, which the hybrid needs it to agree on.
     hard_negatives: int = 0
+    # The fine-tuned weights' share in the served encoder: below 1 the adapted weights are
+    # averaged with the starting ones (finetune.interpolate_weights).
+    interpolation: float = 1.0
     promote: bool = True
     max_seconds: float | None = ADAPT_SECONDS
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.interpolation <= 1.0:
+            raise InputError(
+                f"interpolation (the adapted weights' share) must be in (0, 1], got "
+                f"{self.interpolation}"
+            )
 
 
 @dataclass
@@ -83,6 +93,7 @@ def adapt(
     from brainrank.ranker.encoding.finetune import (
         FinetuneParams,
         finetune_encoder,
+        interpolate_weights,
         mine_bm25_negatives,
     )
     from brainrank.ranker.encoding.loading import encoder_path_for, load_encoder
@@ -131,6 +142,7 @@ def adapt(
         seed=options.pairs.seed,
     )
     pairs = [(p.query, p.positive) for p in mined]
+    start = tuned.keras_model.get_weights() if options.interpolation < 1.0 else None
     with registry.new_version(parent=champion.version if champion else None) as tmp:
         total = len(pairs) * params.epochs
         with progress.task("Adapting encoder (mined pairs)", total) as advance:
@@ -141,6 +153,8 @@ def adapt(
                 params,
                 progress=advance,
             )
+        if start is not None:
+            interpolate_weights(tuned, start, options.interpolation)
         # The adapted encoder has seen no query: a later `train --encoder` starting from it may
         # fit its ranker on this index (encoder_stage.fine_tuned_here).
         number, report = save_and_stage(cfg, ws, tuned, tmp / ENCODER_DIR, progress, base)

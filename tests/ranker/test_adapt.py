@@ -183,9 +183,15 @@ def test_train_after_adapt_bundles_it_and_adapt_again_checks_against_the_champio
 
     # With a champion and judgments: the champion's ranker over a newly adapted encoder,
     # compared with the champion on its held-out queries before anything serves.
-    res = run("adapt", "--pairs", 32, "--seed", 1, "--json", "-w", cfg.workspace)
+    res = run("adapt", "--pairs", 32, "--interpolation", 0, "-w", cfg.workspace)
+    assert res.exit_code != 0 and "interpolation" in res.output
+    assert len(registry.versions()) == 2  # nothing written
+    res = run(
+        "adapt", "--pairs", 32, "--seed", 1, "--interpolation", 0.5, "--json", "-w", cfg.workspace
+    )
     assert res.exit_code == 0, res.output
     payload = json.loads(res.stdout.strip().splitlines()[-1])
+    assert payload["adaptation"]["options"]["interpolation"] == 0.5
     decision = payload["promotion"]
     assert decision is not None and decision["queries"] == len(mv.meta["holdout_queries"])
     assert payload["promoted"] == decision["promote"]

@@ -16,6 +16,7 @@ from brainrank.ranker.encoding.finetune import (
     FinetuneParams,
     contrastive_loss,
     finetune_encoder,
+    interpolate_weights,
     mine_bm25_negatives,
     plan_batches,
 )
@@ -138,6 +139,31 @@ def test_same_seed_gives_same_weights(tuned, minilm_dir):
     finetune_encoder(copy, PAIRS, NEGATIVES, PARAMS)
     for a, b in zip(copy.keras_model.weights, tuned.encoder.keras_model.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+
+
+def test_interpolation_averages_the_weights_and_keeps_part_of_the_learning(tuned, minilm_dir):
+    start = TextEncoder.load(minilm_dir, max_length=tuned.encoder.max_length)
+    start_weights = start.keras_model.get_weights()
+    tuned_weights = tuned.encoder.keras_model.get_weights()
+    mixed = TextEncoder.load(minilm_dir, max_length=tuned.encoder.max_length)
+    mixed.keras_model.set_weights(tuned_weights)
+    interpolate_weights(mixed, start_weights, 0.5)
+    for got, t, s in zip(
+        mixed.keras_model.get_weights(), tuned_weights, start_weights, strict=True
+    ):
+        np.testing.assert_allclose(got, (t + s) / 2, rtol=1e-6, atol=1e-7)
+    assert mixed.fingerprint.startswith("unsaved:")
+    assert mixed.fingerprint not in (tuned.encoder.fingerprint, start.fingerprint)
+    # Half the step still separates the trained pairs better than the pretrained model.
+    assert margins(mixed).mean() > tuned.before.margins.mean() + 0.02
+    assert margins(mixed).mean() < margins(tuned.encoder).mean()
+    # Share 0 is the starting model again.
+    interpolate_weights(mixed, start_weights, 0.0)
+    np.testing.assert_allclose(mixed.encode(tuned.probe), tuned.before.vectors, atol=1e-5)
+    with pytest.raises(ValueError, match="share"):
+        interpolate_weights(mixed, start_weights, 1.5)
+    with pytest.raises(ValueError, match="do not match"):
+        interpolate_weights(mixed, start_weights[:-1], 0.5)
 
 
 def test_time_budget_stops_early(minilm_dir):
