@@ -212,7 +212,7 @@ def adapt(
         typer.Option(
             "--interpolation",
             help="The adapted weights' share in the served encoder, in (0, 1]; the rest are the "
-            "starting weights (default: 1, the adapted weights alone)",
+            "starting weights (default 0.5; 1: the adapted weights alone)",
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,

@@ -139,6 +139,7 @@ def test_adapt_without_judgments_serves_an_encoder_only_version(adapted):
     assert state.champion is None and state.generation != before
     mv = Registry(ws.models_dir).get(payload["version"])
     assert not mv.has_ranker and mv.meta["adaptation"]["pairs"] == 32
+    assert mv.meta["adaptation"]["options"]["interpolation"] == 0.5  # the default
     engine = SearchEngine(cfg)
     assert engine.generation.vectors.encoder.fingerprint == mv.encoder_fingerprint
     old = SearchEngine(cfg, generation=before).generation.vectors
@@ -187,11 +188,11 @@ def test_train_after_adapt_bundles_it_and_adapt_again_checks_against_the_champio
     assert res.exit_code != 0 and "interpolation" in res.output
     assert len(registry.versions()) == 2  # nothing written
     res = run(
-        "adapt", "--pairs", 32, "--seed", 1, "--interpolation", 0.5, "--json", "-w", cfg.workspace
+        "adapt", "--pairs", 32, "--seed", 1, "--interpolation", 1, "--json", "-w", cfg.workspace
     )
     assert res.exit_code == 0, res.output
     payload = json.loads(res.stdout.strip().splitlines()[-1])
-    assert payload["adaptation"]["options"]["interpolation"] == 0.5
+    assert payload["adaptation"]["options"]["interpolation"] == 1.0
     decision = payload["promotion"]
     assert decision is not None and decision["queries"] == len(mv.meta["holdout_queries"])
     assert payload["promoted"] == decision["promote"]
