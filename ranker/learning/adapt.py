@@ -65,7 +65,7 @@ class AdaptOptions:
     hard_negatives: int = 0
     # The fine-tuned weights' share in the served encoder; the rest are the starting weights
     # (finetune.interpolate_weights). Half and half: on the train judgments, against the
-    # adapted weights alone, SciFact dense +0.003 and hybrid +0.001, NFCorpus dense -0.004 and
+    # adapted weights alone, SciFact dense +0.004 and hybrid +0.001, NFCorpus dense -0.0035 and
     # hybrid +0.001 (bench_generalize.py --rows adapt --adapt-variants
     # terms-no-negatives,terms-wise; bench/RESULTS.md, 2026-12-04).
     interpolation: float = 0.5
