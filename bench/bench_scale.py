@@ -308,18 +308,6 @@ def tables(args, prep: dict, results: dict[int, dict]) -> None:
          "nDCG@10 NFCorpus"],
         rows,
     )  # fmt: skip
-    rows = [
-        [f"{n:,}", *(f"{_f(p50)} / {_f(p99)}" for p50, p99 in r["serve"]["overlap_ms"].values())]
-        for n, r in results.items()
-        if "overlap_ms" in r["serve"]
-    ]
-    if rows:
-        print_table(
-            "Warm learned p50 / p99 ms, the query embedded beside BM25 scoring or before it "
-            "(the same queries both ways, alternating which runs first)",
-            ["docs", "overlapped (default)", "serial"],
-            rows,
-        )
     rows = []
     for n, r in results.items():
         a = r["add"]

@@ -6,7 +6,6 @@ peak RSS from ``os.wait4``.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -253,18 +252,6 @@ def stage_serve(args) -> dict:
             engine.search(text, k=10, mode="learned", log=log)
             pair.append((time.perf_counter() - t) * 1000)
         logged.append(pair)
-    # The query embedded beside keyword scoring ([retrieval] overlap_encoding, the default)
-    # against one after the other: every query both ways, alternating which goes first.
-    searcher, default = engine.searcher, engine.searcher.cfg
-    paired = {True: [], False: []}
-    for i, (_, _, text) in enumerate(flat):
-        for overlap in (True, False) if i % 2 else (False, True):
-            retrieval = dataclasses.replace(default.retrieval, overlap_encoding=overlap)
-            searcher.cfg = dataclasses.replace(default, retrieval=retrieval)
-            t = time.perf_counter()
-            engine.search(text, k=10, mode="learned")
-            paired[overlap].append((time.perf_counter() - t) * 1000)
-    searcher.cfg = default
     dense, vectors = [], []
     for _, _, text in flat:
         result = engine.search(text, k=100, mode="dense")
@@ -284,10 +271,6 @@ def stage_serve(args) -> dict:
         "p50_ms": float(np.percentile(latency, 50)),
         "p99_ms": float(np.percentile(latency, 99)),
         "log_cost_p50_ms": float(np.percentile([b - a for a, b in logged], 50)),
-        "overlap_ms": {
-            name: [float(np.percentile(paired[key], q)) for q in (50, 99)]
-            for name, key in (("overlapped", True), ("serial", False))
-        },
         "rss_mb": rss,
         "hwm_mb": hwm,
         "anon_mb": anon,  # of RSS: the process's own memory

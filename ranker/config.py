@@ -90,9 +90,6 @@ class RetrievalConfig:
     dense_weight: float = 0.6
     max_query_chars: int = 2000
     default_mode: str = "auto"  # auto: learned once a champion model exists, else hybrid
-    # Embed the query on a second thread while BM25 scores it (the inference runtime and
-    # numpy release the GIL, so the two overlap on a machine with two cores or more).
-    overlap_encoding: bool = True
 
 
 @dataclass(frozen=True)

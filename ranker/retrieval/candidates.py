@@ -79,18 +79,10 @@ class Generation:
         return scores, top_positive(scores, n)
 
     def candidates(
-        self,
-        query: str,
-        query_vector: np.ndarray | None,
-        n: int,
-        encoder_fingerprint: str | None,
-        *,
-        keyword: tuple[np.ndarray, np.ndarray] | None = None,
+        self, query: str, query_vector: np.ndarray | None, n: int, encoder_fingerprint: str | None
     ) -> Candidates:
-        """Union of the top ``n`` keyword and top ``n`` dense documents with both signals.
-
-        ``keyword``: ``keyword_top(query, n)`` when the caller has already computed it."""
-        bm25_all, bm25_top = keyword if keyword is not None else self.keyword_top(query, n)
+        """Union of the top ``n`` keyword and top ``n`` dense documents with both signals."""
+        bm25_all, bm25_top = self.keyword_top(query, n)
         if query_vector is None:
             dense_top = np.zeros(0, dtype=np.int64)
         else:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import zipfile
-from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -149,21 +147,11 @@ class SearchEngine:
     def candidates(self, query: str, mode: str = "hybrid") -> Candidates:
         """The candidate set and raw signals behind a search (for features and the debugger)."""
         query = self.validate_query(query)
-        n = self.cfg.retrieval.candidates
-        if check_mode(mode) == "bm25":
-            return self.generation.candidates(query, None, n, None)
-        encoder = self.encoder  # learned mode ranks the hybrid candidates
-        if not self.cfg.retrieval.overlap_encoding or self.generation.bm25 is None:
-            vector = encoder.encode([query])[0]
-            return self.generation.candidates(query, vector, n, encoder.fingerprint)
-        embedding = _overlap_pool().submit(encoder.encode, [query])
-        try:
-            keyword = self.generation.keyword_top(query, n)
-        except BaseException:
-            wait([embedding])  # nothing of this search runs on after it has failed
-            raise
-        vector = embedding.result()[0]
-        return self.generation.candidates(query, vector, n, encoder.fingerprint, keyword=keyword)
+        vector = None
+        if check_mode(mode) != "bm25":  # learned mode ranks the hybrid candidates
+            vector = self.encoder.encode([query])[0]
+        fingerprint = self._encoder.fingerprint if self._encoder is not None else None
+        return self.generation.candidates(query, vector, self.cfg.retrieval.candidates, fingerprint)
 
     def search(
         self, query: str, *, k: int = 10, mode: str | None = None, model: str | None = None
@@ -266,21 +254,6 @@ def _signals(cand: Candidates, i: int) -> dict[str, float]:
     if cand.dense_rank[i]:
         out["dense_rank"] = int(cand.dense_rank[i])
     return out
-
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _overlap_pool() -> ThreadPoolExecutor:
-    """Threads that embed queries while the calling thread scores BM25 (one per core: a
-    service worker may serve several searches at once)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            workers = max(2, os.cpu_count() or 1)
-            _POOL = ThreadPoolExecutor(workers, thread_name_prefix="brainrank-query-encoder")
-        return _POOL
 
 
 def _single_thread_faiss() -> None:

@@ -66,46 +66,6 @@ def test_hybrid_candidates_are_the_union(engine):
     assert hybrid == bm25 | dense
 
 
-class _ThreadRecording:
-    """The real encoder, noting which thread each ``encode`` ran on."""
-
-    def __init__(self, inner):
-        self.inner, self.threads = inner, []
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def encode(self, texts):
-        import threading
-
-        self.threads.append(threading.current_thread().name)
-        return self.inner.encode(texts)
-
-
-def test_query_embedding_beside_keyword_scoring_changes_nothing(sample_config, encoder):
-    import dataclasses
-
-    def engine_with(overlap):
-        retrieval = dataclasses.replace(sample_config.retrieval, overlap_encoding=overlap)
-        cfg = dataclasses.replace(sample_config, retrieval=retrieval)
-        return SearchEngine(cfg, encoder=_ThreadRecording(encoder))
-
-    overlapped, serial = engine_with(True), engine_with(False)
-    queries = ["waterproof hiking jacket", "gift card balance", "zzqx unknownword"]
-    for query in queries:
-        a, b = overlapped.candidates(query, "hybrid"), serial.candidates(query, "hybrid")
-        for field in ("positions", "bm25", "bm25_rank", "dense", "dense_rank", "query_vector"):
-            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
-        for mode in ("hybrid", "dense"):
-            hits = [(h.doc_id, h.score) for h in overlapped.search(query, k=10, mode=mode).hits]
-            assert hits == [(h.doc_id, h.score) for h in serial.search(query, k=10, mode=mode).hits]
-    assert all(t.startswith("brainrank-query-encoder") for t in overlapped._encoder.threads)
-    assert not any(t.startswith("brainrank-query-encoder") for t in serial._encoder.threads)
-    assert len(overlapped._encoder.threads) == 3 * len(queries)
-    overlapped.search("gift card balance", k=5, mode="bm25")  # nothing to embed
-    assert len(overlapped._encoder.threads) == 3 * len(queries)
-
-
 def test_signals_explain_the_hit(engine):
     hit = engine.search("gift card balance", k=1, mode="hybrid").hits[0]
     assert {"bm25", "dense"} <= set(hit.signals)
