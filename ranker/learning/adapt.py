@@ -4,7 +4,8 @@ The encoder starts from a model trained on public data; a user with documents bu
 judgments can still adapt it to their collection. Pairs are mined from the documents
 themselves (``encoding.adapt_pairs``: title -> body and inverse cloze), each with a BM25 hard
 negative, and the encoder is fine-tuned on them with the contrastive loss and optimiser of
-``train --encoder`` (``encoding.finetune``). The collection is then re-embedded into a staged
+``train --encoder`` (``encoding.finetune``), then averaged with the starting weights
+(``AdaptOptions.interpolation``). The collection is then re-embedded into a staged
 generation while the current one keeps serving.
 
 The result is a registry version: the adapted encoder, plus the champion's ranker when there
