@@ -328,7 +328,9 @@ def adapt_rows(args, name):
                 pairs=PairParams(max_pairs=args.adapt_pairs, **pairs),
                 learning_rate=rate,
                 max_seconds=None,
-                **{"hard_negatives": 0, **fields},
+                # Every variant names its interpolation: the adapted weights alone unless it
+                # says otherwise, whatever AdaptOptions' default is.
+                **{"hard_negatives": 0, "interpolation": 1.0, **fields},
             )
             t = time.perf_counter()
             result = adapt(cfg, options, progress=Progress())
@@ -344,8 +346,8 @@ ADAPT_VARIANTS = {
     "title-cloze": ({}, {"hard_negatives": 1}),  # the mix before salient terms
     "no-negatives": ({}, {}),  # in-batch negatives only
     "terms": ({"terms_share": 0.5}, {"hard_negatives": 1}),  # half the pairs salient terms
-    "terms-no-negatives": ({"terms_share": 0.5}, {}),  # the default
-    # The default, then the adapted weights averaged with the pretrained ones.
+    "terms-no-negatives": ({"terms_share": 0.5}, {}),  # the default before 2026-12-04
+    # The default: as above, then the adapted weights averaged with the pretrained ones.
     "terms-wise": ({"terms_share": 0.5}, {"interpolation": 0.5}),
 }
 
@@ -375,7 +377,7 @@ def main() -> None:
     parser.add_argument("--adapt-rates", default="2e-5,5e-5")
     parser.add_argument("--adapt-pairs", type=int, default=2000)
     parser.add_argument(
-        "--adapt-variants", default="terms-no-negatives", help=f"of {','.join(ADAPT_VARIANTS)}"
+        "--adapt-variants", default="terms-wise", help=f"of {','.join(ADAPT_VARIANTS)}"
     )
     parser.add_argument(
         "--train-variants", default="default", help=f"of {','.join(TRAIN_VARIANTS)}"
