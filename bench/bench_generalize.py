@@ -21,7 +21,8 @@ of hybrid-rrf and hybrid-minmax on the same test queries, which flatters the fus
 
 - ``all``: a model trained on all of the collection's training judgments (``sample``: the
   bundled collection with its click log, as ``make demo`` trains), against *every* fixed mode
-  (bm25, dense, hybrid, hybrid-rrf, hybrid-minmax) on the test queries.
+  (bm25, dense, hybrid, hybrid-rrf, hybrid-minmax) on the test queries; on the sample it also
+  prints each seed's first result for the Makefile's demo queries.
 - ``--train-variants`` compares training recipes in the same run: ``default``, and the base
   fusion at ``[retrieval] dense_weight`` instead of the share chosen on the training lists
   (``fixed-fusion``, the recipe before 2026-12-03 afternoon); a never-shown document's click
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import statistics
 import time
 from datetime import date
@@ -108,6 +110,25 @@ TRAIN_VARIANTS = {
 SAMPLE_CLICKS = REPO / "data" / "clicks.jsonl"
 
 
+def demo_queries() -> list[str]:
+    """The queries ``make demo`` searches, read from the Makefile so the two cannot drift."""
+    text = (REPO / "Makefile").read_text()
+    return re.findall(r'\$\(RUN\) search "([^"]+)"', text)
+
+
+def first_results(cfg, model, queries) -> list[str]:
+    """``id title`` of the learned model's first result for each query."""
+    from brainrank.ranker.retrieval.search import SearchEngine
+
+    engine = SearchEngine(cfg)
+    out = []
+    for q in queries:
+        result = engine.search(q, k=1, mode="learned", model=model)
+        hit = result.hits[0]
+        out.append(f"{hit.doc_id} {result.documents[hit.doc_id].title}")
+    return out
+
+
 def train_model(cfg, queries, qrels, *, seed, early_stopping, variant="default", clicks=None):
     from brainrank.ranker.learning.train import TrainOptions, train
     from brainrank.ranker.progress import Progress
@@ -130,6 +151,7 @@ def all_rows(args, name):
     fixed_modes = ("bm25", "dense", "hybrid", *FUSIONS)
     fixed = per_query_modes(cfg, test_queries, test_qrels, fixed_modes)
     best_mode = max(fixed_modes, key=lambda m: mean(fixed[m]))
+    demo = demo_queries()
     rows = []
     for variant in args.train_variants:
         scores, epochs, holdout = [], [], []
@@ -150,6 +172,9 @@ def all_rows(args, name):
                 f"holdout: learned - best fixed {holdout[-1]:+.4f})",
                 flush=True,
             )
+            if name == "sample":
+                for q, first in zip(demo, first_results(cfg, result.version, demo), strict=True):
+                    print(f"  demo query {q!r}: first {first}", flush=True)
         m = statistics.mean(scores)
         best = mean(fixed[best_mode])
         rows.append(
