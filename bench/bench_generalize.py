@@ -279,6 +279,11 @@ def tercile_rows(args, name):
                     "learned"
                 ]
             )
+            print(
+                f"{name} terciles {variant} seed {seed}: "
+                + ", ".join(f"{t} {mean(per_seed[-1], ids):.4f}" for t, ids in thirds.items()),
+                flush=True,
+            )
         for third, ids in thirds.items():
             fusion = max(mean(fixed[m], ids) for m in FUSIONS)
             learned = statistics.mean(mean(s, ids) for s in per_seed)
