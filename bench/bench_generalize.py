@@ -117,10 +117,15 @@ def demo_queries() -> list[str]:
 
 
 def first_results(cfg, model, queries) -> list[str]:
-    """``id title`` of the learned model's first result for each query."""
+    """``id title`` of the learned model's first result for each query (on the index its own
+    encoder embedded, as ``per_query_modes``)."""
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.registry.promotion import ensure_generation
+    from brainrank.ranker.registry.registry import Registry
     from brainrank.ranker.retrieval.search import SearchEngine
 
-    engine = SearchEngine(cfg)
+    mv = Registry(Workspace(cfg.workspace).models_dir).get(model)
+    engine = SearchEngine(cfg, generation=ensure_generation(cfg, mv))
     out = []
     for q in queries:
         result = engine.search(q, k=1, mode="learned", model=model)
