@@ -228,6 +228,16 @@ class Page:
                 windowsVirtualKeyCode=key_code,
             )
 
+    def dom(self) -> str:
+        """The page's DOM as HTML, as ``--dump-dom`` prints it."""
+        return self.evaluate("document.documentElement.outerHTML")
+
+    def screenshot(self, png: Path) -> None:
+        """A PNG of the page's viewport."""
+        import base64
+
+        png.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
+
     def close(self) -> None:
         self._ws.close()
 
@@ -304,7 +314,10 @@ def wait_for_text(
     """Capture ``url`` until its DOM contains ``text`` (the server may still be computing)."""
     deadline = time.monotonic() + timeout
     while True:
-        dom = capture(url, png, **kwargs)
+        try:
+            dom = capture(url, png, **kwargs)
+        except subprocess.TimeoutExpired:  # a Chromium that hung under load: try again
+            dom = ""
         if text in dom:
             return dom
         if time.monotonic() > deadline:
