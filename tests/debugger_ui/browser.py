@@ -144,26 +144,6 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-@contextmanager
-def keep_open(url: str) -> Iterator[None]:
-    """A headless Chromium holding ``url`` open, so the server finishes its first run.
-
-    A ``--dump-dom`` or ``--screenshot`` run closes the page after a few seconds, before a cold
-    server has loaded TensorFlow, the encoder and the model; this one stays until the block ends.
-    """
-    with _profile() as profile:
-        proc = subprocess.Popen(
-            [chromium() or "chromium", *FLAGS, f"--user-data-dir={profile}", url],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            yield
-        finally:
-            _stop(proc)
-
-
 class Page:
     """One headless Chromium tab driven over the DevTools protocol: run JavaScript in the page,
     click, press keys. (``--dump-dom`` only reads a page; grading needs a user's hands.)"""
