@@ -75,8 +75,8 @@ def test_brainrank_ui_serves_a_page_with_results(ui_config, ui_engine, tmp_path)
         browser.wait_http(base + "/_stcore/health", timeout=60)
         url = f"{base}/?{urllib.parse.urlencode({'q': query, 'mode': mode})}"
         png = tmp_path / "search.png"
-        # A page driven over DevTools, polled until the results are drawn: a --dump-dom run
-        # with a virtual-time budget can hang while Streamlit's websocket stays open.
+        # A page driven over DevTools, polled until the results are drawn (a one-shot
+        # --dump-dom run with a virtual-time budget once hung past 120 s under CI load).
         with browser.open_page(url, window=(1280, 1000)) as page:
             page.wait_for(
                 f"document.body && document.body.innerText.includes({json.dumps(title)})",
