@@ -5,11 +5,13 @@ Command bodies are thin; heavy imports happen inside them, so ``--help`` is inst
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from brainrank.ranker.cli import (
     check,
@@ -73,6 +75,26 @@ def _main(
     """brainrank: hybrid search with a learned ranker. Start with `brainrank ingest PATH`."""
 
 
+def reflow(text: str) -> str:
+    """A docstring as help text: each paragraph, and each ``- `` item, one line, so the
+    terminal wraps it at its own width (Typer keeps the source's line breaks); config
+    tables such as ``[segments]`` escaped, since Typer reads help as Rich markup."""
+    paragraphs = []
+    for paragraph in inspect.cleandoc(text).split("\n\n"):
+        lines: list[str] = []
+        for line in paragraph.splitlines():
+            if lines and not line.lstrip().startswith("- "):
+                lines[-1] += " " + line.strip()
+            else:
+                lines.append(line.rstrip())
+        paragraphs.append("\n".join(lines))
+    return escape("\n\n".join(paragraphs))
+
+
+for _commands in (documents, search, training, ops, ui, serve, check, models, encoder, judgments):
+    for _info in _commands.app.registered_commands:
+        _doc = _info.help or inspect.getdoc(_info.callback)
+        _info.help = reflow(_doc) if _doc else _doc
 for _commands in (documents, search, training, ops, ui, serve, check):
     app.add_typer(_commands.app)
 app.add_typer(models.app, name="models")

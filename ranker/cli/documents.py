@@ -74,7 +74,8 @@ def ingest(
         _notes("dropped", report.dropped, "dropped fields")
         if truncated:
             err.print(
-                f"[yellow]truncated[/] {truncated} documents to [ingest] max_text_chars = {limit}",
+                f"[yellow]truncated[/] {truncated} documents to \\[ingest] max_text_chars = "
+                f"{limit}",
                 highlight=False,
             )
     rep = update_collection(

@@ -59,8 +59,10 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve search, documents and feedback over HTTP (JSON; docs at /docs, metrics at
-    /metrics). Follows ingest and model promotions without a restart."""
+    """Serve search, documents and feedback over HTTP, following ingests and promotions.
+
+    JSON API; its docs at /docs, metrics at /metrics. A new index generation or champion
+    serves without a restart."""
     import shutil
     import tempfile
 

@@ -220,12 +220,12 @@ def adapt(
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Adapt the text encoder to the collection, with no judgments: fine-tune it on pairs
-    mined from the documents (title -> body, sentence -> rest of its document, salient
-    terms -> document) and re-embed.
+    """Adapt the text encoder to the collection with no judgments, and re-embed.
 
-    Writes a model version (the adapted encoder, with the champion's ranker if there is
-    one). Where the workspace has judgments it serves only if it beats what serves now."""
+    Fine-tunes it on pairs mined from the documents (title -> body, sentence -> rest of its
+    document, salient terms -> document). Writes a model version (the adapted encoder, with
+    the champion's ranker if there is one). Where the workspace has judgments it serves only
+    if it beats what serves now."""
     from brainrank.ranker.learning.adapt import AdaptOptions
     from brainrank.ranker.learning.adapt import adapt as run_adapt
 

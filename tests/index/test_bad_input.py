@@ -154,6 +154,7 @@ def test_skip_bad_ingest_survives_every_crashing_record(tmp_path, encoder):
     res = runner.invoke(app, ["ingest", str(docs), "--skip-bad", "-w", str(tmp_path / "ws")])
     assert res.exit_code == 0, res.output
     assert "4 added" in res.output and "3 skipped" in res.output and "1 truncated" in res.output
+    assert "truncated 1 documents to [ingest] max_text_chars = 20000" in res.output
     assert 'field "price" dropped' in res.output and "Traceback" not in res.output
     res = runner.invoke(
         app, ["search", "kettle", "--json", "--mode", "bm25", "-w", str(tmp_path / "ws")]

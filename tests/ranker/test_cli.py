@@ -24,6 +24,21 @@ def test_help_lists_commands():
         assert cmd in res.output
 
 
+def test_help_text_wraps_at_the_terminal_and_keeps_config_tables():
+    # Docstrings are hard-wrapped in the source; --help rewraps them at the terminal's width
+    # and shows "[segments]" (Rich markup would swallow it).
+    res = runner.invoke(app, ["optimize", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    assert (
+        "Ingests add a small segment per change and merge on their own ([segments] in the "
+        "config); this merges everything now" in res.output
+    )
+    res = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert "Serve search, documents and feedback over HTTP, following ingests and promotions." in (
+        res.output
+    )
+
+
 def test_search_json(sample_config):
     res = run("search", "car parts for sale", "-k", 3, "--json", "-w", sample_config.workspace)
     assert res.exit_code == 0, res.output
