@@ -140,7 +140,7 @@ class SearchEngine:
         if len(query) > limit:
             raise InputError(
                 f"the query is {len(query)} characters long; the limit is {limit} "
-                "(retrieval.max_query_chars in the config)"
+                "([retrieval] max_query_chars in the config)"
             )
         return query.strip()
 
