@@ -240,6 +240,16 @@ class Registry:
                 shutil.rmtree(entry, ignore_errors=True)
 
     # -- reading ---------------------------------------------------------------------------
+    def no_champion(self) -> str:
+        """Why nothing serves the learned mode, and what to run: promote a version there is,
+        or train the first."""
+        if self.versions():
+            return (
+                "no model has been promoted yet; promote one with `brainrank models promote "
+                "VERSION` (`brainrank models list` shows them)"
+            )
+        return "no learned model yet: train one with `brainrank train --queries FILE --qrels FILE`"
+
     def versions(self) -> list[ModelVersion]:
         """Complete versions, oldest first; unreadable ones are skipped and noted in problems."""
         self.problems = []
@@ -262,7 +272,7 @@ class Registry:
         if key.lower() == "champion":
             mv = self.champion()
             if mv is None:
-                raise InputError("no model has been promoted yet; run `brainrank models promote`")
+                raise InputError(self.no_champion())
             return mv
         m = _ALIAS.match(key)
         if m:

@@ -114,9 +114,7 @@ class SearchEngine:
         else:
             mv = reg.get(version) if version else self.champion()
         if mv is None:
-            raise BrainrankError(
-                "no learned model yet: train one with `brainrank train --queries FILE --qrels FILE`"
-            )
+            raise BrainrankError(reg.no_champion())
         if not mv.has_ranker:
             raise BrainrankError(
                 f"model {mv.version} holds only an adapted encoder and no ranker; search it in "

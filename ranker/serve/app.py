@@ -252,5 +252,5 @@ def _check_model(serving: Serving, body: SearchRequest) -> str | None:
             raise HTTPException(404, str(exc)) from None
         return body.model
     if serving.model is None and (body.mode or searcher.default_mode()) == "learned":
-        raise HTTPException(404, "no model has been promoted yet; run `brainrank models promote`")
+        raise HTTPException(404, searcher.registry.no_champion())
     return serving.model

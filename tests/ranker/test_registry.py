@@ -86,6 +86,14 @@ def test_bundled_encoder_path(reg):
     assert (mv.bundled_encoder / "model.safetensors").read_bytes() == b"enc"
 
 
+def test_with_no_champion_the_error_says_what_to_run(reg):
+    with pytest.raises(InputError, match="no learned model yet: train one with `brainrank train"):
+        reg.get("champion")  # nothing trained: promoting is not an option
+    make(reg)  # trained, but not promoted (it lost, or --no-promote)
+    with pytest.raises(InputError, match="promote one with `brainrank models promote VERSION`"):
+        reg.get("champion")
+
+
 def test_get_accepts_aliases_and_lists_known_versions(reg):
     for _ in range(3):
         make(reg)

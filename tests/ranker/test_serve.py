@@ -434,7 +434,7 @@ def test_token_log_path_and_an_unreadable_log(guarded):
     c = httpx.Client(base_url=guarded.url, timeout=60)
     assert c.get("/readyz").json()["model"] is None  # no champion: hybrid, learned is a 404
     r = c.post("/search", json={"query": "gift card", "mode": "learned"})
-    assert r.status_code == 404 and "no model has been promoted" in r.json()["error"]
+    assert r.status_code == 404 and "no learned model yet: train one" in r.json()["error"]
     # The configured log is corrupt: searches are answered, unlogged, and counted.
     r = c.post("/search", json={"query": "gift card", "k": 2})
     assert r.status_code == 200 and r.json()["impression_id"] is None
