@@ -8,6 +8,7 @@ Also regenerates the README screenshots from a debugger already serving on PORT:
 from __future__ import annotations
 
 import argparse
+import base64
 import ipaddress
 import os
 import shutil
@@ -214,8 +215,6 @@ class Page:
 
     def screenshot(self, png: Path) -> None:
         """A PNG of the page's viewport."""
-        import base64
-
         png.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
 
     def close(self) -> None:
