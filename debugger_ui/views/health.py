@@ -209,9 +209,10 @@ def _corpus(report) -> None:
     m = report.monitors["corpus"]
     cols = st.columns(4)
     cols[0].metric("Documents in the store", m["documents"])
-    cols[1].metric(
-        "Changed since training", f"{m['changed_since_training']} ({m['changed_share']:.1%})"
-    )
+    changed = "-"  # no promoted model: no training to compare the documents with
+    if m.get("changed_share") is not None:
+        changed = f"{m['changed_since_training']} ({m['changed_share']:.1%})"
+    cols[1].metric("Changed since training", changed)
     cols[2].metric("Index lag", duration(m["index_lag_seconds"]))
     cols[3].metric("Index behind store", "yes" if m["index_behind_store"] else "no")
     st.caption(

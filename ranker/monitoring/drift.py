@@ -293,7 +293,9 @@ def _corpus(ws: Workspace, trained: float | None, now: float, cfg) -> dict:
     reasons = []
     share = changed / total if total else 0.0
     out = {"documents": total, "changed_since_training": changed, "changed_share": share}
-    if trained is not None and share > cfg.max_changed_docs:
+    if trained is None:  # nothing was trained on these documents: no share to report
+        out.update(changed_since_training=None, changed_share=None)
+    elif share > cfg.max_changed_docs:
         reasons.append(
             f"{share:.0%} of documents were added or changed since the model was trained "
             f"({changed} of {total})"

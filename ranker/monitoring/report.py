@@ -94,6 +94,8 @@ def _details(name: str, m: dict) -> str:
         share = (m.get("out_of_domain") or {}).get("share")
         return f"{share:.0%} of searches out of the model's domain" if share is not None else ""
     if name == "corpus":
+        if m.get("changed_share") is None:
+            return f"{m.get('documents', 0)} documents; no promoted model to compare them with"
         return f"{m['changed_share']:.1%} of documents added or changed since training"
     if name == "outcomes":
         w = m.get("window") or {}

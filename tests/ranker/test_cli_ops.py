@@ -90,3 +90,14 @@ def test_retrain_if_needed_on_a_fresh_model_does_nothing(ws):
     res = run("retrain", "--if-needed", "--json", "-w", ws)
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout.strip().splitlines()[-1])["status"] == "not needed"
+
+
+def test_monitor_without_a_promoted_model_reports_no_change_share(sample_config, tmp_path):
+    shutil.copytree(sample_config.workspace, tmp_path / "ws")
+    res = run("monitor", "--json", "-w", tmp_path / "ws")
+    assert res.exit_code == 0, res.output
+    corpus = json.loads(res.stdout.strip().splitlines()[-1])["monitors"]["corpus"]
+    assert corpus["documents"] > 0 and corpus["changed_share"] is None
+    res = run("monitor", "-w", tmp_path / "ws")
+    assert "no promoted model to compare them with" in res.output, res.output
+    assert "since training" not in res.output
