@@ -50,7 +50,10 @@ def machine() -> str:
         mem = f", {kb / 1024 / 1024:.0f} GB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    return f"{os.cpu_count()} cores {cpu}{mem}, Python {platform.python_version()}"
+    total = os.cpu_count() or 1
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
+    cores = f"{usable} cores" if usable == total else f"{usable} of {total} cores (taskset)"
+    return f"{cores} {cpu}{mem}, Python {platform.python_version()}"
 
 
 def print_table(title: str, header: list[str], rows: list[list]) -> None:
