@@ -28,6 +28,7 @@ import json
 import sys
 import time
 from datetime import date
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -123,11 +124,11 @@ def main() -> None:
     if args.passages:
         texts, unit = passages_of(documents, folder), "passages"
 
-    skipped = []
+    skipped = {}  # path: why
     if not cpu_has_bf16_units():
-        skipped += [p for p in wanted if p.endswith(("bf16", "bf16-1"))]
+        skipped.update({p: "no bfloat16 units" for p in wanted if "-bf16" in p})
     if not tensorflow_installed():
-        skipped += [p for p in wanted if p.startswith("tf-")]
+        skipped.update({p: "no TensorFlow" for p in wanted if p.startswith("tf-")})
     paths = []
     for key in (p for p in PATHS if p in wanted and p not in skipped):
         runtime, precision, *one = key.split("-")
@@ -172,7 +173,7 @@ def main() -> None:
         f"threads {args.threads or 'all'}"
     )
     if skipped:
-        print(f"Skipped (no TensorFlow, or no bfloat16 units here): {', '.join(skipped)}")
+        print("Skipped here: " + ", ".join(f"{p} ({why})" for p, why in skipped.items()))
     print_table(
         f"Bulk embedding, {unit}/s",
         ["runtime", "precision", f"{unit}/s", "min cosine to TF float32", "min cosine alone/batch"],
@@ -182,18 +183,26 @@ def main() -> None:
 
 
 def tf_path(folder, precision: str, threads: int | None):
-    from brainrank.ranker.encoding.encoder import TextEncoder
-    from brainrank.ranker.encoding.precision import bulk_precision, configure_tf_threads
+    from brainrank.ranker.encoding.precision import bulk_precision
 
-    if threads is not None:
-        configure_tf_threads(threads)
-    encoder = TextEncoder.load(folder, max_length=256)
+    encoder = tf_encoder(folder, threads)
 
     def encode(batch, size):
         with bulk_precision(precision):
             return encoder.encode(batch, batch_size=size)
 
     return encode
+
+
+@cache
+def tf_encoder(folder, threads: int | None):
+    """One TensorFlow encoder for both precisions (the threads are set before it loads)."""
+    from brainrank.ranker.encoding.encoder import TextEncoder
+    from brainrank.ranker.encoding.precision import configure_tf_threads
+
+    if threads is not None:
+        configure_tf_threads(threads)
+    return TextEncoder.load(folder, max_length=256)
 
 
 def plain(encoder):

@@ -369,6 +369,9 @@ def test_without_a_model_every_page_hints_and_fixed_modes_work(launch, sample_co
         assert not at.exception, page
         assert not at.error, page
         assert at.info, f"{page} shows a hint"
+    # Nothing was trained on these documents, so the corpus monitor has no share to show.
+    assert metric(at, "Changed since training") == "-"
+    assert metric(at, "Documents in the store") == "604"
 
 
 def test_a_broken_config_or_judgments_file_is_reported_not_raised(
