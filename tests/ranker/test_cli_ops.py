@@ -98,6 +98,8 @@ def test_monitor_without_a_promoted_model_reports_no_change_share(sample_config,
     assert res.exit_code == 0, res.output
     corpus = json.loads(res.stdout.strip().splitlines()[-1])["monitors"]["corpus"]
     assert corpus["documents"] > 0 and corpus["changed_share"] is None
-    res = run("monitor", "-w", tmp_path / "ws")
-    assert "no promoted model to compare them with" in res.output, res.output
+    # A wide terminal, so the table keeps the details on one line.
+    env = {"BRAINRANK_CONFIG": "", "COLUMNS": "200"}
+    res = runner.invoke(app, ["monitor", "-w", str(tmp_path / "ws")], env=env)
+    assert "604 documents; no promoted model to compare them with" in res.output, res.output
     assert "since training" not in res.output
