@@ -27,6 +27,7 @@ mid-way leaves only a folder in ``.staging/``; its lock dies with it, and the ne
 import or prune removes it. The rename is ``index.atomic.replace_directory(overwrite=False)``
 (the name is known only under the lock, and a folder is never replaced); the locks are
 ``index.locks.ProcessLock`` (a step waits ``lock_timeout`` s, then names the lock's holder).
+Draft folders, their locks and the numbering are ``ranker.registry.drafts``'s.
 
 The champion is named by the workspace's serving pointer (``index.serving``), together with
 the index generation it serves over, so the two change in one atomic write: ``switch`` writes
@@ -44,13 +45,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import secrets
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from brainrank.index.atomic import replace_directory, write_text_atomic
@@ -58,6 +55,7 @@ from brainrank.index.errors import BrainrankError, InputError
 from brainrank.index.locks import WAIT_SECONDS, ProcessLock
 from brainrank.index.serving import LEGACY_CHAMPION, ServingState
 from brainrank.index.workspace import Workspace
+from brainrank.ranker.registry import drafts
 from brainrank.ranker.registry.archive import write_archive
 from brainrank.ranker.registry.history import (
     append_entry,
@@ -71,9 +69,7 @@ from brainrank.ranker.registry.retention import prune, withdraw
 from brainrank.ranker.registry.version import (
     VERSION_NAME,
     ModelVersion,
-    is_timestamp,
     load_version,
-    now_iso,
     read_meta,
     seal_meta,
     version_files,
@@ -85,17 +81,6 @@ log = logging.getLogger(__name__)
 _ALIAS = re.compile(r"^v?(\d+)$", re.IGNORECASE)
 _FIX_POINTER = "run `brainrank models promote VERSION` or `brainrank models rollback`"
 _ANY = object()  # switch(expect=...) default: whatever the champion is
-
-
-@dataclass
-class _Draft:
-    lock: ProcessLock
-    parent: str | None
-    imported_from: str | None = None
-
-
-# Keyed by absolute path so any Registry object in this process can commit a draft.
-_DRAFTS: dict[Path, _Draft] = {}
 
 
 class Registry:
@@ -138,20 +123,13 @@ class Registry:
         """Start a version: an empty folder to write into, to pass to commit() or abort()."""
         parent_name = self.get(parent).version if parent is not None else None
         with self.locked():
-            self.clean_staging()
-            self.staging_dir.mkdir(exist_ok=True)
-            token = f"{os.getpid()}-{secrets.token_hex(6)}"
-            # Held until commit/abort: a free draft lock is how clean_staging spots a dead writer.
-            lock = ProcessLock(self.staging_dir / f"{token}.lock", timeout=0).acquire()
-            tmp = self.staging_dir / token
-            tmp.mkdir()
-        _DRAFTS[tmp] = _Draft(lock, parent_name)
-        return tmp
+            drafts.clean(self.staging_dir)
+            return drafts.open_draft(self.staging_dir, parent_name)
 
     def commit(self, tmp: Path) -> ModelVersion:
         """Number the draft and move it into versions/; a failed commit discards the draft."""
         tmp = Path(tmp).absolute()
-        draft = _DRAFTS.get(tmp)
+        draft = drafts.DRAFTS.get(tmp)
         if draft is None:
             raise BrainrankError(f"{tmp} is not an open draft; start one with Registry.begin()")
         try:
@@ -168,19 +146,9 @@ class Registry:
                 )
             files = version_files(tmp)  # hashed before the lock: an encoder is ~100 MB
             with self.locked():
-                number = self._next_number()
+                number = drafts.next_number(self.versions_dir)
                 name = version_name(number)
-                meta["version"] = name
-                if draft.imported_from is not None:
-                    meta["imported_from"] = draft.imported_from
-                    meta["imported"] = now_iso()
-                    meta["parent"] = None  # the source registry's numbers mean nothing here
-                    if not is_timestamp(meta.get("created")):
-                        meta["created"] = meta["imported"]
-                else:
-                    meta["created"] = now_iso()
-                    meta["parent"] = draft.parent or meta.get("parent")
-                meta = seal_meta(meta, files)
+                meta = seal_meta(drafts.stamp(meta, name, draft), files)
                 write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
                 replace_directory(tmp, self.versions_dir / name, overwrite=False)
                 write_text_atomic(self.versions_dir / ".last_number", f"{number}\n")
@@ -192,13 +160,7 @@ class Registry:
 
     def abort(self, tmp: Path) -> None:
         """Discard a draft and release its lock (nothing happens for an unknown folder)."""
-        tmp = Path(tmp).absolute()
-        draft = _DRAFTS.pop(tmp, None)
-        if draft is None:
-            return
-        shutil.rmtree(tmp, ignore_errors=True)
-        Path(f"{tmp}.lock").unlink(missing_ok=True)
-        draft.lock.release()
+        drafts.discard(Path(tmp).absolute())
 
     @contextmanager
     def new_version(self, parent: str | None = None) -> Iterator[Path]:
@@ -211,33 +173,9 @@ class Registry:
             raise
         self.commit(tmp)
 
-    def _next_number(self) -> int:
-        taken = [0]
-        for p in self.versions_dir.iterdir():
-            if m := VERSION_NAME.match(p.name):  # complete or not, the name is taken
-                taken.append(int(m.group(1)))
-        try:
-            taken.append(int((self.versions_dir / ".last_number").read_text().strip()))
-        except (OSError, ValueError):
-            pass
-        return max(taken) + 1
-
     def clean_staging(self) -> None:
-        """Remove drafts whose writer died (its lock is free); call with the registry lock."""
-        if not self.staging_dir.is_dir():
-            return
-        for lock_path in self.staging_dir.glob("*.lock"):
-            probe = ProcessLock(lock_path, timeout=0)
-            if not probe.try_acquire():
-                continue  # a live writer
-            try:
-                shutil.rmtree(lock_path.with_suffix(""), ignore_errors=True)
-                lock_path.unlink(missing_ok=True)
-            finally:
-                probe.release()  # also removes the dead writer's holder note
-        for entry in self.staging_dir.iterdir():
-            if entry.is_dir() and not Path(f"{entry}.lock").exists():
-                shutil.rmtree(entry, ignore_errors=True)
+        """Remove drafts whose writer died (``drafts.clean``); call with the registry lock."""
+        drafts.clean(self.staging_dir)
 
     # -- reading ---------------------------------------------------------------------------
     def no_champion(self) -> str:
@@ -402,7 +340,7 @@ class Registry:
         """Add an exported version under a new number; its old name goes in "imported_from"."""
         tmp = self.begin()
         try:
-            _DRAFTS[tmp].imported_from = unpack_version(Path(archive).expanduser(), tmp)
+            drafts.DRAFTS[tmp].imported_from = unpack_version(Path(archive).expanduser(), tmp)
         except BaseException:
             self.abort(tmp)
             raise
