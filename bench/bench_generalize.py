@@ -17,7 +17,10 @@ of hybrid-rrf and hybrid-minmax on the same test queries, which flatters the fus
   or epochs chosen by 5-fold cross-validation, ``ranker.learning.epochs``).
 - ``terciles``: a model trained on all training judgments; SciFact's test queries split into
   thirds by the cosine of their nearest training query (the pretrained encoder's query
-  vectors), each third against the fusion on the same queries.
+  vectors), each third against the fusion on the same queries. Each seed's line also prints
+  the train-side counterparts a recipe is chosen on: learned minus the best fixed mode on
+  training's own holdout (train judgments), and learned minus the best fusion on the third of
+  that holdout farthest from the queries the model trained on.
 
 - ``all``: a model trained on all of the collection's training judgments (``sample``: the
   bundled collection with its click log, as ``make demo`` trains), against *every* fixed mode
@@ -196,6 +199,27 @@ def all_rows(args, name):
     return rows
 
 
+def far_holdout_gain(cfg, encode, queries, train_qrels, version) -> float:
+    """Learned minus the best fixed fusion on the third of training's own holdout queries
+    farthest from the queries the model trained on (train judgments): the train-side
+    counterpart of the farthest test third."""
+    import json
+
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.registry.registry import Registry
+
+    mv = Registry(Workspace(cfg.workspace).models_dir).get(version)
+    held = json.loads((mv.path / "model.json").read_text())["holdout_queries"]
+    seen = [q for q in train_qrels if q not in set(held)]
+    seen_vecs = np.asarray(encode([queries[q] for q in seen]), dtype=np.float32)
+    held_vecs = np.asarray(encode([queries[q] for q in held]), dtype=np.float32)
+    nearest = (held_vecs @ seen_vecs.T).max(axis=1)
+    far = [held[i] for i in np.argsort(nearest)[: len(held) // 3]]
+    far_qrels = {q: train_qrels[q] for q in far}
+    got = per_query_modes(cfg, queries, far_qrels, ("learned", *FUSIONS), model=version)
+    return mean(got["learned"]) - max(mean(got[m]) for m in FUSIONS)
+
+
 def holdout_gain(metrics: dict) -> float:
     """Learned minus the best fixed mode in nDCG@10 on training's own holdout (train
     judgments): what a recipe is chosen on, where the test figures only report."""
@@ -284,9 +308,13 @@ def tercile_rows(args, name):
                     "learned"
                 ]
             )
+            far_gain = far_holdout_gain(cfg, encode, queries, train_qrels, result.version)
             print(
                 f"{name} terciles {variant} seed {seed}: "
-                + ", ".join(f"{t} {mean(per_seed[-1], ids):.4f}" for t, ids in thirds.items()),
+                + ", ".join(f"{t} {mean(per_seed[-1], ids):.4f}" for t, ids in thirds.items())
+                + f"; holdout learned - best fixed {holdout_gain(result.metrics):+.4f}"
+                + f", its farthest third {far_gain:+.4f}"
+                + f"; epochs {result.summary.get('ranker', {}).get('best_epoch')}",
                 flush=True,
             )
         for third, ids in thirds.items():
