@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict
 from functools import lru_cache
@@ -43,17 +44,25 @@ bm25s = _import_bm25s()
 def tokenize(
     texts: Sequence[str], params: BM25Params, *, stemmer: Stemmer.Stemmer | None = None
 ) -> list[list[str]]:
-    """The terms of each text as a keyword index built with ``params`` sees them: lowercased,
-    stopwords removed, stemmed. ``stemmer`` reuses a ``Stemmer.Stemmer(params.stemmer)``."""
+    """The terms of each text as a keyword index built with ``params`` sees them: folded
+    (``normalize_text``), lowercased, stopwords removed, stemmed. ``stemmer`` reuses a
+    ``Stemmer.Stemmer(params.stemmer)``."""
     if len(texts) == 0:
         return []
     return bm25s.tokenize(
-        list(texts),
+        [normalize_text(t, params) for t in texts],
         stopwords=params.stopwords,
         stemmer=stemmer or Stemmer.Stemmer(params.stemmer),
         return_ids=False,
         show_progress=False,
     )
+
+
+def normalize_text(text: str, params: BM25Params) -> str:
+    """``text`` folded as ``params.normalize`` says (NFKC, or as it is)."""
+    if params.normalize == "none" or text.isascii():  # ASCII is its own NFKC form
+        return text
+    return unicodedata.normalize("NFKC", text)
 
 
 @lru_cache(maxsize=4096)
@@ -180,8 +189,9 @@ class BM25Index:
         return out
 
     def stem(self, words: Sequence[str]) -> list[str]:
-        """The index's terms for single words (lowercased and stemmed as the index does)."""
-        return self._stemmer.stemWords([w.lower() for w in words])
+        """The index's terms for single words (folded, lowercased and stemmed as the index
+        does)."""
+        return self._stemmer.stemWords([normalize_text(w, self.params).lower() for w in words])
 
     def sequences(self, positions: np.ndarray) -> list[np.ndarray]:
         """Term-id sequences of the documents at ``positions`` (stopwords removed)."""
@@ -222,7 +232,7 @@ class BM25Index:
         manifest records them)."""
         try:
             meta = json.loads((directory / "brainrank_bm25.json").read_text())
-            n_docs, params = int(meta["n_docs"]), BM25Params(**meta["params"])
+            n_docs, params = int(meta["n_docs"]), BM25Params.saved(meta["params"])
             retriever = None
             if not meta.get("empty"):
                 retriever = bm25s.BM25.load(str(directory), mmap=False, show_progress=False)

@@ -25,7 +25,11 @@ from pathlib import Path
 import numpy as np
 import Stemmer
 
-from brainrank.index.bm25 import _query_terms, bm25s  # noqa: F401 (bm25s loaded without numba)
+from brainrank.index.bm25 import (  # noqa: F401 (bm25s loaded without numba)
+    _query_terms,
+    bm25s,
+    normalize_text,
+)
 from brainrank.index.errors import BrainrankError, IndexMismatchError
 from brainrank.index.livemap import LiveMap
 from brainrank.index.postings import TermCounts
@@ -144,8 +148,9 @@ class KeywordIndex:
         return list(_query_terms(query, self.params))
 
     def stem(self, words: Sequence[str]) -> list[str]:
-        """The index's terms for single words (lowercased and stemmed as the index does)."""
-        return self._stemmer.stemWords([w.lower() for w in words])
+        """The index's terms for single words (folded, lowercased and stemmed as the index
+        does)."""
+        return self._stemmer.stemWords([normalize_text(w, self.params).lower() for w in words])
 
     def vocab_id(self, term: str) -> int | None:
         """The id of one (already tokenised) term, or None when no live document holds it."""

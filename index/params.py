@@ -7,6 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# How text is folded before the keyword analyzer splits it: "nfkc" (Unicode compatibility
+# composition: full-width "ＸＲ-２２００" reads as "XR-2200", the ligature "ﬁ" as "fi", as
+# Lucene's ICU normalizer folds them) or "none", the analysis of indexes written before it.
+NORMALIZATIONS = ("nfkc", "none")
+# What a saved index without the setting was tokenized with.
+LEGACY_NORMALIZE = "none"
+
 
 @dataclass(frozen=True)
 class BM25Params:
@@ -15,6 +22,19 @@ class BM25Params:
     method: str = "lucene"
     stemmer: str = "english"
     stopwords: str = "en"
+    normalize: str = "nfkc"
+
+    def __post_init__(self) -> None:
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalize {self.normalize!r} is not one of {', '.join(NORMALIZATIONS)}"
+            )
+
+    @classmethod
+    def saved(cls, values: dict) -> BM25Params:
+        """The parameters a saved index records; one written before ``normalize`` existed was
+        tokenized without it, and its queries must be too."""
+        return cls(**{"normalize": LEGACY_NORMALIZE, **values})
 
 
 KINDS = ("auto", "flat", "hnsw", "ivf")

@@ -180,7 +180,7 @@ class TermCounts:
         naming the folder and ``brainrank reindex``."""
         try:
             meta = json.loads((directory / META).read_text())
-            params = BM25Params(**meta["params"])
+            params = BM25Params.saved(meta["params"])
             vocab = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
 
             def array(name, mapped=False):

@@ -6,6 +6,8 @@ collection statistics know nothing of the deleted documents.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -251,3 +253,45 @@ def test_big_postings_are_not_scanned_on_load(tmp_path, monkeypatch):
     monkeypatch.setattr(postings, "SCAN_LIMIT", len(counts.docs))
     with pytest.raises(BrainrankError, match="beyond the segment"):
         TermCounts.load(tmp_path / "bm25")
+
+
+FOLDED = ["Roadsight XR-2200 dash camera", "Water ﬁlter cartridges, pack of three", "Garden hoses"]
+
+
+@pytest.mark.parametrize("kind", ["fresh", "segmented"])
+def test_full_width_and_ligature_text_matches_its_plain_form(kind):
+    """Text folds to NFKC before it is split: a full-width query (as CJK input methods type
+    it) finds the ASCII part number, a plain query the ligature a PDF left in a document."""
+
+    def build(params):
+        if kind == "fresh":
+            return BM25Index.build(FOLDED, params)
+        return KeywordIndex([TermCounts.build(FOLDED, params)], LiveMap([3], [None]))
+
+    index = build(BM25Params())
+    np.testing.assert_array_equal(index.scores("ＸＲ-２２００"), index.scores("XR-2200"))
+    assert index.scores("ＸＲ-２２００")[0] > 0
+    assert index.scores("filter")[1] > 0 and index.scores("ﬁlters")[1] > 0
+    assert index.stem(["ＸＲ", "ﬁlters"]) == ["xr", "filter"]
+    plain = build(BM25Params(normalize="none"))  # the analysis before the setting existed
+    assert not plain.scores("ＸＲ-２２００").any() and not plain.scores("filter").any()
+
+
+@pytest.mark.parametrize("kind", ["fresh", "segmented"])
+def test_an_index_saved_before_the_setting_keeps_its_analysis(tmp_path, kind):
+    """An index written before ``normalize`` existed was not folded; loaded, it reads as
+    ``normalize = "none"``, so queries are tokenized as its documents were."""
+    params = BM25Params(normalize="none")
+    if kind == "fresh":
+        BM25Index.build(FOLDED, params).save(tmp_path)
+        meta_file = tmp_path / "brainrank_bm25.json"
+    else:
+        TermCounts.build(FOLDED, params).save(tmp_path)
+        meta_file = next(p for p in tmp_path.glob("*.json") if p.name != "vocab.json")
+    meta = json.loads(meta_file.read_text())
+    del meta["params"]["normalize"]
+    meta_file.write_text(json.dumps(meta))
+    loaded = BM25Index.load(tmp_path) if kind == "fresh" else TermCounts.load(tmp_path)
+    assert loaded.params == params
+    with pytest.raises(ValueError, match="normalize 'nfd' is not one of nfkc, none"):
+        BM25Params(normalize="nfd")

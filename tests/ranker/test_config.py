@@ -72,6 +72,7 @@ def test_ops_tables_and_relative_paths(tmp_path):
         ('schedule = "hourly"\n', r"config \[schedule\] must be a table"),
         ("[encoder]\npath = 3\n", r"config \[encoder\] path must be a path string"),
         ('[retrieval]\nfusion = "max"\n', r"config \[retrieval\] fusion 'max' is not one of"),
+        ('[bm25]\nnormalize = "nfd"\n', r"config \[bm25\]: normalize 'nfd' is not one of"),
         ("colour = 1\n", r"unknown config key\(s\): colour; allowed .* monitor, retrain, sched"),
         ('[cluster]\nray_adress = "auto"\n', r"in config \[cluster\]: ray_adress; allowed: ray_"),
         ("[cluster]\nray_address = 6379\n", r"config \[cluster\] ray_address must be a string"),

@@ -253,6 +253,27 @@ def test_a_generation_written_before_segments_loads_and_is_upgraded(cfg, encoder
     assert ws.manifest(rep.generation)["format"] == 3
 
 
+def test_a_workspace_indexed_before_text_folding_is_rebuilt_with_it(cfg, encoder, sample_docs):
+    """An index tokenized without NFKC folding (``normalize = "none"``, as every index was
+    before the setting) keeps serving as it was built; the next ingest under the default
+    setting rebuilds the keyword indexes in full (vectors reused), after which a full-width
+    query finds the part number."""
+    ws = Workspace(cfg.workspace)
+    unfolded = dataclasses.replace(cfg, bm25=dataclasses.replace(cfg.bm25, normalize="none"))
+    rep = ingest(unfolded, encoder, [variant(sample_docs[0], "before")])
+    assert (rep.segments, rep.embedded) == (1, 1)  # other BM25 settings: a full build
+    assert ws.manifest(rep.generation)["bm25"]["normalize"] == "none"
+    wide, plain = "Ｒｏａｄｓｉｇｈｔ ＸＲ-２２００", "Roadsight XR-2200"
+    found = by_id(SearchEngine(unfolded, encoder=encoder), plain, "bm25", 5)
+    assert "d225" in {d for d, _ in found}
+    assert not SearchEngine(unfolded, encoder=encoder).search(wide, k=5, mode="bm25").hits
+    rep = ingest(cfg, encoder, [variant(sample_docs[1], "after")])
+    assert (rep.segments, rep.embedded) == (1, 1)
+    assert ws.manifest(rep.generation)["bm25"]["normalize"] == "nfkc"
+    engine = SearchEngine(cfg, encoder=encoder)
+    same_ranking(by_id(engine, wide, "bm25", 5), by_id(engine, plain, "bm25", 5))
+
+
 def write_format_2(ws: Workspace, number: int, cfg) -> int:
     """The serving generation again, in the layout written before segments, and serve it."""
     from brainrank.index.integrity import seal
