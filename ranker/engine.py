@@ -60,14 +60,17 @@ class Engine:
         model: str | None = None,
         *,
         log: bool = False,
+        snippets: bool = False,
     ) -> SearchResult:
         """The top ``k`` documents for ``query``.
 
         ``mode`` is one of bm25, dense, hybrid, hybrid-rrf, hybrid-minmax, learned (default:
         learned once a model is promoted, else hybrid); ``model`` a registry version for the
-        learned mode (default: the champion; ``latest`` is the newest version).
+        learned mode (default: the champion; ``latest`` is the newest version). With
+        ``snippets``, ``result.snippets`` holds each hit's query-biased snippet: the stretch of
+        its text with the most query terms, and where they are in it.
         """
-        result = self.searcher.search(query, k=k, mode=mode, model=model)
+        result = self.searcher.search(query, k=k, mode=mode, model=model, snippets=snippets)
         if log:
             self._query_log().record(result)
         return result

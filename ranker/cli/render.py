@@ -23,7 +23,7 @@ def results_table(result: dict) -> Table:
         table.add_row(
             str(h["rank"]),
             escape(h["id"]),
-            escape(h["title"] or "(no title)"),
+            _title(h),
             f"{h['score']:.4f}",
             _signal(h["signals"], "bm25"),
             _signal(h["signals"], "dense"),
@@ -31,6 +31,20 @@ def results_table(result: dict) -> Table:
     if not result["hits"]:
         table.caption = "no documents matched"
     return table
+
+
+def _title(hit: dict) -> str:
+    """The title, and under it the snippet (when asked for) with its matches in bold."""
+    title = escape(hit["title"] or "(no title)")
+    snippet = hit.get("snippet")
+    if not snippet or not snippet["text"]:
+        return title
+    text, pieces, at = snippet["text"], [], 0
+    for start, end in snippet["highlights"]:
+        pieces += [escape(text[at:start]), f"[bold]{escape(text[start:end])}[/bold]"]
+        at = end
+    pieces.append(escape(text[at:]))
+    return f"{title}\n[dim]{''.join(pieces)}[/dim]"
 
 
 def _signal(signals: dict, name: str) -> str:

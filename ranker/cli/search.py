@@ -45,6 +45,12 @@ def search(
         typer.Option("--model", help="Model version for learned mode", show_default="the champion"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    snippets: Annotated[
+        bool,
+        typer.Option(
+            "--snippets", help="Show each hit's best-matching stretch of text, matches in bold"
+        ),
+    ] = False,
     queries: Annotated[
         Path | None,
         typer.Option("--queries", help="Search every query of a topics file (JSONL or TSV)"),
@@ -81,9 +87,10 @@ def search(
     if run is not None:
         raise BrainrankError("--run goes with --queries FILE (a batch run)")
     if server:
-        payload = _ask_server(server, query, k, mode, model)
+        payload = _ask_server(server, query, k, mode, model, snippets)
     else:
-        payload = _search_here(resolve_config(workspace, config, encoder), query, k, mode, model)
+        cfg = resolve_config(workspace, config, encoder)
+        payload = _search_here(cfg, query, k, mode, model, snippets)
     if as_json:
         print(json.dumps(payload))
         return
@@ -92,7 +99,9 @@ def search(
     out.print(results_table(payload))
 
 
-def _search_here(cfg, query: str, k: int, mode: str | None, model: str | None) -> dict:
+def _search_here(
+    cfg, query: str, k: int, mode: str | None, model: str | None, snippets: bool = False
+) -> dict:
     """Search in this process and log it (source cli), as the service would."""
     from brainrank.ranker.feedback.querylog import QueryLog
     from brainrank.ranker.retrieval.search import SearchEngine, check_mode
@@ -101,7 +110,7 @@ def _search_here(cfg, query: str, k: int, mode: str | None, model: str | None) -
         check_mode(mode)
     engine = SearchEngine(cfg)
     try:
-        result = engine.search(query, k=k, mode=mode, model=model)
+        result = engine.search(query, k=k, mode=mode, model=model, snippets=snippets)
         champion = engine.champion() if result.mode == "learned" else None
     finally:
         engine.close()
@@ -124,11 +133,15 @@ def _search_here(cfg, query: str, k: int, mode: str | None, model: str | None) -
     return result.to_dict()
 
 
-def _ask_server(url: str, query: str, k: int, mode: str | None, model: str | None) -> dict:
+def _ask_server(
+    url: str, query: str, k: int, mode: str | None, model: str | None, snippets: bool = False
+) -> dict:
     """POST /search to a running service; its errors come back as one line."""
     import httpx
 
     body = {"query": query, "k": k, "mode": mode, "model": model}
+    if snippets:  # only when asked: a service of an older brainrank knows no such field
+        body["snippets"] = True
     try:
         response = httpx.post(url.rstrip("/") + "/search", json=body, timeout=30.0)
     except httpx.HTTPError as exc:

@@ -15,6 +15,8 @@ from brainrank.index.records import Document, Hit
 if TYPE_CHECKING:
     import numpy as np
 
+    from brainrank.ranker.retrieval.snippets import Snippet
+
 
 @dataclass
 class SearchResult:
@@ -39,6 +41,7 @@ class SearchResult:
     query_vector: np.ndarray | None = None
     encoder: str | None = None
     impression_id: str | None = None
+    snippets: dict[str, Snippet] | None = None  # by doc id, when the search asked for them
 
     def top(self, k: int) -> SearchResult:
         """The same result cut to its first ``k`` hits (feature rows cut alike)."""
@@ -53,14 +56,19 @@ class SearchResult:
             "model": self.model,
             "took_ms": round(self.latency_ms, 3),
             "impression_id": self.impression_id,
-            "hits": [
-                {
-                    "rank": h.rank,
-                    "id": h.doc_id,
-                    "title": d.title if (d := self.documents.get(h.doc_id)) else None,
-                    "score": h.score,
-                    "signals": h.signals,
-                }
-                for h in self.hits
-            ],
+            "hits": [self._hit_dict(h) for h in self.hits],
         }
+
+    def _hit_dict(self, h: Hit) -> dict[str, Any]:
+        d = self.documents.get(h.doc_id)
+        out = {
+            "rank": h.rank,
+            "id": h.doc_id,
+            "title": d.title if d else None,
+            "score": h.score,
+            "signals": h.signals,
+        }
+        if self.snippets is not None:
+            found = self.snippets.get(h.doc_id)
+            out["snippet"] = found.to_dict() if found is not None else None
+        return out

@@ -152,12 +152,19 @@ class SearchEngine:
         return self.generation.candidates(query, vector, self.cfg.retrieval.candidates, fingerprint)
 
     def search(
-        self, query: str, *, k: int = 10, mode: str | None = None, model: str | None = None
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        mode: str | None = None,
+        model: str | None = None,
+        snippets: bool = False,
     ) -> SearchResult:
         """Rank the collection for ``query`` and return the top ``k`` hits with their signals.
 
         ``model`` picks a registry version for the learned mode (default: the champion;
-        ``latest`` is the newest version).
+        ``latest`` is the newest version). ``snippets`` adds each hit's query-biased snippet
+        (``retrieval.snippets``).
         """
         mode = check_mode(mode or self.default_mode())
         if k < 1:
@@ -196,6 +203,12 @@ class SearchEngine:
         idx = np.asarray([i for i, _ in kept], dtype=np.int64)
         hits = [Hit(h.doc_id, r, h.score, h.signals) for r, (_, h) in enumerate(kept, start=1)]
         vector = cand.query_vector if self.generation.vectors is not None else None
+        found = None
+        if snippets:
+            from brainrank.ranker.retrieval.snippets import make_snippet
+
+            bm25 = self.generation.bm25
+            found = {h.doc_id: make_snippet(bm25, docs[h.doc_id].text, query) for h in hits}
         return SearchResult(
             query,
             mode,
@@ -209,6 +222,7 @@ class SearchEngine:
             feature_names=names,
             query_vector=vector,
             encoder=self.generation.vectors.encoder.fingerprint if vector is not None else None,
+            snippets=found,
         )
 
     def _fuse(self, cand: Candidates, mode: str) -> tuple[np.ndarray, np.ndarray]:

@@ -52,6 +52,21 @@ class SearchRequest(BaseModel):
         str | None,
         Field(strict=True, description="Model version for the learned mode (default: champion)"),
     ] = None
+    snippets: Annotated[
+        bool,
+        Field(
+            strict=True,
+            description="Add each hit's snippet: the stretch of its text with the most query "
+            "terms, and where they are in it",
+        ),
+    ] = False
+
+
+class Snippet(BaseModel):
+    text: str
+    highlights: list[tuple[int, int]] = Field(
+        description="[start, end) character spans of the words that matched the query"
+    )
 
 
 class Hit(BaseModel):
@@ -60,6 +75,7 @@ class Hit(BaseModel):
     title: str | None
     score: float
     signals: dict[str, float]
+    snippet: Snippet | None = Field(None, description="Only when the request asked for snippets")
 
 
 class SearchResponse(BaseModel):
@@ -166,7 +182,9 @@ def create_app(cfg: Config, *, token: str | None = None, poll_seconds: float = 0
         searcher = serving.searcher
         model = _check_model(serving, body)
         t0 = time.perf_counter()
-        result = searcher.search(body.query, k=body.k, mode=body.mode, model=model)
+        result = searcher.search(
+            body.query, k=body.k, mode=body.mode, model=model, snippets=body.snippets
+        )
         qlog.record(result)
         metrics.search_seconds.labels(result.mode).observe(time.perf_counter() - t0)
         # Plain JSON types already: straight to the encoder, not through jsonable_encoder.

@@ -49,6 +49,26 @@ def test_search_json(sample_config):
     assert payload["impression_id"].isdigit()  # the CLI logs what it serves
 
 
+def test_search_snippets(sample_config):
+    ws = sample_config.workspace
+    res = run("search", "gift card", "-k", 2, "--mode", "bm25", "--snippets", "--json", "-w", ws)
+    assert res.exit_code == 0, res.output
+    hits = json.loads(res.stdout.strip().splitlines()[-1])["hits"]
+    snippets = [h["snippet"] for h in hits]
+    for s in snippets:
+        words = {s["text"][a:b].lower() for a, b in s["highlights"]}
+        assert words and words <= {"gift", "gifts", "card", "cards"}, s
+    # The table shows each snippet's words under the hit's title.
+    res = runner.invoke(
+        app,
+        ["search", "gift card", "-k", "2", "--mode", "bm25", "--snippets", "-w", str(ws)],
+        env={"COLUMNS": "400"},
+    )
+    assert res.exit_code == 0, res.output
+    first = snippets[0]["text"].strip("…").split()
+    assert " ".join(first[:4]) in res.stdout
+
+
 def test_search_table(sample_config):
     res = run("search", "gift card", "-k", 2, "--mode", "bm25", "-w", sample_config.workspace)
     assert res.exit_code == 0, res.output

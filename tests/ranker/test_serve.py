@@ -196,6 +196,7 @@ def test_health_and_readiness(served, client, api):
         {"query": "laptop will not turn on", "k": 5, "mode": "dense"},
         {"query": "gift card", "k": 4, "mode": "hybrid-rrf"},
         {"query": "stacking blocks", "k": 2, "mode": "learned", "model": "latest"},
+        {"query": "refund for a broken toy", "k": 3, "mode": "hybrid", "snippets": True},
     ],
 )
 def test_search_ranks_like_the_python_api(client, api, request_body):
@@ -214,6 +215,8 @@ def test_search_ranks_like_the_python_api(client, api, request_body):
     for g, w in zip(got_hits, want_hits, strict=True):
         assert g["score"] == pytest.approx(w["score"], rel=1e-5, abs=1e-6)
         assert g["signals"] == pytest.approx(w["signals"], rel=1e-5, abs=1e-6)
+        assert g.get("snippet") == w.get("snippet")
+        assert ("snippet" in g) == bool(request_body.get("snippets"))
 
 
 def test_document_by_id(client, api):
@@ -241,6 +244,7 @@ BAD = [
     ("post", "/search", {"json": {"query": "toy", "k": "ten"}}, 400, "k:"),
     ("post", "/search", {"json": {"query": "toy", "mode": "magic"}}, 400, "unknown mode 'magic'"),
     ("post", "/search", {"json": {"query": "toy", "top_k": 3}}, 400, "top_k: Extra inputs"),
+    ("post", "/search", {"json": {"query": "toy", "snippets": "yes"}}, 400, "snippets:"),
     ("post", "/search", {"json": ["toy"]}, 400, "body"),
     ("post", "/search", {"content": b"{not json", "headers": JSON_TYPE}, 400, "not valid JSON"),
     ("post", "/search", {}, 400, "needs a JSON object body"),
