@@ -18,7 +18,6 @@ from brainrank.debugger_ui.views.common import (
     features_frame,
     hint_on_error,
     pick_mode_and_model,
-    snippet,
     title_of,
 )
 from brainrank.index.errors import BrainrankError
@@ -75,7 +74,9 @@ def _results(ctx: Context, query: str, ranking: Ranking, k: int) -> None:
         cols[2].metric("Judged query", qid)
     # Grades (and "unjudged" in the top 10) whenever there are judgments to show or to give.
     overlay = ctx.judged is not None or ctx.writable
-    st.dataframe(_hits_frame(result, hits, grades if overlay else None), hide_index=True)
+    bm25 = ctx.engine.generation.bm25
+    frame = _hits_frame(result, hits, grades if overlay else None, bm25)
+    st.dataframe(frame, hide_index=True)
     grading.render(ctx, query, result, hits)
 
     top_ids = [h.doc_id for h in hits]
@@ -131,7 +132,11 @@ def _log_once(ctx: Context, query: str, ranking: Ranking, k: int) -> str | None:
     return impression
 
 
-def _hits_frame(result, hits, grades: dict | None) -> pd.DataFrame:
+def _hits_frame(result, hits, grades: dict | None, bm25) -> pd.DataFrame:
+    """The shown hits, each with its query-biased snippet (the stretch of its text with the
+    most query terms, ``retrieval.snippets``)."""
+    from brainrank.ranker.retrieval.snippets import make_snippet
+
     rows = []
     for h in hits:
         doc = result.documents.get(h.doc_id)
@@ -154,7 +159,7 @@ def _hits_frame(result, hits, grades: dict | None) -> pd.DataFrame:
                 "bm25 rank": h.signals.get("bm25_rank"),
                 "dense": h.signals.get("dense"),
                 "dense rank": h.signals.get("dense_rank"),
-                "snippet": snippet(doc.text) if doc else "",
+                "snippet": make_snippet(bm25, doc.text, result.query).text if doc else "",
             }
         )
         rows.append(row)

@@ -31,6 +31,9 @@ def test_search_link_shows_the_engines_ranking_and_ndcg(launch, ui_config, ui_en
     assert table["rank"].tolist() == list(range(1, 11))
     np.testing.assert_allclose(table["score"], [h.score for h in expected.hits], rtol=1e-6)
     assert table["title"].tolist() == [expected.documents[h.doc_id].title for h in expected.hits]
+    # Each snippet is the stretch of the hit's text the query matched (ranker's snippets).
+    with_snippets = ui_engine.search(QUERY, k=10, snippets=True).snippets
+    assert table["snippet"].tolist() == [with_snippets[d].text for d in table["doc_id"]]
 
     qrels = read_qrels(QRELS)
     ndcg = per_query({QID: qrels[QID]}, {QID: ranked_ids(ui_engine, QUERY)})[QID]
