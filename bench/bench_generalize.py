@@ -4,7 +4,7 @@
         [--collections scifact,nfcorpus-preprocessed,sample] [--few 150]
         [--early-stopping split,cv] [--adapt-rates 2e-5,5e-5] [--adapt-pairs 2000]
         [--adapt-variants terms,title-cloze,no-negatives,terms-no-negatives,terms-wise]
-        [--train-variants default,fixed-fusion]
+        [--train-variants default,fixed-fusion,gam,approx-ndcg,...]
 
 Every learned figure comes from ``brainrank train`` as a user runs it (``train()``: candidate
 lists, judged features, early stopping, gates on, no promotion), scored on the collection's
@@ -109,6 +109,9 @@ TRAIN_VARIANTS = {
     "single": {"ensemble": 1},
     # The encoder fine-tuned on the training queries too (`train --encoder`; issue #15 item 3).
     "encoder": {"finetune_encoder": True},
+    # Other scorers and losses for few judgments (issue #15 item 3).
+    "gam": {"scorer": "gam"},
+    "approx-ndcg": {"loss": "approx_ndcg"},
 }
 SAMPLE_CLICKS = REPO / "data" / "clicks.jsonl"
 
