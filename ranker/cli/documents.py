@@ -105,6 +105,12 @@ def ingest(
             highlight=False,
             markup=False,
         )
+    if rep.rebuilt:
+        err.print(
+            f"index: rebuilt in full, not extended by a segment: {rep.rebuilt}",
+            highlight=False,
+            markup=False,
+        )
     if rep.merged or (rep.segments or 0) > 1:
         how = f"segments merged ({rep.merged}); " if rep.merged else ""
         err.print(f"index: {how}{rep.segments} segment(s)", highlight=False, markup=False)

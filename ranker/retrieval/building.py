@@ -72,18 +72,26 @@ class Delta:
         return sum(e.live for e in self.entries) + len(self.ids)
 
 
+def full_build_reason(manifest: dict, cfg: Config) -> str | None:
+    """Why no change can be written on top of the generation ``manifest`` describes (it must
+    be rebuilt in full), or None."""
+    if manifest.get("format") != FORMAT or not is_segmented(manifest):
+        return "it was written by an older brainrank"
+    if manifest.get("bm25") != asdict(cfg.bm25):
+        return "it was built with other [bm25] settings than the config's"
+    if manifest.get("passages") != passage_settings(cfg):
+        return "it was built with other passage settings than the config's"
+    if not manifest.get("documents"):
+        return "it holds no documents"
+    return None
+
+
 def plan_delta(
     prev_dir: Path, manifest: dict, cfg: Config, changed: Sequence[str], deleted: Sequence[str]
 ) -> Delta | None:
     """How to write the change on top of the generation in ``prev_dir``; None when it needs a
-    full build (an older format, other keyword or passage settings, or damage)."""
-    if (
-        manifest.get("format") != FORMAT
-        or not is_segmented(manifest)
-        or manifest.get("bm25") != asdict(cfg.bm25)
-        or manifest.get("passages") != passage_settings(cfg)
-        or not manifest.get("documents")
-    ):
+    full build (``full_build_reason``, or damage)."""
+    if full_build_reason(manifest, cfg) is not None:
         return None
     try:
         # What is read (document lists, tombstones) is hashed; what is only linked gets the

@@ -34,6 +34,7 @@ from brainrank.ranker.retrieval.building import (
     FORMAT,
     build_delta,
     build_full,
+    full_build_reason,
     merge_choice,
     new_manifest,
     plan_delta,
@@ -59,6 +60,9 @@ class IngestReport:
     vector_recall: dict | None = None  # the approximate vector index's measured recall
     segments: int | None = None  # segments of the generation written
     merged: str | None = None  # "small" or "all" when the ingest merged segments
+    # Why the index was rebuilt in full rather than extended by a segment (None: it was
+    # extended, or there was nothing to extend, or `reindex` asked for it).
+    rebuilt: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -126,8 +130,16 @@ def update_indexes(
                 )
                 prev_dir = None if rebuild or previous is None else ws.generation_dir(previous)
                 delta = None
-                if prev_dir is not None and base.get("store_version") == built_from:
+                if prev_dir is not None:
+                    report.rebuilt = (
+                        "the document store changed after it was built"
+                        if base.get("store_version") != built_from
+                        else full_build_reason(base, cfg)
+                    )
+                if prev_dir is not None and report.rebuilt is None:
                     delta = plan_delta(prev_dir, base, cfg, counts.written, list(delete_ids))
+                    if delta is None:
+                        report.rebuilt = "one of its files could not be read"
                 _write_generation(
                     ws.generation_dir(number),
                     store,
@@ -162,7 +174,10 @@ def _write_generation(target, store, cfg, manifest, prev_dir, delta, encoder, pr
                 build_delta(target, store, cfg, manifest, delta, choice, encoder, progress, report)
                 return
             except DamagedArtifactError:
-                pass  # a segment to merge is damaged: everything is rebuilt from the store
+                # A segment to merge is damaged: everything is rebuilt from the store.
+                report.rebuilt = "a segment to merge is damaged"
+        else:
+            report.rebuilt = "it was embedded by another encoder"
     build_full(target, store, cfg, manifest, prev_dir, encoder, progress, report)
 
 
@@ -210,10 +225,10 @@ def optimize_indexes(ws: Workspace, cfg: Config, progress: Progress | None = Non
                 return report
             delta = plan_delta(prev_dir, base, cfg, (), ())
             if delta is None or not delta.live:
+                why = full_build_reason(base, cfg) or "one of its files could not be read"
                 raise BrainrankError(
-                    f"generation {previous} cannot be merged: it was built with other [bm25] or "
-                    "[encoder] passage settings than the config's, or it is damaged; run "
-                    "`brainrank reindex` to rebuild it"
+                    f"generation {previous} cannot be merged: {why}; run `brainrank reindex` "
+                    "to rebuild it"
                 )
             number = _free_number(ws)
             manifest = new_manifest(

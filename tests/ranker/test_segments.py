@@ -170,7 +170,7 @@ def test_a_small_ingest_leaves_the_main_segment_untouched(cfg, encoder, sample_d
         dataclasses.replace(sample_docs[5], text="Completely rewritten.")
     ])  # fmt: skip
     assert (rep.added, rep.updated, rep.embedded, rep.reused_embeddings) == (3, 1, 4, 603)
-    assert rep.segments == 2 and rep.merged is None
+    assert rep.segments == 2 and rep.merged is None and rep.rebuilt is None
     after = ws.generation_dir(rep.generation) / "segments" / "seg-000001"
     for rel, stat in stats.items():
         now = (after / rel).stat()
@@ -262,13 +262,30 @@ def test_a_workspace_indexed_before_text_folding_is_rebuilt_with_it(cfg, encoder
     unfolded = dataclasses.replace(cfg, bm25=dataclasses.replace(cfg.bm25, normalize="none"))
     rep = ingest(unfolded, encoder, [variant(sample_docs[0], "before")])
     assert (rep.segments, rep.embedded) == (1, 1)  # other BM25 settings: a full build
+    assert rep.rebuilt == "it was built with other [bm25] settings than the config's"
     assert ws.manifest(rep.generation)["bm25"]["normalize"] == "none"
     wide, plain = "Ｒｏａｄｓｉｇｈｔ ＸＲ-２２００", "Roadsight XR-2200"
     found = by_id(SearchEngine(unfolded, encoder=encoder), plain, "bm25", 5)
     assert "d225" in {d for d, _ in found}
     assert not SearchEngine(unfolded, encoder=encoder).search(wide, k=5, mode="bm25").hits
+    rep = ingest(unfolded, encoder, [variant(sample_docs[3], "unfolded")])
+    assert (rep.segments, rep.rebuilt) == (2, None)  # same settings: a segment more
+    # Two segments tokenized another way cannot be merged under the default settings.
+    from typer.testing import CliRunner
+
+    from brainrank.ranker.cli.app import app
+
+    res = CliRunner().invoke(app, ["optimize", "-w", str(cfg.workspace)])
+    assert res.exit_code == 1
+    assert (
+        "cannot be merged: it was built with other [bm25] settings than the config's; run "
+        "`brainrank reindex`" in " ".join(res.output.split())
+    )
     rep = ingest(cfg, encoder, [variant(sample_docs[1], "after")])
     assert (rep.segments, rep.embedded) == (1, 1)
+    assert rep.rebuilt == "it was built with other [bm25] settings than the config's"
+    rep = ingest(cfg, encoder, [variant(sample_docs[2], "later")])
+    assert (rep.segments, rep.rebuilt) == (2, None)  # extended by a segment again
     assert ws.manifest(rep.generation)["bm25"]["normalize"] == "nfkc"
     engine = SearchEngine(cfg, encoder=encoder)
     same_ranking(by_id(engine, wide, "bm25", 5), by_id(engine, plain, "bm25", 5))
