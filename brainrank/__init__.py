@@ -29,7 +29,7 @@ from brainrank.index.errors import BrainrankError, IndexMismatchError, InputErro
 from brainrank.index.records import Document, Hit  # noqa: E402
 from brainrank.ranker.config import Config, load_config  # noqa: E402
 from brainrank.ranker.engine import Engine, open  # noqa: E402
-from brainrank.ranker.retrieval.result import SearchResult  # noqa: E402
+from brainrank.ranker.retrieval.result import SearchResult, Snippet  # noqa: E402
 
 __version__ = "0.2.0"
 
@@ -42,6 +42,7 @@ __all__ = [
     "IndexMismatchError",
     "InputError",
     "SearchResult",
+    "Snippet",
     "__version__",
     "load_config",
     "open",

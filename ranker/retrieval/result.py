@@ -15,7 +15,16 @@ from brainrank.index.records import Document, Hit
 if TYPE_CHECKING:
     import numpy as np
 
-    from brainrank.ranker.retrieval.snippets import Snippet
+
+@dataclass(frozen=True)
+class Snippet:
+    """The stretch of a hit's text that matched its query (``retrieval.snippets``)."""
+
+    text: str
+    highlights: tuple[tuple[int, int], ...]  # [start, end) of each matched word in ``text``
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "highlights": [list(span) for span in self.highlights]}
 
 
 @dataclass

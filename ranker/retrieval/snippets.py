@@ -12,22 +12,13 @@ dense retriever) shows its text's beginning, with no highlights.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from brainrank.ranker.retrieval.matches import WORD
+from brainrank.ranker.retrieval.result import Snippet
 
 SNIPPET_CHARS = 240
 ELLIPSIS = "…"
 _SPACE = re.compile(r"\s+")
-
-
-@dataclass(frozen=True)
-class Snippet:
-    text: str
-    highlights: tuple[tuple[int, int], ...]  # [start, end) of each matched word in ``text``
-
-    def to_dict(self) -> dict:
-        return {"text": self.text, "highlights": [list(span) for span in self.highlights]}
 
 
 def make_snippet(bm25, text: str, query: str, chars: int = SNIPPET_CHARS) -> Snippet:
