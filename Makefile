@@ -27,7 +27,7 @@ demo: install
 	$(RUN) train --queries data/queries.jsonl --qrels data/qrels-train.txt \
 		--clicks data/clicks.jsonl --workspace $(DEMO_WS)
 	$(RUN) search "car parts for sale" --workspace $(DEMO_WS) -k 5
-	$(RUN) search "laptop won't turn on" --workspace $(DEMO_WS) -k 5
+	$(RUN) search "laptop won't turn on" --workspace $(DEMO_WS) -k 3 --snippets
 	$(RUN) search "money back if I change my mind" --workspace $(DEMO_WS) -k 5
 	@echo "Test queries (never trained on): every fixed mode against the learned model"
 	$(RUN) eval --queries data/queries.jsonl --qrels data/qrels-test.txt \
