@@ -12,6 +12,7 @@ dense retriever) shows its text's beginning, with no highlights.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from brainrank.ranker.retrieval.matches import WORD
 from brainrank.ranker.retrieval.result import Snippet
@@ -39,15 +40,9 @@ def make_snippet(bm25, text: str, query: str, chars: int = SNIPPET_CHARS) -> Sni
         start, end = 0, _cut_end(text, 0, chars)
         return Snippet(_dress(text, start, end), ())
 
-    # The best window: anchored at each matched word, every match that ends within ``chars``.
-    best, best_key = (0, 0), (-1, -1)
-    for j, first in enumerate(matched):
-        limit = spans[first][0] + chars
-        inside = [m for m in matched[j:] if spans[m][1] <= limit]
-        key = (len({stems[text[slice(*spans[m])]] for m in inside}), len(inside))
-        if key > best_key:
-            best, best_key = (first, inside[-1]), key
-    left, right = spans[best[0]][0], spans[best[1]][1]
+    found = [(*spans[m], stems[text[slice(*spans[m])]]) for m in matched]
+    i, k = best_window(found, chars)
+    left, right = found[i][0], found[k][1]
     # Context around the matches: a third of the room before them, the rest after.
     room = max(chars - (right - left), 0)
     start = _cut_start(text, max(left - room // 3, 0), left)
@@ -60,6 +55,28 @@ def make_snippet(bm25, text: str, query: str, chars: int = SNIPPET_CHARS) -> Sni
         if a >= start and b <= end
     )
     return Snippet(_dress(text, start, end), highlights)
+
+
+def best_window(matches: list[tuple[int, int, str]], chars: int) -> tuple[int, int]:
+    """The first and last of the ``matches`` ((start, end, term), in text order) that the best
+    window holds: anchored at a match, every match ending within ``chars`` characters of its
+    start; the most distinct terms win, then the most matches, then the earliest. Two pointers,
+    so a long text with many matches costs linear time."""
+    inside: Counter[str] = Counter()  # terms of matches[j:r]
+    best, best_key, r = (0, 0), (0, 0), 0
+    for j, (start, _, term) in enumerate(matches):
+        r = max(r, j)
+        while r < len(matches) and matches[r][1] <= start + chars:
+            inside[matches[r][2]] += 1
+            r += 1
+        key = (len(inside), r - j)
+        if key > best_key:
+            best, best_key = (j, r - 1), key
+        if r > j:  # matches[j] leaves the window
+            inside[term] -= 1
+            if not inside[term]:
+                del inside[term]
+    return best
 
 
 def _cut_start(text: str, at: int, limit: int) -> int:

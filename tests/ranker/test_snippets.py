@@ -3,11 +3,12 @@ the sample workspace."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from brainrank.index.bm25 import BM25Index
 from brainrank.ranker.retrieval.matches import WORD
-from brainrank.ranker.retrieval.snippets import ELLIPSIS, make_snippet
+from brainrank.ranker.retrieval.snippets import ELLIPSIS, best_window, make_snippet
 
 FILLER = "Our stores open at nine and close at six on weekdays. " * 4
 TEXT = (
@@ -88,3 +89,35 @@ def test_search_adds_snippets_only_when_asked(sample_config):
             assert snippet["highlights"], hit  # a BM25 hit has a matching word
             words = [snippet["text"][a:b] for a, b in snippet["highlights"]]
             assert set(engine.searcher.generation.bm25.stem(words)) <= terms
+
+
+def brute_force_window(matches, chars):
+    """What ``best_window`` must return, by trying every anchor (quadratic)."""
+    best, best_key = (0, 0), (0, 0)
+    for j, (start, _, _) in enumerate(matches):
+        inside = [k for k in range(j, len(matches)) if matches[k][1] <= start + chars]
+        key = (len({matches[k][2] for k in inside}), len(inside))
+        if inside and key > best_key:
+            best, best_key = (j, inside[-1]), key
+    return best
+
+
+def test_the_window_is_the_best_of_every_anchor():
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        n = int(rng.integers(1, 60))
+        lengths = rng.integers(2, 12, size=n)  # words in text order, a space or more apart
+        starts = np.concatenate([[0], np.cumsum(lengths[:-1] + rng.integers(1, 20, size=n - 1))])
+        terms = rng.choice(["a", "b", "c", "d"], size=n)
+        matches = [
+            (int(s), int(s + w), str(t)) for s, w, t in zip(starts, lengths, terms, strict=True)
+        ]
+        chars = int(rng.integers(5, 150))
+        assert best_window(matches, chars) == brute_force_window(matches, chars), trial
+
+
+def test_a_long_text_with_many_matches(bm25):
+    text = "refund delivery " * 12_000  # 192,000 characters, 24,000 matches
+    s = make_snippet(bm25, text, "refund delivery", chars=60)
+    assert s.text.startswith("refund delivery") and s.text.endswith(ELLIPSIS)
+    assert [s.text[a:b] for a, b in s.highlights] == s.text.removesuffix(ELLIPSIS).split()
