@@ -219,6 +219,26 @@ def test_search_ranks_like_the_python_api(client, api, request_body):
         assert ("snippet" in g) == bool(request_body.get("snippets"))
 
 
+@pytest.mark.parametrize("snippets", [False, True])
+def test_the_cli_asks_the_service(served, api, snippets):
+    """`brainrank search --server URL` prints what the service answers: the Python API's
+    ranking, with snippets only when asked for."""
+    from typer.testing import CliRunner
+
+    from brainrank.ranker.cli.app import app
+
+    args = ["search", "refund for a broken toy", "--server", served.url, "-k", "3"]
+    args += ["--mode", "bm25", "--json"] + (["--snippets"] if snippets else [])
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    want = api.search("refund for a broken toy", k=3, mode="bm25", snippets=snippets).to_dict()
+    assert [h["id"] for h in got["hits"]] == [h["id"] for h in want["hits"]]
+    assert [h.get("snippet") for h in got["hits"]] == [h.get("snippet") for h in want["hits"]]
+    assert all(("snippet" in h) == snippets for h in got["hits"])
+    assert got["impression_id"].isdigit()  # the service logged it
+
+
 def test_document_by_id(client, api):
     doc = api.document("d001")
     got = client.get("/documents/d001").json()
