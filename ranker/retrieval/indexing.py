@@ -30,16 +30,14 @@ from brainrank.index.store import DocumentStore
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
 from brainrank.ranker.progress import Progress
-from brainrank.ranker.retrieval.building import (
+from brainrank.ranker.retrieval.building import build_delta, build_full, new_manifest
+from brainrank.ranker.retrieval.layout import is_segmented, read_layout
+from brainrank.ranker.retrieval.planning import (
     FORMAT,
-    build_delta,
-    build_full,
     full_build_reason,
     merge_choice,
-    new_manifest,
     plan_delta,
 )
-from brainrank.ranker.retrieval.layout import is_segmented, read_layout
 from brainrank.ranker.retrieval.verify import verify_generation
 
 
