@@ -32,6 +32,7 @@ class SegmentedVectors:
         main = self._parts[0]
         self.encoder, self.params = main.encoder, main.params
         self.kind, self.quantizer, self.recall = main.kind, main.quantizer, main.recall
+        self.effort = main.effort
         counts = live.gather([p.passage_counts() for p in self._parts])
         self._ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._embeddings: np.ndarray | None = None

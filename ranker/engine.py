@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,7 @@ class Engine:
         *,
         log: bool = False,
         snippets: bool = False,
+        where: str | Sequence[str] | None = None,
     ) -> SearchResult:
         """The top ``k`` documents for ``query``.
 
@@ -68,9 +69,13 @@ class Engine:
         learned once a model is promoted, else hybrid); ``model`` a registry version for the
         learned mode (default: the champion; ``latest`` is the newest version). With
         ``snippets``, ``result.snippets`` holds each hit's query-biased snippet: the stretch of
-        its text with the most query terms, and where they are in it.
+        its text with the most query terms, and where they are in it. ``where`` keeps the
+        hits to documents meeting every condition on the timestamp or a numeric field:
+        ``where=["price < 30", "timestamp >= 2025-01-01"]`` (also ``timestamp > now-30d``).
         """
-        result = self.searcher.search(query, k=k, mode=mode, model=model, snippets=snippets)
+        result = self.searcher.search(
+            query, k=k, mode=mode, model=model, snippets=snippets, where=where
+        )
         if log:
             self._query_log().record(result)
         return result
@@ -83,15 +88,18 @@ class Engine:
         model: str | None = None,
         *,
         log: bool = False,
+        where: str | Sequence[str] | None = None,
     ) -> list[SearchResult] | dict[str, SearchResult]:
-        """Search each query; a mapping of query id to text gives a dict by the same ids."""
+        """Search each query (all with the same ``where`` filters); a mapping of query id to
+        text gives a dict by the same ids."""
         if isinstance(queries, str):
             raise InputError("search_many takes a list of queries; use search for one query")
         if isinstance(queries, Mapping):
             return {
-                qid: self.search(text, k, mode, model, log=log) for qid, text in queries.items()
+                qid: self.search(text, k, mode, model, log=log, where=where)
+                for qid, text in queries.items()
             }
-        return [self.search(text, k, mode, model, log=log) for text in queries]
+        return [self.search(text, k, mode, model, log=log, where=where) for text in queries]
 
     def explain(
         self,

@@ -28,8 +28,11 @@ def results_table(result: dict) -> Table:
             _signal(h["signals"], "bm25"),
             _signal(h["signals"], "dense"),
         )
+    filters = result.get("filters")
+    if filters:
+        table.caption = "where " + escape(" and ".join(filters))
     if not result["hits"]:
-        table.caption = "no documents matched"
+        table.caption = "no documents matched" + (f" ({table.caption})" if filters else "")
     return table
 
 

@@ -51,6 +51,14 @@ def search(
             "--snippets", help="Show each hit's best-matching stretch of text, matches in bold"
         ),
     ] = False,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            help="Only documents meeting this condition on the timestamp or a numeric field, "
+            "such as 'price < 30' or 'timestamp >= 2025-01-01' (repeat: all must hold)",
+        ),
+    ] = None,
     queries: Annotated[
         Path | None,
         typer.Option("--queries", help="Search every query of a topics file (JSONL or TSV)"),
@@ -83,14 +91,14 @@ def search(
         if run is None:
             raise BrainrankError("--queries needs --run OUT, the TREC run file to write")
         cfg = resolve_config(workspace, config, encoder)
-        return _batch(cfg, queries, run, k, mode, model)
+        return _batch(cfg, queries, run, k, mode, model, where)
     if run is not None:
         raise BrainrankError("--run goes with --queries FILE (a batch run)")
     if server:
-        payload = _ask_server(server, query, k, mode, model, snippets)
+        payload = _ask_server(server, query, k, mode, model, snippets, where)
     else:
         cfg = resolve_config(workspace, config, encoder)
-        payload = _search_here(cfg, query, k, mode, model, snippets)
+        payload = _search_here(cfg, query, k, mode, model, snippets, where)
     if as_json:
         print(json.dumps(payload))
         return
@@ -100,7 +108,13 @@ def search(
 
 
 def _search_here(
-    cfg, query: str, k: int, mode: str | None, model: str | None, snippets: bool = False
+    cfg,
+    query: str,
+    k: int,
+    mode: str | None,
+    model: str | None,
+    snippets: bool = False,
+    where: list[str] | None = None,
 ) -> dict:
     """Search in this process and log it (source cli), as the service would."""
     from brainrank.ranker.feedback.querylog import QueryLog
@@ -110,7 +124,7 @@ def _search_here(
         check_mode(mode)
     engine = SearchEngine(cfg)
     try:
-        result = engine.search(query, k=k, mode=mode, model=model, snippets=snippets)
+        result = engine.search(query, k=k, mode=mode, model=model, snippets=snippets, where=where)
         champion = engine.champion() if result.mode == "learned" else None
     finally:
         engine.close()
@@ -134,7 +148,13 @@ def _search_here(
 
 
 def _ask_server(
-    url: str, query: str, k: int, mode: str | None, model: str | None, snippets: bool = False
+    url: str,
+    query: str,
+    k: int,
+    mode: str | None,
+    model: str | None,
+    snippets: bool = False,
+    where: list[str] | None = None,
 ) -> dict:
     """POST /search to a running service; its errors come back as one line."""
     import httpx
@@ -142,6 +162,8 @@ def _ask_server(
     body = {"query": query, "k": k, "mode": mode, "model": model}
     if snippets:  # only when asked: a service of an older brainrank knows no such field
         body["snippets"] = True
+    if where:
+        body["where"] = list(where)
     try:
         response = httpx.post(url.rstrip("/") + "/search", json=body, timeout=30.0)
     except httpx.HTTPError as exc:
@@ -156,7 +178,15 @@ def _ask_server(
     return payload
 
 
-def _batch(cfg, queries: Path, run: Path, k: int, mode: str | None, model: str | None) -> None:
+def _batch(
+    cfg,
+    queries: Path,
+    run: Path,
+    k: int,
+    mode: str | None,
+    model: str | None,
+    where: list[str] | None = None,
+) -> None:
     """Search every query of ``queries`` and write the TREC run ``run`` (atomically)."""
     from brainrank.index.atomic import write_text_atomic
     from brainrank.ranker.evaluation import read_queries
@@ -174,7 +204,7 @@ def _batch(cfg, queries: Path, run: Path, k: int, mode: str | None, model: str |
     try:
         with progress().task("Searching", len(topics)) as advance:
             for qid, text in topics.items():
-                result = engine.search(text, k=k, mode=mode, model=model)
+                result = engine.search(text, k=k, mode=mode, model=model, where=where)
                 tag = f"brainrank-{result.mode}"
                 lines += [f"{qid} Q0 {h.doc_id} {h.rank} {h.score:.6f} {tag}" for h in result.hits]
                 advance(1)

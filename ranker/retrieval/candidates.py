@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,21 +74,46 @@ class Generation:
     def __len__(self) -> int:
         return len(self.doc_ids)
 
-    def keyword_top(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """All BM25 scores and the positions of the top ``n`` documents with a positive score."""
+    def keyword_top(
+        self, query: str, n: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """All BM25 scores and the positions of the top ``n`` documents with a positive score
+        (among the ``allowed`` ones, a bool per position, when given)."""
         scores = self.bm25.scores(query)
-        return scores, top_positive(scores, n)
+        if allowed is None:
+            return scores, top_positive(scores, n)
+        return scores, top_positive(np.where(allowed, scores, 0), n)
+
+    def dense_top(
+        self,
+        query_vector: np.ndarray,
+        n: int,
+        encoder_fingerprint: str | None,
+        allowed: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Positions of the ``n`` documents nearest ``query_vector`` (among the ``allowed``)."""
+        if allowed is None:
+            _, ids = self.vectors.search(query_vector, n, encoder_fingerprint=encoder_fingerprint)
+            return ids[0][ids[0] >= 0]
+        return filtered_dense_top(self.vectors, query_vector, n, encoder_fingerprint, allowed)
 
     def candidates(
-        self, query: str, query_vector: np.ndarray | None, n: int, encoder_fingerprint: str | None
+        self,
+        query: str,
+        query_vector: np.ndarray | None,
+        n: int,
+        encoder_fingerprint: str | None,
+        allowed: np.ndarray | None = None,
     ) -> Candidates:
-        """Union of the top ``n`` keyword and top ``n`` dense documents with both signals."""
-        bm25_all, bm25_top = self.keyword_top(query, n)
+        """Union of the top ``n`` keyword and top ``n`` dense documents with both signals;
+        with ``allowed`` (a bool per position, ``filters.matching``), of those documents only."""
+        if allowed is not None and allowed.all():
+            allowed = None  # a filter every document meets: the unfiltered search
+        bm25_all, bm25_top = self.keyword_top(query, n, allowed)
         if query_vector is None:
             dense_top = np.zeros(0, dtype=np.int64)
         else:
-            _, ids = self.vectors.search(query_vector, n, encoder_fingerprint=encoder_fingerprint)
-            dense_top = ids[0][ids[0] >= 0]
+            dense_top = self.dense_top(query_vector, n, encoder_fingerprint, allowed)
         positions = np.unique(np.concatenate([bm25_top, dense_top]).astype(np.int64))
         dense = (
             self.vectors.similarity(query_vector, positions)
@@ -122,6 +148,47 @@ def top_positive(scores: np.ndarray, n: int, stride: int = 16) -> np.ndarray:
         values = scores[matched]
         matched = matched[values >= np.partition(values, len(values) - n)[len(values) - n]]
     return matched[np.lexsort((matched, -scores[matched]))][:n]
+
+
+# A filter that leaves at most this many documents is searched exactly: a few milliseconds,
+# and an approximate index would have to walk past every document the filter removed.
+EXACT_FILTERED_DOCS = 20_000
+
+
+def filtered_dense_top(
+    vectors, query_vector: np.ndarray, n: int, fingerprint: str | None, allowed: np.ndarray
+) -> np.ndarray:
+    """The ``n`` nearest documents among the ``allowed`` positions, best first.
+
+    Few documents left: exact cosine with each one's best passage. Many: the approximate
+    index searched deep enough that ``n`` allowed documents are expected among its hits (the
+    depth scaled by the share allowed, doubled while too few turn up), exact as the last resort.
+    An HNSW graph explores at least as many nodes as the effort it was calibrated to, divided
+    by the share allowed, so the allowed documents it finds are as near as an unfiltered
+    search's.
+    """
+    live = np.flatnonzero(allowed)
+    n = min(n, len(live))
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if len(live) > EXACT_FILTERED_DOCS:
+        scale = vectors.size / len(live)
+        depth = math.ceil(n * scale * 1.5)
+        if vectors.kind == "hnsw" and vectors.effort:
+            depth = max(depth, math.ceil(vectors.effort * scale))
+        depth = min(vectors.size, depth)
+        while True:
+            _, ids = vectors.search(query_vector, depth, encoder_fingerprint=fingerprint)
+            found = ids[0][ids[0] >= 0]
+            found = found[allowed[found]]
+            if len(found) >= n:
+                return found[:n]
+            if depth >= vectors.size:
+                break
+            depth = min(vectors.size, depth * 2)
+    vectors.check_encoder(fingerprint)
+    sims = vectors.similarity(query_vector, live)
+    return live[np.lexsort((live, -sims))][:n]
 
 
 def _load_flat(directory: Path) -> Loaded:

@@ -51,6 +51,7 @@ class SearchResult:
     encoder: str | None = None
     impression_id: str | None = None
     snippets: dict[str, Snippet] | None = None  # by doc id, when the search asked for them
+    filters: tuple[str, ...] = ()  # the conditions every hit met (``retrieval.filters``)
 
     def top(self, k: int) -> SearchResult:
         """The same result cut to its first ``k`` hits (feature rows cut alike)."""
@@ -65,6 +66,7 @@ class SearchResult:
             "model": self.model,
             "took_ms": round(self.latency_ms, 3),
             "impression_id": self.impression_id,
+            **({"filters": list(self.filters)} if self.filters else {}),
             "hits": [self._hit_dict(h) for h in self.hits],
         }
 

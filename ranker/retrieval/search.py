@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
 from brainrank.ranker.encoding.loading import encoder_path_for, load_query_encoder
 from brainrank.ranker.retrieval.candidates import Candidates, Generation
+from brainrank.ranker.retrieval.filters import matching, parse_filters
 from brainrank.ranker.retrieval.fusion import minmax, order, rrf
 from brainrank.ranker.retrieval.result import SearchResult
 from brainrank.ranker.retrieval.verify import verify_generation
@@ -142,14 +144,18 @@ class SearchEngine:
             )
         return query.strip()
 
-    def candidates(self, query: str, mode: str = "hybrid") -> Candidates:
-        """The candidate set and raw signals behind a search (for features and the debugger)."""
+    def candidates(
+        self, query: str, mode: str = "hybrid", allowed: np.ndarray | None = None
+    ) -> Candidates:
+        """The candidate set and raw signals behind a search (for features and the debugger);
+        ``allowed`` (``matching``) keeps it to the documents a filter lets through."""
         query = self.validate_query(query)
         vector = None
         if check_mode(mode) != "bm25":  # learned mode ranks the hybrid candidates
             vector = self.encoder.encode([query])[0]
         fingerprint = self._encoder.fingerprint if self._encoder is not None else None
-        return self.generation.candidates(query, vector, self.cfg.retrieval.candidates, fingerprint)
+        n = self.cfg.retrieval.candidates
+        return self.generation.candidates(query, vector, n, fingerprint, allowed)
 
     def search(
         self,
@@ -159,23 +165,28 @@ class SearchEngine:
         mode: str | None = None,
         model: str | None = None,
         snippets: bool = False,
+        where: str | Sequence[str] | None = None,
     ) -> SearchResult:
         """Rank the collection for ``query`` and return the top ``k`` hits with their signals.
 
         ``model`` picks a registry version for the learned mode (default: the champion;
         ``latest`` is the newest version). ``snippets`` adds each hit's query-biased snippet
-        (``retrieval.snippets``).
+        (``retrieval.snippets``). ``where``: conditions on the timestamp and numeric fields
+        that every hit must meet, such as ``["price < 30", "timestamp >= 2025-01-01"]``
+        (``retrieval.filters``).
         """
         mode = check_mode(mode or self.default_mode())
         if k < 1:
             raise InputError(f"k must be at least 1, not {k}")
+        conditions = parse_filters(where)
         # Load what the mode needs first: latency_ms is the search, not a cold start.
         if mode == "learned":
             self.model(model)
         if mode != "bm25":
             self.encoder  # noqa: B018 (loads on first use)
         t0 = time.perf_counter()
-        cand = self.candidates(query, mode)
+        allowed = matching(conditions, self.generation.doc_meta, len(self.generation))
+        cand = self.candidates(query, mode, allowed)
         features = names = version = in_domain = None
         if mode == "learned":
             learned, extractor = self.model(model)
@@ -223,6 +234,7 @@ class SearchEngine:
             query_vector=vector,
             encoder=self.generation.vectors.encoder.fingerprint if vector is not None else None,
             snippets=found,
+            filters=tuple(c.text for c in conditions),
         )
 
     def _fuse(self, cand: Candidates, mode: str) -> tuple[np.ndarray, np.ndarray]:

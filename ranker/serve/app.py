@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from brainrank.index.errors import InputError
 from brainrank.ranker.config import Config, load_config
 from brainrank.ranker.feedback.fields import parse_time
+from brainrank.ranker.retrieval.filters import MAX_FILTERS
 from brainrank.ranker.serve.errors import BodyLimit, Observe, install_handlers
 from brainrank.ranker.serve.holder import EngineHolder, Serving
 from brainrank.ranker.serve.metrics import Metrics
@@ -60,6 +61,14 @@ class SearchRequest(BaseModel):
             "terms, and where they are in it",
         ),
     ] = False
+    where: Annotated[
+        list[Annotated[str, Field(strict=True)]] | None,
+        Field(
+            max_length=MAX_FILTERS,
+            description="Conditions every hit must meet, on the timestamp or a numeric field: "
+            '["price < 30", "timestamp >= 2025-01-01"] (also "timestamp > now-30d")',
+        ),
+    ] = None
 
 
 class Snippet(BaseModel):
@@ -84,6 +93,7 @@ class SearchResponse(BaseModel):
     model: str | None
     took_ms: float
     impression_id: str | None = Field(description="For POST /feedback; null when not logged")
+    filters: list[str] | None = Field(None, description="Only when the request had `where`")
     hits: list[Hit]
 
 
@@ -183,7 +193,12 @@ def create_app(cfg: Config, *, token: str | None = None, poll_seconds: float = 0
         model = _check_model(serving, body)
         t0 = time.perf_counter()
         result = searcher.search(
-            body.query, k=body.k, mode=body.mode, model=model, snippets=body.snippets
+            body.query,
+            k=body.k,
+            mode=body.mode,
+            model=model,
+            snippets=body.snippets,
+            where=body.where,
         )
         qlog.record(result)
         metrics.search_seconds.labels(result.mode).observe(time.perf_counter() - t0)

@@ -69,6 +69,29 @@ def test_search_snippets(sample_config):
     assert " ".join(first[:4]) in res.stdout
 
 
+def test_search_where(sample_config, sample_docs):
+    ws = sample_config.workspace
+    res = run(
+        "search", "charger", "--mode", "hybrid", "--where", "price < 30", "--where",
+        "timestamp >= 2024-01-01", "--json", "-w", ws,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout.strip().splitlines()[-1])
+    assert payload["filters"] == ["price < 30", "timestamp >= 2024-01-01"]
+    docs = {d.doc_id: d for d in sample_docs}
+    assert len(payload["hits"]) == 10
+    for h in payload["hits"]:
+        doc = docs[h["id"]]
+        assert doc.fields["price"] < 30 and doc.timestamp.year >= 2024, h["id"]
+    res = runner.invoke(
+        app,
+        ["search", "charger", "--where", "price < 0", "-w", str(ws)],
+        env={"COLUMNS": "200"},
+    )
+    assert res.exit_code == 0, res.output
+    assert "no documents matched (where price < 0)" in res.stdout
+
+
 def test_search_table(sample_config):
     res = run("search", "gift card", "-k", 2, "--mode", "bm25", "-w", sample_config.workspace)
     assert res.exit_code == 0, res.output
@@ -82,6 +105,8 @@ def test_search_table(sample_config):
         (["search", "x" * 5000], "limit is 2000"),
         (["search", "refund", "--mode", "magic"], "unknown mode 'magic'"),
         (["search", "refund", "-k", "0"], "-k 0 is out of range"),
+        (["search", "refund", "--where", "price <"], "write FIELD OP VALUE"),
+        (["search", "refund", "--where", "size < 3"], "cannot filter on 'size'"),
         (["search", "refund", "-k", "1001"], "-k 1001 is out of range"),
         (["search"], "give a QUERY"),
         (["search", "refund", "--queries", DATA / "queries.jsonl"], "give a QUERY"),

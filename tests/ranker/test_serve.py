@@ -197,6 +197,7 @@ def test_health_and_readiness(served, client, api):
         {"query": "gift card", "k": 4, "mode": "hybrid-rrf"},
         {"query": "stacking blocks", "k": 2, "mode": "learned", "model": "latest"},
         {"query": "refund for a broken toy", "k": 3, "mode": "hybrid", "snippets": True},
+        {"query": "charger", "k": 5, "mode": "hybrid", "where": ["price < 30", "rating >= 4"]},
     ],
 )
 def test_search_ranks_like_the_python_api(client, api, request_body):
@@ -219,23 +220,28 @@ def test_search_ranks_like_the_python_api(client, api, request_body):
         assert ("snippet" in g) == bool(request_body.get("snippets"))
 
 
-@pytest.mark.parametrize("snippets", [False, True])
-def test_the_cli_asks_the_service(served, api, snippets):
+@pytest.mark.parametrize(
+    ("snippets", "where"), [(False, None), (True, None), (False, "price < 30")]
+)
+def test_the_cli_asks_the_service(served, api, snippets, where):
     """`brainrank search --server URL` prints what the service answers: the Python API's
-    ranking, with snippets only when asked for."""
+    ranking, with snippets only when asked for, under the filters given."""
     from typer.testing import CliRunner
 
     from brainrank.ranker.cli.app import app
 
     args = ["search", "refund for a broken toy", "--server", served.url, "-k", "3"]
     args += ["--mode", "bm25", "--json"] + (["--snippets"] if snippets else [])
+    args += ["--where", where] if where else []
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     got = json.loads(res.stdout.strip().splitlines()[-1])
-    want = api.search("refund for a broken toy", k=3, mode="bm25", snippets=snippets).to_dict()
+    query = "refund for a broken toy"
+    want = api.search(query, k=3, mode="bm25", snippets=snippets, where=where).to_dict()
     assert [h["id"] for h in got["hits"]] == [h["id"] for h in want["hits"]]
     assert [h.get("snippet") for h in got["hits"]] == [h.get("snippet") for h in want["hits"]]
     assert all(("snippet" in h) == snippets for h in got["hits"])
+    assert got.get("filters") == want.get("filters") == ([where] if where else None)
     assert got["impression_id"].isdigit()  # the service logged it
 
 
@@ -265,6 +271,16 @@ BAD = [
     ("post", "/search", {"json": {"query": "toy", "mode": "magic"}}, 400, "unknown mode 'magic'"),
     ("post", "/search", {"json": {"query": "toy", "top_k": 3}}, 400, "top_k: Extra inputs"),
     ("post", "/search", {"json": {"query": "toy", "snippets": "yes"}}, 400, "snippets:"),
+    ("post", "/search", {"json": {"query": "toy", "where": "price < 3"}}, 400, "where:"),
+    ("post", "/search", {"json": {"query": "toy", "where": [3]}}, 400, "where.0:"),
+    ("post", "/search", {"json": {"query": "toy", "where": ["price"]}}, 400, "FIELD OP VALUE"),
+    (
+        "post",
+        "/search",
+        {"json": {"query": "toy", "where": ["colour < 3"]}},
+        400,
+        "cannot filter on 'colour'",
+    ),
     ("post", "/search", {"json": ["toy"]}, 400, "body"),
     ("post", "/search", {"content": b"{not json", "headers": JSON_TYPE}, 400, "not valid JSON"),
     ("post", "/search", {}, 400, "needs a JSON object body"),
