@@ -191,3 +191,16 @@ def test_search_json_lists_the_filters(engine):
     assert got["filters"] == ["price < 30"]
     assert "filters" not in engine.search("charger", k=3, mode="bm25").to_dict()
     json.dumps(got)
+
+
+def test_the_learned_mode_ranks_only_matching_documents(trained_config, encoder):
+    from brainrank.ranker.retrieval.search import SearchEngine
+
+    engine = SearchEngine(trained_config, encoder=encoder)
+    try:
+        got = engine.search("phone charger", k=10, where=["price < 30"])
+        assert got.mode == "learned" and len(got.hits) == 10
+        assert all(got.documents[h.doc_id].fields["price"] < 30 for h in got.hits)
+        assert got.features.shape[0] == 10
+    finally:
+        engine.close()

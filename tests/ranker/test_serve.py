@@ -197,7 +197,7 @@ def test_health_and_readiness(served, client, api):
         {"query": "gift card", "k": 4, "mode": "hybrid-rrf"},
         {"query": "stacking blocks", "k": 2, "mode": "learned", "model": "latest"},
         {"query": "refund for a broken toy", "k": 3, "mode": "hybrid", "snippets": True},
-        {"query": "charger", "k": 5, "mode": "hybrid", "where": ["price < 30", "rating >= 4"]},
+        {"query": "charger", "k": 5, "where": ["price < 30", "rating >= 4"]},  # learned
     ],
 )
 def test_search_ranks_like_the_python_api(client, api, request_body):
