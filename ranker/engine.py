@@ -62,6 +62,7 @@ class Engine:
         log: bool = False,
         snippets: bool = False,
         where: str | Sequence[str] | None = None,
+        offset: int = 0,
     ) -> SearchResult:
         """The top ``k`` documents for ``query``.
 
@@ -72,9 +73,10 @@ class Engine:
         its text with the most query terms, and where they are in it. ``where`` keeps the
         hits to documents meeting every condition on the timestamp or a numeric field:
         ``where=["price < 30", "timestamp >= 2025-01-01"]`` (also ``timestamp > now-30d``).
+        ``offset`` pages: ``offset=10`` gives ranks 11 to ``10 + k`` of the same ranking.
         """
         result = self.searcher.search(
-            query, k=k, mode=mode, model=model, snippets=snippets, where=where
+            query, k=k, mode=mode, model=model, snippets=snippets, where=where, offset=offset
         )
         if log:
             self._query_log().record(result)

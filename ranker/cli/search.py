@@ -31,6 +31,10 @@ def search(
             "-k", "--top-k", help="Number of results", show_default="10; 1000 with --queries"
         ),
     ] = None,
+    offset: Annotated[
+        int,
+        typer.Option("--offset", help="Skip this many hits: --offset 10 shows the second page"),
+    ] = 0,
     mode: Annotated[
         str | None,
         typer.Option(
@@ -90,15 +94,19 @@ def search(
     if queries is not None:
         if run is None:
             raise BrainrankError("--queries needs --run OUT, the TREC run file to write")
+        if offset:
+            raise BrainrankError("--offset pages one QUERY's results; a batch run starts at rank 1")
         cfg = resolve_config(workspace, config, encoder)
         return _batch(cfg, queries, run, k, mode, model, where)
     if run is not None:
         raise BrainrankError("--run goes with --queries FILE (a batch run)")
+    if offset < 0 or offset + k > 1000:
+        raise BrainrankError(f"--offset {offset} with -k {k} is out of range: 0 to {1000 - k}")
     if server:
-        payload = _ask_server(server, query, k, mode, model, snippets, where)
+        payload = _ask_server(server, query, k, mode, model, snippets, where, offset)
     else:
         cfg = resolve_config(workspace, config, encoder)
-        payload = _search_here(cfg, query, k, mode, model, snippets, where)
+        payload = _search_here(cfg, query, k, mode, model, snippets, where, offset)
     if as_json:
         print(json.dumps(payload))
         return
@@ -115,6 +123,7 @@ def _search_here(
     model: str | None,
     snippets: bool = False,
     where: list[str] | None = None,
+    offset: int = 0,
 ) -> dict:
     """Search in this process and log it (source cli), as the service would."""
     from brainrank.ranker.feedback.querylog import QueryLog
@@ -124,7 +133,9 @@ def _search_here(
         check_mode(mode)
     engine = SearchEngine(cfg)
     try:
-        result = engine.search(query, k=k, mode=mode, model=model, snippets=snippets, where=where)
+        result = engine.search(
+            query, k=k, mode=mode, model=model, snippets=snippets, where=where, offset=offset
+        )
         champion = engine.champion() if result.mode == "learned" else None
     finally:
         engine.close()
@@ -155,6 +166,7 @@ def _ask_server(
     model: str | None,
     snippets: bool = False,
     where: list[str] | None = None,
+    offset: int = 0,
 ) -> dict:
     """POST /search to a running service; its errors come back as one line."""
     import httpx
@@ -164,6 +176,8 @@ def _ask_server(
         body["snippets"] = True
     if where:
         body["where"] = list(where)
+    if offset:
+        body["offset"] = offset
     try:
         response = httpx.post(url.rstrip("/") + "/search", json=body, timeout=30.0)
     except httpx.HTTPError as exc:

@@ -66,7 +66,9 @@ def observe(impressions: Iterable[Impression], max_position: int) -> Cells:
     if not isinstance(max_position, int) or max_position < 1:
         raise ValueError(f"max_position must be a positive integer, got {max_position!r}")
     imps = list(impressions)
-    shown = [imp.shown[:max_position] for imp in imps]
+    # A later page's results sit at positions first_position, first_position + 1, ...
+    skip = np.fromiter((i.first_position - 1 for i in imps), dtype=np.int64, count=len(imps))
+    shown = [imp.shown[: max(0, max_position - s)] for imp, s in zip(imps, skip, strict=True)]
     lens = np.fromiter(map(len, shown), dtype=np.int64, count=len(shown))
     starts = np.cumsum(lens) - lens
     docs = np.fromiter(chain.from_iterable(shown), dtype=object, count=int(lens.sum()))
@@ -86,7 +88,7 @@ def observe(impressions: Iterable[Impression], max_position: int) -> Cells:
     norm_code, quniq = pd.factorize(np.asarray([normalise_query(q) for q in raw], dtype=object))
     qcode = norm_code[raw_code].astype(np.int64)
     dcode, duniq = pd.factorize(docs)
-    pos = np.arange(len(docs), dtype=np.int64) - np.repeat(starts, lens)
+    pos = np.arange(len(docs), dtype=np.int64) - np.repeat(starts - skip, lens)
     ndocs = max(len(duniq), 1)
     cell_code, cells = pd.factorize((np.repeat(qcode, lens) * ndocs + dcode) * max_position + pos)
     pair, pairs = pd.factorize(cells // max_position)

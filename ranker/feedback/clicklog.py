@@ -21,7 +21,8 @@ _REQUIRED = ("impression_id", "time", "query", "shown", "clicks")
 
 @dataclass(frozen=True)
 class Impression:
-    """One result list shown to a user: ``shown`` in display order, position 1 first."""
+    """One result list shown to a user: ``shown`` in display order, the first at position
+    ``first_position`` (1, unless the list was a later page of results)."""
 
     impression_id: str
     time: datetime
@@ -29,6 +30,7 @@ class Impression:
     query_id: str | None
     shown: tuple[str, ...]
     clicks: frozenset[str]
+    first_position: int = 1
 
 
 class ClickLog(list[Impression]):
@@ -37,6 +39,10 @@ class ClickLog(list[Impression]):
     def __init__(self, impressions: Iterable[Impression] = (), skipped: Iterable[str] = ()):
         super().__init__(impressions)
         self.skipped: list[str] = list(skipped)
+
+
+# The position of a later page's first result: at most this (a larger one is a mistake).
+MAX_FIRST = 100_000
 
 
 class _BadLine(Exception):
@@ -121,6 +127,9 @@ def _parse_impression(raw: bytes) -> Impression:
         when = parse_time(obj["time"])
     except ValueError as exc:
         raise _BadLine(str(exc)) from None
+    first = obj.get("first_position", 1)
+    if isinstance(first, bool) or not isinstance(first, int) or not 1 <= first <= MAX_FIRST:
+        raise _BadLine(f"first_position must be an integer from 1 to {MAX_FIRST}, got {first!r}")
     return Impression(
         impression_id=iid,
         time=when,
@@ -128,6 +137,7 @@ def _parse_impression(raw: bytes) -> Impression:
         query_id=query_id,
         shown=tuple(shown),
         clicks=frozenset(clicks),
+        first_position=first,
     )
 
 

@@ -120,12 +120,12 @@ def click_row(db: sqlite3.Connection, raw: bytes, match_seconds: float) -> Click
         if isinstance(text, str) and not is_valid_text(text):
             raise ValueError(f"{name} is not valid Unicode (it holds a lone surrogate escape)")
     if impression is not None:
-        search_id, norm, shown = _by_impression(db, impression, doc_id)
+        search_id, norm, shown, first = _by_impression(db, impression, doc_id)
     else:
         norm = normalise_query(query)
-        search_id, shown = _by_query(db, norm, doc_id, when, match_seconds)
+        search_id, shown, first = _by_query(db, norm, doc_id, when, match_seconds)
     if search_id is not None:
-        actual = shown.index(doc_id) + 1
+        actual = first + shown.index(doc_id)
         if position is not None and position != actual:
             raise ValueError(
                 f"position {position} disagrees with the logged search, which showed "
@@ -136,8 +136,9 @@ def click_row(db: sqlite3.Connection, raw: bytes, match_seconds: float) -> Click
     return (search_id, norm, doc_id, position, when, key)
 
 
-def _by_impression(db: sqlite3.Connection, impression, doc_id: str) -> tuple[int, str, list]:
-    """(search id, normalised query, shown doc ids) of the search a click names."""
+def _by_impression(db: sqlite3.Connection, impression, doc_id: str) -> tuple[int, str, list, int]:
+    """(search id, normalised query, shown doc ids, rank of the first) of the search a click
+    names."""
     try:
         search_id = int(impression) if isinstance(impression, int | str) else -1
     except ValueError:  # not digits, or more of them than Python converts
@@ -145,8 +146,9 @@ def _by_impression(db: sqlite3.Connection, impression, doc_id: str) -> tuple[int
     if isinstance(impression, bool) or not 0 <= search_id <= _MAX_ROWID:
         raise ValueError(f"impression_id {_short(impression)} is not a search id")
     found = db.execute(
-        "SELECT s.norm_query, r.doc_ids FROM searches s JOIN results r "
-        "ON r.search_id = s.id WHERE s.id=?",
+        "SELECT s.norm_query, r.doc_ids, COALESCE(p.first_rank, 1) FROM searches s "
+        "JOIN results r ON r.search_id = s.id LEFT JOIN pages p ON p.search_id = s.id "
+        "WHERE s.id=?",
         (search_id,),
     ).fetchone()
     if found is None:
@@ -156,23 +158,25 @@ def _by_impression(db: sqlite3.Connection, impression, doc_id: str) -> tuple[int
         raise ValueError(
             f"doc_id {_short(doc_id)} was not shown in impression {_short(impression)}"
         )
-    return search_id, norm, shown
+    return search_id, norm, shown, int(found[2])
 
 
 def _by_query(
     db: sqlite3.Connection, norm: str, doc_id: str, when: float, match_seconds: float
-) -> tuple[int | None, list]:
+) -> tuple[int | None, list, int]:
     """The latest search of ``norm`` within ``match_seconds`` before ``when`` that showed
-    ``doc_id``, as (search id, shown doc ids); (None, []) when there is none."""
-    for sid, ids in db.execute(
-        "SELECT s.id, r.doc_ids FROM searches s JOIN results r ON r.search_id = s.id "
+    ``doc_id``, as (search id, shown doc ids, rank of the first); (None, [], 1) when there is
+    none."""
+    for sid, ids, first in db.execute(
+        "SELECT s.id, r.doc_ids, COALESCE(p.first_rank, 1) FROM searches s "
+        "JOIN results r ON r.search_id = s.id LEFT JOIN pages p ON p.search_id = s.id "
         "WHERE s.norm_query=? AND s.time<=? AND s.time>=? ORDER BY s.time DESC LIMIT 20",
         (norm, when + 1.0, when - match_seconds),
     ):
         ids = json.loads(ids)
         if doc_id in ids:
-            return int(sid), ids
-    return None, []
+            return int(sid), ids, int(first)
+    return None, [], 1
 
 
 def _short(value) -> str:

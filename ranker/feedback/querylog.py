@@ -98,13 +98,16 @@ class QueryLog:
 
         The id is also set as ``result.impression_id``, for the caller to hand out for
         feedback. The result's feature rows (one per hit) and its query vector come with it;
-        the vector is cached once per query text for the query-drift monitors.
+        the vector is cached once per query text for the query-drift monitors. A later page
+        (``result.offset`` > 0) is logged with the rank of its first hit, and without its
+        feature rows: the feature monitors compare first pages with training's lists.
         """
         source = check_source(source or self.source)
         ids = [h.doc_id for h in result.hits]
         names = result.feature_names
         blob = None
-        if result.features is not None and names is not None and len(ids):
+        offset = int(getattr(result, "offset", 0))
+        if result.features is not None and names is not None and len(ids) and not offset:
             x = np.ascontiguousarray(result.features, dtype=np.float32)
             if x.shape != (len(ids), len(names)):
                 raise ValueError(
@@ -135,6 +138,11 @@ class QueryLog:
                 "INSERT INTO results(search_id, doc_ids, features, schema_id) VALUES (?,?,?,?)",
                 (cur.lastrowid, json.dumps(ids), blob, schema_id),
             )
+            if offset:
+                self._db.execute(
+                    "INSERT INTO pages(search_id, first_rank) VALUES (?,?)",
+                    (cur.lastrowid, offset + 1),
+                )
             if result.query_vector is not None and result.encoder:
                 self._db.execute(
                     "INSERT OR IGNORE INTO query_vectors VALUES (?,?,?)",

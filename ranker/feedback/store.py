@@ -87,6 +87,8 @@ CREATE TABLE IF NOT EXISTS results (
     schema_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS searches_query ON searches(norm_query, time);
+-- Searches that showed a later page of results: the rank of their first hit (absent: 1).
+CREATE TABLE IF NOT EXISTS pages (search_id INTEGER PRIMARY KEY, first_rank INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS feature_schemas (id INTEGER PRIMARY KEY, names TEXT UNIQUE NOT NULL);
 CREATE TABLE IF NOT EXISTS clicks (
     id INTEGER PRIMARY KEY,

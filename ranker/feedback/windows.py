@@ -227,8 +227,9 @@ def impressions(
         )
         extra_args = (args[0],)
     rows = db.execute(
-        f"SELECT s.id, s.time, s.query, r.doc_ids FROM searches s JOIN results r "
-        f"ON r.search_id = s.id {where} AND s.source IN ({TRAFFIC_SQL}) {extra} "
+        f"SELECT s.id, s.time, s.query, r.doc_ids, COALESCE(p.first_rank, 1) FROM searches s "
+        f"JOIN results r ON r.search_id = s.id LEFT JOIN pages p ON p.search_id = s.id "
+        f"{where} AND s.source IN ({TRAFFIC_SQL}) {extra} "
         f"ORDER BY s.id DESC LIMIT ?",
         (*args, *extra_args, limit),
     ).fetchall()
@@ -238,7 +239,7 @@ def impressions(
     clicks: dict[int, set[str]] = {}
     for sid, doc in db.execute("SELECT search_id, doc_id FROM clicks WHERE search_id >= ?", (lo,)):
         clicks.setdefault(int(sid), set()).add(doc)
-    for sid, when, query, ids in reversed(rows):
+    for sid, when, query, ids, first in reversed(rows):
         shown = json.loads(ids)
         if not shown:
             continue
@@ -248,6 +249,7 @@ def impressions(
             "query": query,
             "shown": shown,
             "clicks": [d for d in shown if d in clicks.get(int(sid), ())],
+            **({"first_position": int(first)} if first > 1 else {}),
         }
 
 

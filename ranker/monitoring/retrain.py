@@ -225,22 +225,23 @@ def click_dcg(
     ``depth``), so both are judged on the same documents: a model cannot be credited for a
     document nobody saw. A click at logged position p counts 1 / propensity[p], so the ranking
     that produced the clicks gains nothing from the attention its top positions drew
-    (Joachims et al., WSDM 2017).
+    (Joachims et al., WSDM 2017). A later page of results (``first_position`` > 1) keeps its
+    place: its documents are re-ordered among its own positions.
     """
     import math
 
     cache: dict[str, dict[str, int]] = {}
     total = 0.0
     for imp in impressions:
-        query, shown = imp["query"], imp["shown"]
+        query, shown, skip = imp["query"], imp["shown"], imp.get("first_position", 1) - 1
         if query not in cache:
             hits = engine.search(query, k=depth, mode="learned", model=version).hits
             cache[query] = {h.doc_id: h.rank for h in hits}
         rank = cache[query]
         order = sorted(range(len(shown)), key=lambda i: (rank.get(shown[i], depth + 1), i))
-        position = {shown[i]: r for r, i in enumerate(order, start=1)}
+        position = {shown[i]: r for r, i in enumerate(order, start=skip + 1)}
         for doc in imp["clicks"]:
-            logged = shown.index(doc)
+            logged = skip + shown.index(doc)
             if position[doc] <= k and logged < len(propensities):
                 total += 1.0 / propensities[logged] / math.log2(1 + position[doc])
     return total / len(impressions) if impressions else 0.0

@@ -52,6 +52,7 @@ class SearchResult:
     impression_id: str | None = None
     snippets: dict[str, Snippet] | None = None  # by doc id, when the search asked for them
     filters: tuple[str, ...] = ()  # the conditions every hit met (``retrieval.filters``)
+    offset: int = 0  # hits skipped before the first one here (its rank is offset + 1)
 
     def top(self, k: int) -> SearchResult:
         """The same result cut to its first ``k`` hits (feature rows cut alike)."""
@@ -67,6 +68,7 @@ class SearchResult:
             "took_ms": round(self.latency_ms, 3),
             "impression_id": self.impression_id,
             **({"filters": list(self.filters)} if self.filters else {}),
+            **({"offset": self.offset} if self.offset else {}),
             "hits": [self._hit_dict(h) for h in self.hits],
         }
 

@@ -22,6 +22,8 @@ from brainrank.ranker.retrieval.fusion import minmax, order, rrf
 from brainrank.ranker.retrieval.result import SearchResult
 from brainrank.ranker.retrieval.verify import verify_generation
 
+# The deepest rank a search serves (offset + k).
+MAX_DEPTH = 1000
 MODES = ("bm25", "dense", "hybrid", "hybrid-rrf", "hybrid-minmax", "learned")
 
 
@@ -166,6 +168,7 @@ class SearchEngine:
         model: str | None = None,
         snippets: bool = False,
         where: str | Sequence[str] | None = None,
+        offset: int = 0,
     ) -> SearchResult:
         """Rank the collection for ``query`` and return the top ``k`` hits with their signals.
 
@@ -173,11 +176,19 @@ class SearchEngine:
         ``latest`` is the newest version). ``snippets`` adds each hit's query-biased snippet
         (``retrieval.snippets``). ``where``: conditions on the timestamp and numeric fields
         that every hit must meet, such as ``["price < 30", "timestamp >= 2025-01-01"]``
-        (``retrieval.filters``).
+        (``retrieval.filters``). ``offset`` skips that many hits, for the next page: ranks
+        ``offset + 1`` to ``offset + k`` of the same ranking (which reaches as deep as the
+        candidates, ``[retrieval] candidates`` from each retriever).
         """
         mode = check_mode(mode or self.default_mode())
         if k < 1:
             raise InputError(f"k must be at least 1, not {k}")
+        if offset < 0:
+            raise InputError(f"offset must be 0 or more, not {offset}")
+        if offset + k > MAX_DEPTH:
+            raise InputError(
+                f"offset + k is {offset + k}; a ranking is served up to rank {MAX_DEPTH}"
+            )
         conditions = parse_filters(where)
         # Load what the mode needs first: latency_ms is the search, not a cold start.
         if mode == "learned":
@@ -197,7 +208,7 @@ class SearchEngine:
             version = learned.version.version if learned.version else None
         else:
             scores, keep = self._fuse(cand, mode)
-        idx = keep[order(scores[keep], cand.positions[keep])][:k]
+        idx = keep[order(scores[keep], cand.positions[keep])][offset : offset + k]
         ids = self.generation.doc_ids
         hits = [
             Hit(
@@ -206,13 +217,15 @@ class SearchEngine:
                 score=float(scores[i]),
                 signals=_signals(cand, i),
             )
-            for r, i in enumerate(idx, start=1)
+            for r, i in enumerate(idx, start=offset + 1)
         ]
         docs = self.store.get([h.doc_id for h in hits])
         # A document deleted after the index was built is dropped (with its candidate slot).
         kept = [(i, h) for i, h in zip(idx, hits, strict=True) if h.doc_id in docs]
         idx = np.asarray([i for i, _ in kept], dtype=np.int64)
-        hits = [Hit(h.doc_id, r, h.score, h.signals) for r, (_, h) in enumerate(kept, start=1)]
+        hits = [
+            Hit(h.doc_id, r, h.score, h.signals) for r, (_, h) in enumerate(kept, start=offset + 1)
+        ]
         vector = cand.query_vector if self.generation.vectors is not None else None
         found = None
         if snippets:
@@ -235,6 +248,7 @@ class SearchEngine:
             encoder=self.generation.vectors.encoder.fingerprint if vector is not None else None,
             snippets=found,
             filters=tuple(c.text for c in conditions),
+            offset=offset,
         )
 
     def _fuse(self, cand: Candidates, mode: str) -> tuple[np.ndarray, np.ndarray]:

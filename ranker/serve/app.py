@@ -41,6 +41,15 @@ class SearchRequest(BaseModel):
 
     query: Annotated[str, Field(strict=True, description="What to search for")]
     k: Annotated[int, Field(strict=True, ge=1, le=MAX_K, description="Number of hits")] = 10
+    offset: Annotated[
+        int,
+        Field(
+            strict=True,
+            ge=0,
+            lt=MAX_K,
+            description="Hits to skip, for the next page (offset + k at most 1000)",
+        ),
+    ] = 0
     mode: Annotated[
         str | None,
         Field(
@@ -94,6 +103,7 @@ class SearchResponse(BaseModel):
     took_ms: float
     impression_id: str | None = Field(description="For POST /feedback; null when not logged")
     filters: list[str] | None = Field(None, description="Only when the request had `where`")
+    offset: int | None = Field(None, description="Only when the request skipped hits")
     hits: list[Hit]
 
 
@@ -199,6 +209,7 @@ def create_app(cfg: Config, *, token: str | None = None, poll_seconds: float = 0
             model=model,
             snippets=body.snippets,
             where=body.where,
+            offset=body.offset,
         )
         qlog.record(result)
         metrics.search_seconds.labels(result.mode).observe(time.perf_counter() - t0)

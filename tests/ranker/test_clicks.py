@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -88,6 +89,8 @@ BAD_LINES = [
     (_line(impression_id="i2", query="  "), "query must be a non-empty string"),
     (_line(impression_id="i2", query_id=5), "query_id must be a string or null"),
     (_line(impression_id=7), "impression_id must be a non-empty string"),
+    (_line(impression_id="i2", first_position=0), "first_position must be an integer from 1"),
+    (_line(impression_id="i2", first_position="11"), "first_position must be an integer"),
 ]
 
 
@@ -343,6 +346,30 @@ def test_empty_log_and_bad_arguments():
         click_stats([], prior_strength=-1)
     with pytest.raises(ValueError, match="iterations"):
         estimate_propensities([], iterations=-1)
+
+
+def test_a_later_page_counts_at_its_own_positions(tmp_path):
+    """A page starting at rank 3 (``first_position`` 3) shows its documents at positions 3
+    and 4: the same cells as a first page of four with those two at the bottom."""
+    path = tmp_path / "clicks.jsonl"
+    path.write_text(_line(shown=["c", "d"], clicks=["d"], first_position=3) + "\n")
+    (paged,) = read_click_log(path)
+    assert paged.first_position == 3 and paged.shown == ("c", "d")
+    first = _imp("i0", "q", ["a", "b"], ["a"])
+    whole = _imp("i9", "q", ["a", "b", "c", "d"], ["a", "d"])
+    split = [first, replace(paged, query="q", impression_id="i1")]
+    from brainrank.ranker.feedback.click_model import observe
+
+    def cells(log):
+        c = observe(log, max_position=4)
+        pairs = [(c.docs[c.pair_doc[p]], int(pos)) for p, pos in zip(c.pair, c.pos, strict=True)]
+        return sorted(zip(pairs, c.n.tolist(), c.c.tolist(), strict=True))
+
+    assert cells(split) == cells([whole])
+    assert [pos for (_, pos), _, _ in cells(split)] == [0, 1, 2, 3]
+    # Positions after max_position drop out, a page that starts after it entirely.
+    assert [d for (d, _), _, _ in cells([replace(paged, first_position=4)])] == ["c"]
+    assert cells([replace(paged, first_position=9)]) == []
 
 
 def test_positions_after_max_position_are_ignored():

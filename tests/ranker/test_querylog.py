@@ -163,6 +163,38 @@ def test_bad_feedback_names_file_and_line_and_imports_nothing(tmp_path, line, me
         assert log.outcomes([1], k=10)["clicks"] == 0
 
 
+def test_a_later_page_is_logged_at_its_ranks(tmp_path):
+    """The second page of a search: clicks on it land at ranks 3 and 4, its impression says
+    where it starts, and it adds no feature rows (the monitors compare first pages)."""
+    with QueryLog(tmp_path / "q.sqlite") as log:
+        log.record(result("brake pads", ["d1", "d2"], features=features(2)), time=100.0)
+        page = result("brake pads", ["d3", "d4"], features=features(2))
+        page.hits = [Hit(h.doc_id, h.rank + 2, h.score) for h in page.hits]
+        page.offset = 2
+        b = log.record(page, time=101.0)
+        clicks = [
+            {"impression_id": b, "doc_id": "d4", "time": 102},
+            {"impression_id": b, "doc_id": "d3", "time": 103, "position": 3},
+        ]
+        _write_jsonl(tmp_path / "fb.jsonl", clicks)
+        assert log.import_feedback(tmp_path / "fb.jsonl").imported == 2
+        bad = [{"impression_id": b, "doc_id": "d3", "time": 104, "position": 1}]
+        _write_jsonl(tmp_path / "bad.jsonl", bad)
+        with pytest.raises(InputError, match="showed 'd3' at position 3"):
+            log.import_feedback(tmp_path / "bad.jsonl")
+        # A click by query text finds the page too.
+        _write_jsonl(tmp_path / "q.jsonl", [{"query": "brake pads", "doc_id": "d4", "time": 105}])
+        log.import_feedback(tmp_path / "q.jsonl")
+        outcomes = log.outcomes([int(b)], k=10)
+        rows = list(log.impressions(0, 1000))
+        sample = log.sample(0, 1000)
+    assert outcomes["click_MRR"] == pytest.approx(1 / 3)  # its first click is at rank 3
+    assert [r.get("first_position", 1) for r in rows] == [1, 3]
+    assert sample.row_search.tolist() == [0, 0]  # the first page's two rows only
+    _write_jsonl(tmp_path / "imp.jsonl", rows)
+    assert [i.first_position for i in read_click_log(tmp_path / "imp.jsonl")] == [1, 3]
+
+
 def test_impressions_export_is_a_click_log(tmp_path):
     with QueryLog(tmp_path / "q.sqlite") as log:
         a = log.record(result("brake pads", ["d1", "d2"]), time=100.0)

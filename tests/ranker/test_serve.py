@@ -198,6 +198,7 @@ def test_health_and_readiness(served, client, api):
         {"query": "stacking blocks", "k": 2, "mode": "learned", "model": "latest"},
         {"query": "refund for a broken toy", "k": 3, "mode": "hybrid", "snippets": True},
         {"query": "charger", "k": 5, "where": ["price < 30", "rating >= 4"]},  # learned
+        {"query": "charger", "k": 5, "offset": 5, "mode": "hybrid"},
     ],
 )
 def test_search_ranks_like_the_python_api(client, api, request_body):
@@ -272,6 +273,15 @@ BAD = [
     ("post", "/search", {"json": {"query": "toy", "top_k": 3}}, 400, "top_k: Extra inputs"),
     ("post", "/search", {"json": {"query": "toy", "snippets": "yes"}}, 400, "snippets:"),
     ("post", "/search", {"json": {"query": "toy", "where": "price < 3"}}, 400, "where:"),
+    ("post", "/search", {"json": {"query": "toy", "offset": -1}}, 400, "offset: Input should be"),
+    ("post", "/search", {"json": {"query": "toy", "offset": "5"}}, 400, "offset:"),
+    (
+        "post",
+        "/search",
+        {"json": {"query": "toy", "k": 20, "offset": 990}},
+        400,
+        "served up to rank 1000",
+    ),
     ("post", "/search", {"json": {"query": "toy", "where": [3]}}, 400, "where.0:"),
     ("post", "/search", {"json": {"query": "toy", "where": ["price"]}}, 400, "FIELD OP VALUE"),
     (
