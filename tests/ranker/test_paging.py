@@ -71,3 +71,32 @@ def test_the_cli_shows_and_logs_the_second_page(sample_config):
     ):
         res = runner.invoke(app, [*args, *bad])
         assert res.exit_code == 1 and message in res.output.replace("\n", ""), res.output
+
+
+def test_click_dcg_keeps_a_later_page_at_its_positions(trained_config, encoder):
+    """A click on a page that starts at position 11 is weighed by position 11's propensity
+    and discounted at its place in the whole ranking, and counts only in a deep enough DCG."""
+    import math
+
+    import numpy as np
+
+    from brainrank.ranker.monitoring.retrain import click_dcg
+    from brainrank.ranker.retrieval.search import SearchEngine
+
+    engine = SearchEngine(trained_config, encoder=encoder)
+    try:
+        version = engine.champion().version
+        top = [h.doc_id for h in engine.search("phone charger", k=2, model=version).hits]
+        shown = [top[1], top[0]]  # logged in the other order; the model puts top[0] first
+        imp = {"query": "phone charger", "shown": shown, "clicks": [top[0]]}
+        page = {**imp, "first_position": 11}
+        prop = 1.0 / np.arange(1, 21)
+        assert click_dcg(engine, [imp], version, prop, k=20) == pytest.approx(
+            1 / prop[1] / math.log2(1 + 1)
+        )
+        assert click_dcg(engine, [page], version, prop, k=20) == pytest.approx(
+            1 / prop[11] / math.log2(1 + 11)
+        )
+        assert click_dcg(engine, [page], version, prop, k=10) == 0.0
+    finally:
+        engine.close()
