@@ -130,6 +130,31 @@ def test_ingest_search_and_close(tmp_path):
     engine.close()  # closing twice is harmless
 
 
+def test_filters_and_pages_through_the_api(tmp_path):
+    hoses = [
+        {"id": f"hose-{i}", "text": f"Garden hose number {i}", "price": 10.0 * i,
+         "timestamp": f"202{i}-05-01T00:00:00Z"}
+        for i in range(1, 6)
+    ]  # fmt: skip
+    with brainrank.open(tmp_path / "ws") as engine:
+        engine.ingest(hoses)
+        cheap = engine.search("garden hose", k=5, mode="hybrid", where=["price <= 30"])
+        assert sorted(h.doc_id for h in cheap.hits) == ["hose-1", "hose-2", "hose-3"]
+        recent = engine.search("garden hose", mode="bm25", where="timestamp >= 2024-01-01")
+        assert sorted(h.doc_id for h in recent.hits) == ["hose-4", "hose-5"]
+        assert recent.to_dict()["filters"] == ["timestamp >= 2024-01-01"]
+        whole = engine.search("garden hose", k=5, mode="hybrid")
+        pages = [engine.search("garden hose", k=2, mode="hybrid", offset=o) for o in (0, 2, 4)]
+        assert [h.doc_id for p in pages for h in p.hits] == [h.doc_id for h in whole.hits]
+        by_id = engine.search_many({"a": "hose", "b": "garden"}, mode="bm25", where="price > 40")
+        assert {q: [h.doc_id for h in r.hits] for q, r in by_id.items()} == {
+            "a": ["hose-5"],
+            "b": ["hose-5"],
+        }
+        with pytest.raises(brainrank.InputError, match="cannot filter on 'colour'"):
+            engine.search("hose", where="colour = 3")
+
+
 def test_learned_search_and_explain(trained_config, tmp_path):
     ws = tmp_path / "ws"
     shutil.copytree(trained_config.workspace, ws)
