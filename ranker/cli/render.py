@@ -28,11 +28,15 @@ def results_table(result: dict) -> Table:
             _signal(h["signals"], "bm25"),
             _signal(h["signals"], "dense"),
         )
-    filters = result.get("filters")
-    if filters:
-        table.caption = "where " + escape(" and ".join(filters))
+    filters, offset = result.get("filters"), result.get("offset") or 0
+    notes = ["where " + escape(" and ".join(filters))] if filters else []
+    if offset:
+        notes.append(f"after the first {offset}")
     if not result["hits"]:
-        table.caption = "no documents matched" + (f" ({table.caption})" if filters else "")
+        found = "no documents matched" if not offset else "no more results"
+        table.caption = found + (f" ({'; '.join(notes)})" if notes else "")
+    elif notes:
+        table.caption = "; ".join(notes)
     return table
 
 

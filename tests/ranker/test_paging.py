@@ -65,6 +65,8 @@ def test_the_cli_shows_and_logs_the_second_page(sample_config):
             r for r in log.impressions(0, 2**40) if r["impression_id"].endswith(b["impression_id"])
         ]
     assert rows and rows[-1].get("first_position") == 4
+    table = runner.invoke(app, [*args[:-3], "--offset", "900", "-w", ws], env={"COLUMNS": "200"})
+    assert "no more results (after the first 900)" in table.stdout, table.output
     for bad, message in (
         (["--offset", "998"], "--offset 998 with -k 3 is out of range"),
         (["--offset", "-1"], "out of range"),
