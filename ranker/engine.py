@@ -110,18 +110,20 @@ class Engine:
         *,
         k: int = 10,
         model: str | None = None,
+        where: str | Sequence[str] | None = None,
     ) -> Explanation:
         """Per-feature attributions (SHAP) of the learned model's score of each document.
 
         ``doc_ids`` defaults to the top ``k`` of the learned ranking; any candidate of the
         query can be explained. ``values.sum(1) + base_values == scores`` for every row.
+        ``where``: the filters of the search explained (its candidates are those that match).
         """
         from brainrank.ranker.learning.explain import candidate_features, explain
 
         searcher = self.searcher
-        features = candidate_features(searcher, query, model)
+        features = candidate_features(searcher, query, model, where)
         if doc_ids is None:
-            ranked = self.search(query, k=k, mode="learned", model=model)
+            ranked = self.search(query, k=k, mode="learned", model=model, where=where)
             doc_ids = [h.doc_id for h in ranked.hits]
         doc_ids = list(doc_ids)
         learned, _ = searcher.model(model)

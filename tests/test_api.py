@@ -173,6 +173,16 @@ def test_learned_search_and_explain(trained_config, tmp_path):
         one = engine.explain("gift card balance", [result.hits[4].doc_id])
         assert one.values.shape == (1, len(result.feature_names))
 
+        # A filtered search is explained over its own candidates: the served scores, and an
+        # error for a document the filter left out.
+        cheap = engine.search("phone charger", k=3, where="price < 30")
+        why = engine.explain("phone charger", k=3, where="price < 30")
+        assert why.doc_ids == tuple(h.doc_id for h in cheap.hits)
+        np.testing.assert_allclose(why.scores, [h.score for h in cheap.hits], rtol=1e-5)
+        dear = engine.search("phone charger", k=1, where="price > 30").hits[0].doc_id
+        with pytest.raises(brainrank.InputError, match="not candidates"):
+            engine.explain("phone charger", [dear], where="price < 30")
+
 
 def test_learned_search_in_a_fresh_process_never_imports_tensorflow(trained_config, tmp_path):
     """The query path (Python API and CLI, learned mode) runs the exported encoder and ranker."""

@@ -257,13 +257,20 @@ class CandidateFeatures:
         return self.features[[self._row[d] for d in doc_ids]]
 
 
-def candidate_features(engine, query: str, model: str | None = None) -> CandidateFeatures:
+def candidate_features(
+    engine, query: str, model: str | None = None, where=None
+) -> CandidateFeatures:
     """Features and served scores of ``query``'s candidates under a model (default champion).
 
-    The same candidates, features and gate decision as ``engine.search(query, mode="learned")``.
+    The same candidates, features and gate decision as ``engine.search(query, mode="learned",
+    where=where)``.
     """
+    from brainrank.ranker.retrieval.filters import matching, parse_filters
+
     learned, extractor = engine.model(model)
-    cand = engine.candidates(query, "learned")
+    g = engine.generation
+    allowed = matching(parse_filters(where), g.doc_meta, len(g))
+    cand = engine.candidates(query, "learned", allowed)
     scored = learned.score(extractor, engine.validate_query(query), cand)
     ids = engine.generation.doc_ids
     return CandidateFeatures(
