@@ -26,7 +26,7 @@ demo: install
 	$(RUN) ingest data/docs.jsonl --workspace $(DEMO_WS)
 	$(RUN) train --queries data/queries.jsonl --qrels data/qrels-train.txt \
 		--clicks data/clicks.jsonl --workspace $(DEMO_WS)
-	$(RUN) search "car parts for sale" --workspace $(DEMO_WS) -k 5
+	$(RUN) search "car parts for sale" --workspace $(DEMO_WS) -k 5 --where "price < 50"
 	$(RUN) search "laptop won't turn on" --workspace $(DEMO_WS) -k 3 --snippets
 	$(RUN) search "money back if I change my mind" --workspace $(DEMO_WS) -k 5
 	@echo "Test queries (never trained on): every fixed mode against the learned model"

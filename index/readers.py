@@ -181,6 +181,7 @@ def _as_record(doc: Document) -> dict[str, Any]:
         "text": doc.text,
         "timestamp": doc.timestamp,
         **doc.fields,
+        **doc.tags,
     }
 
 

@@ -11,7 +11,8 @@ class Document:
     """One document of a collection.
 
     ``timestamp`` is timezone-aware UTC when known (freshness features use it); ``fields`` holds
-    any extra numeric attributes (price, rating, ...) a collection declares.
+    any extra numeric attributes (price, rating, ...) a collection declares, ``tags`` its short
+    string attributes (category, brand, ...), which searches can filter on.
     """
 
     doc_id: str
@@ -19,6 +20,7 @@ class Document:
     text: str
     timestamp: datetime | None = None
     fields: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def full_text(self) -> str:

@@ -236,7 +236,8 @@ class DocumentStore:
         rows = []
         for doc in docs:
             chash = content_hash(doc)
-            fields = json.dumps(doc.fields, sort_keys=True)
+            # One JSON object of attributes: numbers are fields, strings tags (_to_document).
+            fields = json.dumps({**doc.fields, **doc.tags}, sort_keys=True)
             ts = doc.timestamp.isoformat() if doc.timestamp else None
             previous = known.get(doc.doc_id)
             if previous == f"{chash}|{fields}|{ts or ''}":
@@ -320,13 +321,15 @@ class DocumentStore:
 
 
 def _to_document(row: tuple) -> Document:
-    doc_id, title, text, ts, fields = row
+    doc_id, title, text, ts, attributes = row
+    attributes = json.loads(attributes)
     return Document(
         doc_id=doc_id,
         title=title,
         text=text,
         timestamp=datetime.fromisoformat(ts) if ts else None,
-        fields=json.loads(fields),
+        fields={k: v for k, v in attributes.items() if not isinstance(v, str)},
+        tags={k: v for k, v in attributes.items() if isinstance(v, str)},
     )
 
 

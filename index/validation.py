@@ -24,6 +24,8 @@ TEXT_KEYS = ("text", "body", "contents")
 # Searchable text: a document needs some in its title or its body.
 SEARCHABLE_KEYS = ("title", *TEXT_KEYS)
 TIME_KEYS = ("timestamp", "time", "date", "published")
+# A longer string attribute (a URL, a second abstract) is not a tag to filter on.
+MAX_TAG_CHARS = 200
 # Keys with a meaning of their own are never read as extra numeric fields.
 RESERVED = frozenset((*ID_KEYS, "title", *TEXT_KEYS, *TIME_KEYS, "metadata"))
 
@@ -103,7 +105,8 @@ def to_document(
     blank = stamp is None or (isinstance(stamp, str) and not stamp.strip())
     timestamp = None if blank else _parse_timestamp(stamp, typed)
     fields, dropped = _extra_fields(record, rules.numeric_fields, typed=typed)
-    return Document(doc_id, title, text, timestamp, fields), cut, dropped
+    tags = _tags(record, fields) if rules.numeric_fields is None else {}
+    return Document(doc_id, title, text, timestamp, fields, tags), cut, dropped
 
 
 def _parse_timestamp(value: Any, typed: bool) -> datetime:
@@ -172,6 +175,19 @@ def _extra_fields(
             raise BadRecord(f'field "{key}" must be a finite number, found {_show(value)}')
         fields[key] = number
     return fields, dropped
+
+
+def _tags(record: dict[str, Any], fields: dict[str, float]) -> dict[str, str]:
+    """Short string attributes (category, brand, ...): every other key whose value is a
+    non-empty string of at most ``MAX_TAG_CHARS`` characters (white space trimmed)."""
+    tags: dict[str, str] = {}
+    for key, value in record.items():
+        if not isinstance(key, str) or key in RESERVED or key in fields:
+            continue
+        if isinstance(value, str) and 0 < len(value.strip()) <= MAX_TAG_CHARS:
+            if is_valid_text(key) and is_valid_text(value):
+                tags[key] = value.strip()
+    return tags
 
 
 def _numeric(value: Any, typed: bool) -> bool:

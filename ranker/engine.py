@@ -71,8 +71,8 @@ class Engine:
         learned mode (default: the champion; ``latest`` is the newest version). With
         ``snippets``, ``result.snippets`` holds each hit's query-biased snippet: the stretch of
         its text with the most query terms, and where they are in it. ``where`` keeps the
-        hits to documents meeting every condition on the timestamp or a numeric field:
-        ``where=["price < 30", "timestamp >= 2025-01-01"]`` (also ``timestamp > now-30d``).
+        hits to documents meeting every condition on the timestamp, a numeric field or a tag:
+        ``where=["price < 30", "timestamp > now-30d", "category in (help, catalog)"]``.
         ``offset`` pages: ``offset=10`` gives ranks 11 to ``10 + k`` of the same ranking.
         """
         result = self.searcher.search(

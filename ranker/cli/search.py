@@ -59,8 +59,9 @@ def search(
         list[str] | None,
         typer.Option(
             "--where",
-            help="Only documents meeting this condition on the timestamp or a numeric field, "
-            "such as 'price < 30' or 'timestamp >= 2025-01-01' (repeat: all must hold)",
+            help="Only documents meeting this condition on the timestamp, a numeric field or a "
+            "tag, such as 'price < 30', 'timestamp > now-30d' or 'category = help' (repeat: "
+            "all must hold)",
         ),
     ] = None,
     queries: Annotated[

@@ -1,10 +1,12 @@
-"""Filters on a document's timestamp and numeric fields, applied before ranking.
+"""Filters on a document's timestamp, numeric fields and tags, applied before ranking.
 
 A filter is one condition written as a user types it: ``price < 30``, ``rating >= 4.5``,
-``timestamp >= 2025-01-01`` or ``timestamp > now-30d``. Several conditions must all hold. A
-document without the field (no timestamp, no such number) matches no condition on it, ``!=``
-included. Both retrievers search only the documents that match, so a selective filter still
-returns its ``k`` best matches rather than what is left of an unfiltered top list.
+``timestamp >= 2025-01-01``, ``timestamp > now-30d``, ``category = help`` or
+``category in (help, catalog)``. Several conditions must all hold. Numbers and the timestamp
+take every comparison; a tag (a short string attribute) takes ``=``, ``!=`` and ``in``. A
+document without the field (no timestamp, no such number or tag) matches no condition on it,
+``!=`` included. Both retrievers search only the documents that match, so a selective filter
+still returns its ``k`` best matches rather than what is left of an unfiltered top list.
 """
 
 from __future__ import annotations
@@ -33,27 +35,31 @@ OPERATORS = {
     "==": np.equal,
     "!=": np.not_equal,
 }
+TAG_OPERATORS = ("=", "==", "!=", "in")
 # The field is everything before the first operator; two-character operators are tried first.
 _CONDITION = re.compile(
     r"^\s*(?P<field>[^<>=!]+?)\s*(?P<op><=|>=|!=|==|<|>|=)\s*(?P<value>.*?)\s*$"
 )
+_IN = re.compile(r"^\s*(?P<field>[^<>=!]+?)\s+in\s*\((?P<value>.*)\)\s*$", re.IGNORECASE)
+_ITEM = re.compile(r"""\s*('[^']*'|"[^"]*"|[^,'"]*)\s*(,|$)""")
 _RELATIVE = re.compile(r"^now(?:\s*-\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw]))?$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-EXAMPLES = "price < 30, rating >= 4.5, timestamp >= 2025-01-01, timestamp > now-30d"
+EXAMPLES = (
+    "price < 30, rating >= 4.5, timestamp >= 2025-01-01, timestamp > now-30d, category = help, "
+    "category in (help, catalog)"
+)
 
 
 @dataclass(frozen=True)
 class Condition:
-    """``field op value``; ``value`` is a number, or epoch seconds for the timestamp."""
+    """``field op value``: ``values`` as written (unquoted; several for ``in``), ``numbers``
+    the same read as numbers (epoch seconds for the timestamp; None where one is not)."""
 
     field: str
     op: str
-    value: float
-    text: str  # as given, for messages and results
-
-    def column(self) -> str:
-        """The generation's ``doc_meta`` column this condition reads."""
-        return TIMESTAMP if self.field == TIMESTAMP else f"field:{self.field}"
+    values: tuple[str, ...]
+    numbers: tuple[float | None, ...]
+    text: str  # normalised, for messages and results
 
 
 def parse_filters(
@@ -75,26 +81,62 @@ def parse_condition(text: object, *, now: float) -> Condition:
     shown = text if len(text) <= 60 else text[:60] + "..."
     if len(text) > MAX_FILTER_CHARS:
         raise InputError(f"filter {shown!r} is over {MAX_FILTER_CHARS} characters")
-    m = _CONDITION.match(text)
-    if m is None or not m["value"]:
+    listed = _IN.match(text)
+    m = listed or _CONDITION.match(text)
+    values = _values(m["value"], listed is not None) if m is not None else ()
+    if m is None or not values:
         raise InputError(
             f"cannot read the filter {shown!r}: write FIELD OP VALUE with OP one of "
-            f"{', '.join(OPERATORS)} (for example {EXAMPLES})"
+            f"{', '.join(OPERATORS)}, or FIELD in (VALUE, ...) (for example {EXAMPLES})"
         )
-    field, op, raw = m["field"], m["op"], m["value"]
+    field, op = m["field"].strip(), "in" if listed else m["op"]
     if field == TIMESTAMP:
-        value = _time_value(raw, shown, now)
+        if op == "in":
+            raise InputError(f"filter {shown!r}: compare the timestamp with <, <=, > or >=")
+        numbers: tuple[float | None, ...] = (_time_value(values[0], shown, now),)
     else:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise InputError(
-                f"filter {shown!r}: {raw!r} is not a number (filters compare the timestamp "
-                "and numeric fields)"
-            ) from None
-        if not math.isfinite(value):
-            raise InputError(f"filter {shown!r}: the value must be a finite number")
-    return Condition(field, op, value, f"{field} {op} {raw}")
+        numbers = tuple(_number(v) for v in values)
+    value_text = f"({', '.join(map(_quoted, values))})" if op == "in" else m["value"]
+    return Condition(field, op, values, numbers, f"{field} {op} {value_text}")
+
+
+def _values(raw: str, listed: bool) -> tuple[str, ...]:
+    """The value, or the comma-separated values of an ``in`` list (a quoted one may hold a
+    comma); () when one is empty or the list is malformed."""
+    if not listed:
+        out: list[str] = [_unquote(raw.strip())]
+    else:
+        out, at = [], 0
+        while at < len(raw):
+            m = _ITEM.match(raw, at)
+            if m is None:
+                return ()
+            out.append(_unquote(m[1].strip()))
+            at = m.end()
+            if not m[2]:
+                break
+    return tuple(out) if out and all(out) else ()
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def _quoted(value: str) -> str:
+    """An ``in`` list's value as it would be written: quoted when it holds a comma."""
+    if "," not in value:
+        return value
+    return f"'{value}'" if "'" not in value else f'"{value}"'
+
+
+def _number(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _time_value(raw: str, shown: str, now: float) -> float:
@@ -122,13 +164,34 @@ def matching(conditions: Sequence[Condition], meta: Mapping[str, np.ndarray], si
         return None
     keep = np.ones(size, dtype=bool)
     for c in conditions:
-        values = meta.get(c.column())
-        if values is None:
-            names = [TIMESTAMP, *(n.removeprefix("field:") for n in meta if n != TIMESTAMP)]
-            raise InputError(
-                f"cannot filter on {c.field!r}: no document has that field; the fields here "
-                f"are {', '.join(sorted(set(names), key=names.index))}"
-            )
-        with np.errstate(invalid="ignore"):
-            keep &= OPERATORS[c.op](values, c.value) & ~np.isnan(values)
+        keep &= _matches(c, meta)
     return keep
+
+
+def _matches(c: Condition, meta: Mapping[str, np.ndarray]) -> np.ndarray:
+    numeric = meta.get(TIMESTAMP if c.field == TIMESTAMP else f"field:{c.field}")
+    tags = meta.get(f"tag:{c.field}")
+    if numeric is not None and (tags is None or None not in c.numbers):
+        if None in c.numbers:
+            bad = c.values[c.numbers.index(None)]
+            raise InputError(f"filter {c.text!r}: {bad!r} is not a number ({c.field} is numeric)")
+        with np.errstate(invalid="ignore"):
+            if c.op == "in":
+                found = np.isin(numeric, np.asarray(c.numbers, dtype=np.float64))
+            else:
+                found = OPERATORS[c.op](numeric, c.numbers[0])
+        return found & ~np.isnan(numeric)
+    if tags is not None:
+        if c.op not in TAG_OPERATORS:
+            raise InputError(
+                f"filter {c.text!r}: {c.field} is a tag, compared with =, != or in (...), "
+                f"not {c.op}"
+            )
+        found = np.isin(tags, np.asarray(c.values, dtype=str))
+        return (~found if c.op == "!=" else found) & (tags != "")
+    names = [TIMESTAMP]
+    names += sorted({n.split(":", 1)[1] for n in meta if ":" in n})
+    raise InputError(
+        f"cannot filter on {c.field!r}: no document has that field; the fields here are "
+        f"{', '.join(names)}"
+    )

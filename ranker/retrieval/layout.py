@@ -35,6 +35,7 @@ from brainrank.index.livemap import LiveMap
 from brainrank.index.postings import TermCounts
 from brainrank.index.segment_vectors import SegmentedVectors
 from brainrank.index.vectors import VectorIndex
+from brainrank.ranker.retrieval.segments import absent_column
 
 SEGMENTS = "segments"
 TOMBSTONES = "tombstones"
@@ -196,7 +197,10 @@ def load_segmented(directory: Path, manifest: dict) -> Loaded:
     names = ["timestamp", *sorted({n for m in metas for n in m if n != "timestamp"})]
     out.doc_meta = {
         name: live.gather(
-            [m.get(name, np.full(e.documents, np.nan)) for m, e in zip(metas, entries, strict=True)]
+            [
+                m[name] if name in m else absent_column(name, e.documents)
+                for m, e in zip(metas, entries, strict=True)
+            ]
         )
         for name in names
     }

@@ -174,8 +174,8 @@ class SearchEngine:
 
         ``model`` picks a registry version for the learned mode (default: the champion;
         ``latest`` is the newest version). ``snippets`` adds each hit's query-biased snippet
-        (``retrieval.snippets``). ``where``: conditions on the timestamp and numeric fields
-        that every hit must meet, such as ``["price < 30", "timestamp >= 2025-01-01"]``
+        (``retrieval.snippets``). ``where``: conditions on the timestamp, numeric fields and
+        tags that every hit must meet, such as ``["price < 30", "category = help"]``
         (``retrieval.filters``). ``offset`` skips that many hits, for the next page: ranks
         ``offset + 1`` to ``offset + k`` of the same ranking (which reaches as deep as the
         candidates, ``[retrieval] candidates`` from each retriever).

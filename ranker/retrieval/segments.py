@@ -69,16 +69,23 @@ def keyword_segment(docs: Sequence[Document], params: BM25Params) -> Segment:
 
 
 def doc_meta(docs: Sequence[Document]) -> dict[str, np.ndarray]:
-    """Timestamps (epoch seconds, NaN when unknown) and numeric fields as columns (NaN = absent)."""
-    names = sorted({name for d in docs for name in d.fields})
+    """Timestamps (epoch seconds, NaN when unknown), numeric fields (``field:NAME``, NaN =
+    absent) and tags (``tag:NAME``, unicode, "" = absent) as columns."""
     columns = {
         "timestamp": np.array(
             [d.timestamp.timestamp() if d.timestamp else np.nan for d in docs], dtype=np.float64
         )
     }
-    for name in names:
+    for name in sorted({name for d in docs for name in d.fields}):
         columns[f"field:{name}"] = np.array([d.fields.get(name, np.nan) for d in docs], np.float64)
+    for name in sorted({name for d in docs for name in d.tags}):
+        columns[f"tag:{name}"] = np.array([d.tags.get(name, "") for d in docs], dtype=str)
     return columns
+
+
+def absent_column(name: str, n: int) -> np.ndarray:
+    """The ``doc_meta`` column ``name`` of ``n`` documents that lack it (a segment without)."""
+    return np.full(n, "", dtype=str) if name.startswith("tag:") else np.full(n, np.nan)
 
 
 def write_segment(
@@ -176,10 +183,10 @@ def _merge_meta(metas: Sequence[dict], keeps: Sequence[np.ndarray]) -> dict[str,
     return {
         name: np.concatenate(
             [
-                m[name][keep] if name in m else np.full(len(keep), np.nan)
+                m[name][keep] if name in m else absent_column(name, len(keep))
                 for m, keep in zip(metas, keeps, strict=True)
             ]
-        ).astype(np.float64)
+        ).astype(str if name.startswith("tag:") else np.float64)
         for name in names
     }
 

@@ -74,8 +74,8 @@ class SearchRequest(BaseModel):
         list[Annotated[str, Field(strict=True)]] | None,
         Field(
             max_length=MAX_FILTERS,
-            description="Conditions every hit must meet, on the timestamp or a numeric field: "
-            '["price < 30", "timestamp >= 2025-01-01"] (also "timestamp > now-30d")',
+            description="Conditions every hit must meet, on the timestamp, a numeric field or "
+            'a tag: ["price < 30", "timestamp > now-30d", "category in (help, catalog)"]',
         ),
     ] = None
 
@@ -229,6 +229,7 @@ def create_app(cfg: Config, *, token: str | None = None, poll_seconds: float = 0
             "text": doc.text,
             "timestamp": doc.timestamp.isoformat() if doc.timestamp else None,
             "fields": doc.fields,
+            "tags": doc.tags,
         }
 
     @app.post(

@@ -111,9 +111,10 @@ def test_csv_with_quoted_newlines_and_a_huge_field(tmp_path: Path) -> None:
     assert [d.doc_id for d in docs] == ["a", "b", "c"]
     assert docs[0].title == "Two\nlines"
     assert docs[1].text == huge
-    # CSV cells are strings: those that parse as numbers become fields, the rest are ignored.
-    assert docs[0].fields == {"rating": 4.5}
-    assert docs[1].fields == {"category": 3.0}
+    # CSV cells are strings: those that parse as numbers become fields, the rest tags.
+    assert docs[0].fields == {"rating": 4.5} and docs[0].tags == {"category": "news"}
+    assert docs[1].fields == {"category": 3.0} and docs[1].tags == {}
+    assert docs[2].tags == {"category": "x"}
 
 
 def test_parquet_in_batches_with_typed_columns(tmp_path: Path) -> None:
@@ -305,13 +306,20 @@ def test_numeric_fields_detected_and_declared(tmp_path: Path) -> None:
         "rating": 4,
         "price": 9.5,
         "category": "news",
+        "brand": "  Voltra ",
+        "blank": "   ",
+        "url": "https://example.com/" + "x" * 200,
         "flag": True,
         "metadata": {"year": 2020},
     }
     path = write_jsonl(tmp_path / "docs.jsonl", [record])
-    assert read_documents(path).documents[0].fields == {"rating": 4.0, "price": 9.5}
+    found = read_documents(path).documents[0]
+    assert found.fields == {"rating": 4.0, "price": 9.5}
+    # Short strings are tags (trimmed); blank ones and those over 200 characters are not.
+    assert found.tags == {"category": "news", "brand": "Voltra"}
     declared = read_documents(path, numeric_fields=["price", "stock"]).documents[0]
     assert declared.fields == {"price": 9.5}  # rating not declared, stock missing
+    assert declared.tags == {}  # declared fields are exactly what is read
 
 
 def test_bom_and_blank_lines(tmp_path: Path) -> None:
@@ -348,6 +356,10 @@ _documents = st.builds(
     text=_visible,
     timestamp=st.none() | st.datetimes(timezones=st.just(UTC)),
     fields=st.dictionaries(_field_names, st.floats(allow_nan=False, allow_infinity=False)),
+    tags=st.dictionaries(
+        st.from_regex(r"[A-Z][A-Z0-9]{0,6}", fullmatch=True),
+        st.text(_chars, min_size=1, max_size=40).filter(lambda v: v.strip() == v and v),
+    ),
 )
 
 
@@ -357,7 +369,7 @@ def test_jsonl_round_trip(tmp_path: Path, docs: list[Document]) -> None:
     path = tmp_path / "round_trip.jsonl"
     rows = []
     for doc in docs:
-        row = {"_id": doc.doc_id, "title": doc.title, "text": doc.text, **doc.fields}
+        row = {"_id": doc.doc_id, "title": doc.title, "text": doc.text, **doc.fields, **doc.tags}
         if doc.timestamp is not None:
             row["timestamp"] = doc.timestamp.isoformat()
         rows.append(row)

@@ -36,6 +36,14 @@ def test_metadata_change_counts_as_update(tmp_path):
     assert c.updated == 1
     got = store.get(["d1"])["d1"]
     assert got.timestamp == ts and got.fields == {"price": 3.5}
+    with store.transaction():  # a tag alone changes too
+        c = store.upsert([doc(1, timestamp=ts, fields={"price": 3.5}, tags={"brand": "Voltra"})])
+    assert c.updated == 1
+    got = store.get(["d1"])["d1"]
+    assert got.fields == {"price": 3.5} and got.tags == {"brand": "Voltra"}
+    with store.transaction():
+        c = store.upsert([doc(1, timestamp=ts, fields={"price": 3.5}, tags={"brand": "Voltra"})])
+    assert (c.updated, c.unchanged) == (0, 1)
 
 
 def test_failed_transaction_keeps_previous_state(tmp_path):

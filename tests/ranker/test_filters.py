@@ -25,7 +25,7 @@ def test_conditions_are_read_as_typed():
     got = parse_filters(
         ["price<30", " rating >= 4.5 ", "timestamp >= 2025-01-31", "timestamp > now-30d"], now=NOW
     )
-    assert [(c.field, c.op, c.value) for c in got] == [
+    assert [(c.field, c.op, c.numbers[0]) for c in got] == [
         ("price", "<", 30.0),
         ("rating", ">=", 4.5),
         ("timestamp", ">=", datetime(2025, 1, 31, tzinfo=UTC).timestamp()),
@@ -38,8 +38,22 @@ def test_conditions_are_read_as_typed():
         "timestamp > now-30d",
     ]
     one = parse_filters("timestamp <= 2025-01-31T09:00:00+02:00", now=NOW)[0]
-    assert one.value == datetime(2025, 1, 31, 7, tzinfo=UTC).timestamp()
+    assert one.numbers == (datetime(2025, 1, 31, 7, tzinfo=UTC).timestamp(),)
     assert parse_filters(None) == parse_filters([]) == ()
+    tags = parse_filters(
+        ["category = 'help desk'", 'brand in (Voltra, "Roadsight", 7)', "m in ('a, b', c)"],
+        now=NOW,
+    )
+    assert [(c.field, c.op, c.values, c.numbers) for c in tags] == [
+        ("category", "=", ("help desk",), (None,)),
+        ("brand", "in", ("Voltra", "Roadsight", "7"), (None, None, 7.0)),
+        ("m", "in", ("a, b", "c"), (None, None)),
+    ]
+    assert [c.text for c in tags] == [
+        "category = 'help desk'",
+        "brand in (Voltra, Roadsight, 7)",
+        "m in ('a, b', c)",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -48,9 +62,14 @@ def test_conditions_are_read_as_typed():
         (["price"], "write FIELD OP VALUE"),
         (["price <"], "write FIELD OP VALUE"),
         (["< 3"], "write FIELD OP VALUE"),
-        (["price < cheap"], "'cheap' is not a number"),
-        (["category = catalog"], "filters compare the timestamp and numeric fields"),
-        (["price < inf"], "finite number"),
+        (["price < cheap"], "'cheap' is not a number \\(price is numeric\\)"),
+        (["price < inf"], "'inf' is not a number"),
+        (["price in (1, x)"], "'x' is not a number"),
+        (["category < help"], "category is a tag, compared with =, != or in"),
+        (["brand in ()"], "write FIELD OP VALUE"),
+        (["brand in (a, )"], "write FIELD OP VALUE"),
+        (["brand in ('a, b)"], "write FIELD OP VALUE"),
+        (["timestamp in (2025-01-01)"], "compare the timestamp with"),
         (["timestamp > 2025-02-30"], "a timestamp is compared with a date"),
         (["timestamp > 2025-01-31T09:00"], "has no time zone"),
         (["timestamp > yesterday"], "now-30d"),
@@ -60,8 +79,13 @@ def test_conditions_are_read_as_typed():
     ],
 )
 def test_a_bad_filter_is_an_error_naming_it(given, message):
+    meta = {
+        "timestamp": np.array([NOW]),
+        "field:price": np.array([10.0]),
+        "tag:category": np.array(["help"]),
+    }
     with pytest.raises(InputError, match=message):
-        parse_filters(given, now=NOW)
+        matching(parse_filters(given, now=NOW), meta, 1)
 
 
 def test_a_document_without_the_field_matches_no_condition_on_it():
@@ -77,6 +101,22 @@ def test_a_document_without_the_field_matches_no_condition_on_it():
     assert matching((), meta, 3) is None
     with pytest.raises(InputError, match="no document has that field; the fields here are "):
         matching(parse_filters("weight < 3"), meta, 3)
+
+
+def test_tags_match_by_equality_and_a_document_without_the_tag_never():
+    meta = {
+        "timestamp": np.full(4, np.nan),
+        "field:price": np.array([10.0, 40.0, np.nan, 5.0]),
+        "tag:category": np.array(["help", "catalog", "", "Help"]),
+    }
+    allowed = lambda *f: matching(parse_filters(list(f), now=NOW), meta, 4).tolist()  # noqa: E731
+    assert allowed("category = help") == [True, False, False, False]  # exact, case included
+    assert allowed("category != help") == [False, True, False, True]  # no tag: not "different"
+    assert allowed("category in (help, Help)") == [True, False, False, True]
+    assert allowed("price in (5, 40)") == [False, True, False, True]
+    assert allowed("category = catalog", "price > 20") == [False, True, False, False]
+    with pytest.raises(InputError, match="the fields here are timestamp, category, price"):
+        matching(parse_filters("colour = red"), meta, 4)
 
 
 def sample_truth(engine, where):
@@ -165,6 +205,10 @@ def test_the_approximate_path_finds_the_filtered_neighbours(monkeypatch):
 
 
 def test_filters_see_documents_of_a_new_segment_and_not_deleted_ones(tmp_path, encoder):
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.retrieval.indexing import optimize_indexes
+    from brainrank.ranker.retrieval.search import SearchEngine
+
     cfg = make_config(tmp_path / "ws")
     t = datetime(2025, 1, 1, tzinfo=UTC)
     base = [
@@ -172,18 +216,47 @@ def test_filters_see_documents_of_a_new_segment_and_not_deleted_ones(tmp_path, e
         for i in range(30)
     ]
     ingest(cfg, encoder, base)
-    ingest(cfg, encoder, [Document("new", "garden hose reel", "a reel", t, {"price": 5.0})])
+    reel = Document("new", "garden hose reel", "a reel", t, {"price": 5.0}, {"kind": "reel"})
+    ingest(cfg, encoder, [reel])
     ingest(cfg, encoder, delete=["b0"])
-    from brainrank.ranker.retrieval.search import SearchEngine
+    # A tag changed alone: the document's new tag is what filters see.
+    ingest(cfg, encoder, [Document("b2", "garden hose 2", "a hose for the garden", t,
+                                   {"price": 22.0}, {"kind": "hose"})])  # fmt: skip
+
+    def found(where, mode):
+        hits = engine.search("garden hose", k=5, mode=mode, where=where).hits
+        return sorted(h.doc_id for h in hits)
 
     engine = SearchEngine(cfg, encoder=encoder)
     try:
-        assert len(engine.generation.segments) > 1  # the new document is in a delta segment
+        assert len(engine.generation.segments) > 1  # the new documents are in delta segments
         for mode in ("bm25", "dense", "hybrid"):
-            hits = engine.search("garden hose", k=5, mode=mode, where="price < 22").hits
-            assert sorted(h.doc_id for h in hits) == ["b1", "new"], mode
+            assert found("price < 22", mode) == ["b1", "new"], mode
+            assert found("kind = reel", mode) == ["new"], mode
+            assert found("kind != reel", mode) == ["b2"], mode  # no tag: never "different"
     finally:
         engine.close()
+    optimize_indexes(Workspace(cfg.workspace), cfg)  # one merged segment, the same answers
+    engine = SearchEngine(cfg, encoder=encoder)
+    try:
+        assert len(engine.generation.segments) == 1
+        for mode in ("bm25", "hybrid"):
+            assert found("price < 22", mode) == ["b1", "new"], mode
+            assert found("kind in (reel, hose)", mode) == ["b2", "new"], mode
+    finally:
+        engine.close()
+
+
+def test_tag_filters_on_the_sample(engine, sample_docs):
+    help_ids = {d.doc_id for d in sample_docs if d.tags.get("category") == "help"}
+    assert 0 < len(help_ids) < len(sample_docs)
+    for mode in ("bm25", "hybrid"):
+        got = engine.search("charger for a laptop", k=10, mode=mode, where="category = help")
+        assert len(got.hits) == 10 and {h.doc_id for h in got.hits} <= help_ids, mode
+    both = engine.search("charger", k=10, mode="hybrid", where="category in (help, catalog)")
+    assert [h.doc_id for h in both.hits] == [
+        h.doc_id for h in engine.search("charger", k=10, mode="hybrid").hits
+    ]
 
 
 def test_search_json_lists_the_filters(engine):

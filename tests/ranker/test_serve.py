@@ -255,6 +255,7 @@ def test_document_by_id(client, api):
         "text": doc.text,
         "timestamp": doc.timestamp.isoformat(),
         "fields": doc.fields,
+        "tags": {"category": doc.tags["category"]},
     }
 
 
