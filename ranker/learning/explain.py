@@ -269,7 +269,7 @@ def candidate_features(
 
     learned, extractor = engine.model(model)
     g = engine.generation
-    allowed = matching(parse_filters(where), g.doc_meta, len(g))
+    allowed = matching(parse_filters(where), g.filter_columns, len(g))
     cand = engine.candidates(query, "learned", allowed)
     scored = learned.score(extractor, engine.validate_query(query), cand)
     ids = engine.generation.doc_ids

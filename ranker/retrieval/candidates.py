@@ -12,6 +12,7 @@ import numpy as np
 from brainrank.index.bm25 import BM25Index
 from brainrank.index.errors import BrainrankError
 from brainrank.index.vectors import VectorIndex
+from brainrank.ranker.retrieval.filters import FilterColumns
 from brainrank.ranker.retrieval.layout import Loaded, is_segmented, load_segmented
 
 
@@ -62,6 +63,7 @@ class Generation:
         )
         self.vectors = loaded.vectors
         self.doc_meta: dict[str, np.ndarray] = loaded.doc_meta
+        self.filter_columns = FilterColumns(self.doc_meta)  # what search filters read
         self.segments = loaded.segments  # [] for a generation written before segments
         for name, part in (("keyword", self.bm25), ("vector", self.vectors)):
             size = None if part is None else (part.n_docs if name == "keyword" else part.size)

@@ -196,7 +196,7 @@ class SearchEngine:
         if mode != "bm25":
             self.encoder  # noqa: B018 (loads on first use)
         t0 = time.perf_counter()
-        allowed = matching(conditions, self.generation.doc_meta, len(self.generation))
+        allowed = matching(conditions, self.generation.filter_columns, len(self.generation))
         cand = self.candidates(query, mode, allowed)
         features = names = version = in_domain = None
         if mode == "learned":

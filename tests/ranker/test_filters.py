@@ -103,6 +103,29 @@ def test_a_document_without_the_field_matches_no_condition_on_it():
         matching(parse_filters("weight < 3"), meta, 3)
 
 
+def test_a_generation_factorises_a_tag_column_once_with_the_same_answers():
+    from brainrank.ranker.retrieval.filters import FilterColumns, TagColumn
+
+    rng = np.random.default_rng(0)
+    raw = {
+        "timestamp": np.full(500, np.nan),
+        "tag:colour": np.array(["", "red", "blue", "green"])[rng.integers(0, 4, 500)],
+    }
+    cols = FilterColumns(raw)
+    assert isinstance(cols["tag:colour"], TagColumn) and cols["tag:colour"] is cols["tag:colour"]
+    assert list(cols) == list(raw) and cols["timestamp"] is raw["timestamp"]
+    tests = {
+        "colour = red": lambda c: c == "red",
+        "colour != red": lambda c: c not in ("red", ""),
+        "colour in (red, blue, pink)": lambda c: c in ("red", "blue", "pink"),
+    }
+    for where, test in tests.items():
+        conditions = parse_filters(where)
+        want = [test(c) for c in raw["tag:colour"]]
+        assert matching(conditions, cols, 500).tolist() == want, where
+        assert matching(conditions, raw, 500).tolist() == want, where
+
+
 def test_tags_match_by_equality_and_a_document_without_the_tag_never():
     meta = {
         "timestamp": np.full(4, np.nan),
