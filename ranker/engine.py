@@ -63,6 +63,7 @@ class Engine:
         snippets: bool = False,
         where: str | Sequence[str] | None = None,
         offset: int = 0,
+        facets: Sequence[str] | None = None,
     ) -> SearchResult:
         """The top ``k`` documents for ``query``.
 
@@ -74,9 +75,18 @@ class Engine:
         hits to documents meeting every condition on the timestamp, a numeric field or a tag:
         ``where=["price < 30", "timestamp > now-30d", "category in (help, catalog)"]``.
         ``offset`` pages: ``offset=10`` gives ranks 11 to ``10 + k`` of the same ranking.
+        ``facets=["category"]`` counts each tag value among the documents the search ranked
+        (its candidates): ``result.facets == {"category": {"help": 12, "catalog": 40}}``.
         """
         result = self.searcher.search(
-            query, k=k, mode=mode, model=model, snippets=snippets, where=where, offset=offset
+            query,
+            k=k,
+            mode=mode,
+            model=model,
+            snippets=snippets,
+            where=where,
+            offset=offset,
+            facets=facets,
         )
         if log:
             self._query_log().record(result)

@@ -40,6 +40,15 @@ def results_table(result: dict) -> Table:
     return table
 
 
+def facet_lines(result: dict) -> list[str]:
+    """One line per counted tag: ``category: help 12 · catalog 40`` (escaped for rich)."""
+    return [
+        f"[bold]{escape(name)}[/bold]: "
+        + (" · ".join(f"{escape(v)} {n}" for v, n in counts.items()) or "none")
+        for name, counts in (result.get("facets") or {}).items()
+    ]
+
+
 def _title(hit: dict) -> str:
     """The title, and under it the snippet (when asked for) with its matches in bold."""
     title = escape(hit["title"] or "(no title)")

@@ -31,6 +31,13 @@ def search(
             "-k", "--top-k", help="Number of results", show_default="10; 1000 with --queries"
         ),
     ] = None,
+    facet: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--facet",
+            help="Count this tag's values among the documents the search ranked (repeat for more)",
+        ),
+    ] = None,
     offset: Annotated[
         int,
         typer.Option("--offset", help="Skip this many hits: --offset 10 shows the second page"),
@@ -95,8 +102,10 @@ def search(
     if queries is not None:
         if run is None:
             raise BrainrankError("--queries needs --run OUT, the TREC run file to write")
-        if offset:
-            raise BrainrankError("--offset pages one QUERY's results; a batch run starts at rank 1")
+        if offset or facet:
+            raise BrainrankError(
+                "--offset and --facet go with one QUERY; a batch run writes ranks from 1"
+            )
         cfg = resolve_config(workspace, config, encoder)
         return _batch(cfg, queries, run, k, mode, model, where)
     if run is not None:
@@ -104,16 +113,18 @@ def search(
     if offset < 0 or offset + k > 1000:
         raise BrainrankError(f"--offset {offset} with -k {k} is out of range: 0 to {1000 - k}")
     if server:
-        payload = _ask_server(server, query, k, mode, model, snippets, where, offset)
+        payload = _ask_server(server, query, k, mode, model, snippets, where, offset, facet)
     else:
         cfg = resolve_config(workspace, config, encoder)
-        payload = _search_here(cfg, query, k, mode, model, snippets, where, offset)
+        payload = _search_here(cfg, query, k, mode, model, snippets, where, offset, facet)
     if as_json:
         print(json.dumps(payload))
         return
-    from brainrank.ranker.cli.render import results_table
+    from brainrank.ranker.cli.render import facet_lines, results_table
 
     out.print(results_table(payload))
+    for line in facet_lines(payload):
+        out.print(line, highlight=False)
 
 
 def _search_here(
@@ -125,6 +136,7 @@ def _search_here(
     snippets: bool = False,
     where: list[str] | None = None,
     offset: int = 0,
+    facets: list[str] | None = None,
 ) -> dict:
     """Search in this process and log it (source cli), as the service would."""
     from brainrank.ranker.feedback.querylog import QueryLog
@@ -135,7 +147,14 @@ def _search_here(
     engine = SearchEngine(cfg)
     try:
         result = engine.search(
-            query, k=k, mode=mode, model=model, snippets=snippets, where=where, offset=offset
+            query,
+            k=k,
+            mode=mode,
+            model=model,
+            snippets=snippets,
+            where=where,
+            offset=offset,
+            facets=facets,
         )
         champion = engine.champion() if result.mode == "learned" else None
     finally:
@@ -168,6 +187,7 @@ def _ask_server(
     snippets: bool = False,
     where: list[str] | None = None,
     offset: int = 0,
+    facets: list[str] | None = None,
 ) -> dict:
     """POST /search to a running service; its errors come back as one line."""
     import httpx
@@ -179,6 +199,8 @@ def _ask_server(
         body["where"] = list(where)
     if offset:
         body["offset"] = offset
+    if facets:
+        body["facets"] = list(facets)
     try:
         response = httpx.post(url.rstrip("/") + "/search", json=body, timeout=30.0)
     except httpx.HTTPError as exc:

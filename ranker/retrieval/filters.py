@@ -237,3 +237,36 @@ def _matches(c: Condition, meta: Mapping[str, np.ndarray]) -> np.ndarray:
         f"cannot filter on {c.field!r}: no document has that field; the fields here are "
         f"{', '.join(names)}"
     )
+
+
+MAX_FACETS = 8
+MAX_FACET_VALUES = 100
+
+
+def count_tags(
+    names: Sequence[str], columns: Mapping, positions: np.ndarray
+) -> dict[str, dict[str, int]]:
+    """For each tag in ``names``: how many of the documents at ``positions`` have each value,
+    most first (ties by value), at most ``MAX_FACET_VALUES`` values; a missing tag is not
+    counted. ``columns``: ``Generation.filter_columns``."""
+    if isinstance(names, str):
+        names = [names]
+    if len(names) > MAX_FACETS:
+        raise InputError(f"{len(names)} facets asked for; the limit is {MAX_FACETS}")
+    out: dict[str, dict[str, int]] = {}
+    for name in names:
+        if not isinstance(name, str):
+            raise InputError(f"a facet is a tag's name, not {type(name).__name__}")
+        column = columns.get(f"tag:{name}")
+        if column is None:
+            tags = sorted(n.split(":", 1)[1] for n in columns if n.startswith("tag:"))
+            raise InputError(
+                f"cannot count {name!r}: no document has that tag; the tags here are "
+                f"{', '.join(tags) or 'none'}"
+            )
+        column = column if isinstance(column, TagColumn) else TagColumn(column)
+        counts = np.bincount(column.codes[positions], minlength=len(column.values))
+        found = [(int(n), str(v)) for v, n in zip(column.values, counts, strict=True) if n and v]
+        found.sort(key=lambda item: (-item[0], item[1]))
+        out[name] = {value: n for n, value in found[:MAX_FACET_VALUES]}
+    return out

@@ -53,6 +53,8 @@ class SearchResult:
     snippets: dict[str, Snippet] | None = None  # by doc id, when the search asked for them
     filters: tuple[str, ...] = ()  # the conditions every hit met (``retrieval.filters``)
     offset: int = 0  # hits skipped before the first one here (its rank is offset + 1)
+    # Tag name -> value -> documents ranked with it, when the search asked (``count_tags``).
+    facets: dict[str, dict[str, int]] | None = None
 
     def top(self, k: int) -> SearchResult:
         """The same result cut to its first ``k`` hits (feature rows cut alike)."""
@@ -69,6 +71,7 @@ class SearchResult:
             "impression_id": self.impression_id,
             **({"filters": list(self.filters)} if self.filters else {}),
             **({"offset": self.offset} if self.offset else {}),
+            **({"facets": self.facets} if self.facets is not None else {}),
             "hits": [self._hit_dict(h) for h in self.hits],
         }
 

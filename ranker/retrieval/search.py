@@ -17,7 +17,7 @@ from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
 from brainrank.ranker.encoding.loading import encoder_path_for, load_query_encoder
 from brainrank.ranker.retrieval.candidates import Candidates, Generation
-from brainrank.ranker.retrieval.filters import matching, parse_filters
+from brainrank.ranker.retrieval.filters import count_tags, matching, parse_filters
 from brainrank.ranker.retrieval.fusion import minmax, order, rrf
 from brainrank.ranker.retrieval.result import SearchResult
 from brainrank.ranker.retrieval.verify import verify_generation
@@ -169,6 +169,7 @@ class SearchEngine:
         snippets: bool = False,
         where: str | Sequence[str] | None = None,
         offset: int = 0,
+        facets: Sequence[str] | None = None,
     ) -> SearchResult:
         """Rank the collection for ``query`` and return the top ``k`` hits with their signals.
 
@@ -178,7 +179,8 @@ class SearchEngine:
         tags that every hit must meet, such as ``["price < 30", "category = help"]``
         (``retrieval.filters``). ``offset`` skips that many hits, for the next page: ranks
         ``offset + 1`` to ``offset + k`` of the same ranking (which reaches as deep as the
-        candidates, ``[retrieval] candidates`` from each retriever).
+        candidates, ``[retrieval] candidates`` from each retriever). ``facets`` names tags
+        to count among the documents the search ranked (``result.facets``).
         """
         mode = check_mode(mode or self.default_mode())
         if k < 1:
@@ -208,6 +210,9 @@ class SearchEngine:
             version = learned.version.version if learned.version else None
         else:
             scores, keep = self._fuse(cand, mode)
+        counted = None
+        if facets:
+            counted = count_tags(facets, self.generation.filter_columns, cand.positions[keep])
         idx = keep[order(scores[keep], cand.positions[keep])][offset : offset + k]
         ids = self.generation.doc_ids
         hits = [
@@ -249,6 +254,7 @@ class SearchEngine:
             snippets=found,
             filters=tuple(c.text for c in conditions),
             offset=offset,
+            facets=counted,
         )
 
     def _fuse(self, cand: Candidates, mode: str) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from brainrank.index.errors import InputError
 from brainrank.ranker.config import Config, load_config
 from brainrank.ranker.feedback.fields import parse_time
-from brainrank.ranker.retrieval.filters import MAX_FILTERS
+from brainrank.ranker.retrieval.filters import MAX_FACETS, MAX_FILTERS
 from brainrank.ranker.serve.errors import BodyLimit, Observe, install_handlers
 from brainrank.ranker.serve.holder import EngineHolder, Serving
 from brainrank.ranker.serve.metrics import Metrics
@@ -78,6 +78,14 @@ class SearchRequest(BaseModel):
             'a tag: ["price < 30", "timestamp > now-30d", "category in (help, catalog)"]',
         ),
     ] = None
+    facets: Annotated[
+        list[Annotated[str, Field(strict=True)]] | None,
+        Field(
+            max_length=MAX_FACETS,
+            description="Tags to count among the documents the search ranked: "
+            '["category"] gives {"category": {"help": 12, "catalog": 40}}',
+        ),
+    ] = None
 
 
 class Snippet(BaseModel):
@@ -104,6 +112,9 @@ class SearchResponse(BaseModel):
     impression_id: str | None = Field(description="For POST /feedback; null when not logged")
     filters: list[str] | None = Field(None, description="Only when the request had `where`")
     offset: int | None = Field(None, description="Only when the request skipped hits")
+    facets: dict[str, dict[str, int]] | None = Field(
+        None, description="Only when the request asked for facets"
+    )
     hits: list[Hit]
 
 
@@ -210,6 +221,7 @@ def create_app(cfg: Config, *, token: str | None = None, poll_seconds: float = 0
             snippets=body.snippets,
             where=body.where,
             offset=body.offset,
+            facets=body.facets,
         )
         qlog.record(result)
         metrics.search_seconds.labels(result.mode).observe(time.perf_counter() - t0)

@@ -92,6 +92,19 @@ def test_search_where(sample_config, sample_docs):
     assert "no documents matched (where price < 0)" in res.stdout
 
 
+def test_search_facets(sample_config):
+    ws = str(sample_config.workspace)
+    args = ["search", "charger", "--mode", "bm25", "--facet", "category", "-w", ws]
+    res = runner.invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    counts = json.loads(res.stdout.strip().splitlines()[-1])["facets"]["category"]
+    assert set(counts) <= {"help", "catalog"} and sum(counts.values()) > 0
+    res = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    shown = " · ".join(f"{v} {n}" for v, n in counts.items())
+    assert f"category: {shown}" in res.stdout
+
+
 def test_search_table(sample_config):
     res = run("search", "gift card", "-k", 2, "--mode", "bm25", "-w", sample_config.workspace)
     assert res.exit_code == 0, res.output
@@ -106,6 +119,7 @@ def test_search_table(sample_config):
         (["search", "refund", "--mode", "magic"], "unknown mode 'magic'"),
         (["search", "refund", "-k", "0"], "-k 0 is out of range"),
         (["search", "refund", "--where", "price <"], "write FIELD OP VALUE"),
+        (["search", "--queries", DATA / "queries.jsonl", "--run", "x", "--facet", "a"], "--facet"),
         (["search", "refund", "--where", "size < 3"], "cannot filter on 'size'"),
         (["search", "refund", "-k", "1001"], "-k 1001 is out of range"),
         (["search"], "give a QUERY"),

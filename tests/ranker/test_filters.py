@@ -300,3 +300,29 @@ def test_the_learned_mode_ranks_only_matching_documents(trained_config, encoder)
         assert got.features.shape[0] == 10
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("mode", ["bm25", "hybrid"])
+def test_facets_count_the_tags_of_the_documents_the_search_ranked(engine, sample_docs, mode):
+    tags = {d.doc_id: d.tags.get("category") for d in sample_docs}
+    got = engine.search("charger", k=3, mode=mode, facets=["category"], where="rating >= 4")
+    # The documents a search ranks: its candidates (BM25's matches alone in the BM25 mode),
+    # of those the filter keeps.
+    allowed = matching(parse_filters("rating >= 4"), engine.generation.filter_columns, 604)
+    cand = engine.candidates("charger", mode, allowed)
+    ranked = cand.positions if mode != "bm25" else cand.positions[cand.bm25_rank > 0]
+    ids = [engine.generation.doc_ids[p] for p in ranked]
+    want: dict[str, int] = {}
+    for i in ids:
+        want[tags[i]] = want.get(tags[i], 0) + 1
+    assert got.facets == {"category": dict(sorted(want.items(), key=lambda kv: (-kv[1], kv[0])))}
+    assert list(got.facets["category"].values()) == sorted(want.values(), reverse=True)
+    assert got.to_dict()["facets"] == got.facets and len(got.hits) == 3
+    assert "facets" not in engine.search("charger", k=3, mode=mode).to_dict()
+
+
+def test_facet_errors_name_the_problem(engine):
+    with pytest.raises(InputError, match="cannot count 'colour': .* the tags here are category"):
+        engine.search("charger", facets=["colour"])
+    with pytest.raises(InputError, match="the limit is 8"):
+        engine.search("charger", facets=["category"] * 9)

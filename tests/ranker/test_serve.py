@@ -199,6 +199,7 @@ def test_health_and_readiness(served, client, api):
         {"query": "refund for a broken toy", "k": 3, "mode": "hybrid", "snippets": True},
         {"query": "charger", "k": 5, "where": ["price < 30", "rating >= 4"]},  # learned
         {"query": "charger", "k": 5, "offset": 5, "mode": "hybrid"},
+        {"query": "charger", "k": 2, "facets": ["category"], "where": ["category = help"]},
     ],
 )
 def test_search_ranks_like_the_python_api(client, api, request_body):
@@ -233,16 +234,21 @@ def test_the_cli_asks_the_service(served, api, snippets, where):
 
     args = ["search", "refund for a broken toy", "--server", served.url, "-k", "3"]
     args += ["--mode", "bm25", "--json"] + (["--snippets"] if snippets else [])
-    args += ["--where", where] if where else []
+    args += ["--where", where, "--facet", "category"] if where else []
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     got = json.loads(res.stdout.strip().splitlines()[-1])
     query = "refund for a broken toy"
-    want = api.search(query, k=3, mode="bm25", snippets=snippets, where=where).to_dict()
+    facets = ["category"] if where else None
+    want = api.search(
+        query, k=3, mode="bm25", snippets=snippets, where=where, facets=facets
+    ).to_dict()
     assert [h["id"] for h in got["hits"]] == [h["id"] for h in want["hits"]]
     assert [h.get("snippet") for h in got["hits"]] == [h.get("snippet") for h in want["hits"]]
     assert all(("snippet" in h) == snippets for h in got["hits"])
     assert got.get("filters") == want.get("filters") == ([where] if where else None)
+    assert got.get("facets") == want.get("facets")
+    assert ("facets" in got) == bool(where)
     assert got["impression_id"].isdigit()  # the service logged it
 
 
@@ -275,6 +281,8 @@ BAD = [
     ("post", "/search", {"json": {"query": "toy", "snippets": "yes"}}, 400, "snippets:"),
     ("post", "/search", {"json": {"query": "toy", "where": "price < 3"}}, 400, "where:"),
     ("post", "/search", {"json": {"query": "toy", "offset": -1}}, 400, "offset: Input should be"),
+    ("post", "/search", {"json": {"query": "toy", "facets": ["size"]}}, 400, "cannot count 'size'"),
+    ("post", "/search", {"json": {"query": "toy", "facets": "category"}}, 400, "facets:"),
     ("post", "/search", {"json": {"query": "toy", "offset": "5"}}, 400, "offset:"),
     (
         "post",
