@@ -191,6 +191,18 @@ def test_search_batch_writes_a_trec_run(sample_config, tmp_path):
     assert [int(r[3]) for r in lines if r[0] == qid] == list(range(1, len(single["hits"]) + 1))
 
 
+def test_a_filtered_batch_run_holds_only_matching_documents(sample_config, sample_docs, tmp_path):
+    run_file = tmp_path / "help.trec"
+    res = run(
+        "search", "--queries", DATA / "queries.jsonl", "--run", run_file, "-k", 20,
+        "--mode", "hybrid", "--where", "category = help", "-w", sample_config.workspace,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    help_ids = {d.doc_id for d in sample_docs if d.tags.get("category") == "help"}
+    found = [line.split()[2] for line in run_file.read_text().splitlines()]
+    assert found and set(found) <= help_ids
+
+
 def test_a_corrupt_query_log_does_not_stop_searches(sample_config, tmp_path):
     import shutil
 
