@@ -243,6 +243,45 @@ def embed(docs, hashes, encoder, cfg: Config, progress: Progress, report, reuse:
 # ----- a generation from the one before ------------------------------------------------------
 
 
+# Reuse a changed document's vectors from a segment not otherwise read when at least this
+# share of that segment's documents can: hashing a segment's vectors in full costs far less
+# per document than embedding one, but a handful of changes is embedded without the hashing.
+REUSE_SHARE = 0.01
+
+
+def _reusable(delta: Delta, merged_from, parts, fingerprint: str) -> dict:
+    """Vectors a changed document may keep, where its text is unchanged (a new timestamp,
+    field or tag) and the encoder is the same: from an old segment being merged (verified in
+    full and read anyway), or from another whose documents changed in enough numbers
+    (``REUSE_SHARE``; its document list and vectors verified in full first)."""
+    read = {e.name: seg for e, (seg, _) in zip(merged_from, parts, strict=True)}
+    wanted: dict[str, int] = {}
+    for name, _, _ in delta.previous.values():
+        wanted[name] = wanted.get(name, 0) + 1
+    for entry in delta.entries:
+        n = wanted.get(entry.name, 0)
+        if entry.name in read or n == 0 or n < REUSE_SHARE * entry.documents:
+            continue
+        folder = delta.prev_dir / SEGMENTS / entry.name
+        try:
+            verify_segment(delta.prev_dir, delta.manifest, entry.name, ("docs.json", "vectors/"))
+            docs = json.loads((folder / "docs.json").read_text(encoding="utf-8"))
+            vectors = VectorIndex.load(folder / "vectors")
+        except (BrainrankError, OSError, ValueError, KeyError, TypeError):
+            continue  # damaged: its documents are embedded again
+        read[entry.name] = Segment(docs["ids"], docs["hashes"], *[None] * 4, vectors=vectors)
+    read = {
+        name: seg
+        for name, seg in read.items()
+        if seg.vectors is not None and seg.vectors.encoder.fingerprint == fingerprint
+    }
+    return {
+        (doc_id, h): (read[name], p)
+        for doc_id, (name, p, h) in delta.previous.items()
+        if name in read
+    }
+
+
 def build_delta(
     target: Path,
     store: DocumentStore,
@@ -265,14 +304,21 @@ def build_delta(
     with atomic_directory(target) as tmp:
         fresh, info = None, None
         t = time.perf_counter()
+        parts = [
+            (read_segment(delta.prev_dir / SEGMENTS / e.name), e.live_positions())
+            for e in merged_from
+        ]
+        read_s = time.perf_counter() - t
+        t = time.perf_counter()
         docs = list(store.iter_documents(delta.ids)) if delta.ids else []
         if docs:
             fresh = keyword_segment(docs, cfg.bm25)
             report.seconds["keyword_index"] = time.perf_counter() - t
             enc = encoder()
             info = _info(enc)
+            reuse = _reusable(delta, merged_from, parts, enc.fingerprint)
             fresh.embeddings, fresh.owner = embed(
-                docs, fresh.hashes, enc, cfg, progress, report, {}
+                docs, fresh.hashes, enc, cfg, progress, report, reuse
             )
         info = info or EncoderInfo(**delta.manifest["encoder"])
         records = delta.manifest.get("files") or {}
@@ -284,14 +330,10 @@ def build_delta(
         entries = list(linked)
         if merged_from:
             t = time.perf_counter()
-            parts = [
-                (read_segment(delta.prev_dir / SEGMENTS / e.name), e.live_positions())
-                for e in merged_from
-            ]
             if fresh is not None:
                 parts.append((fresh, None))
             merged, vectors = merge_segments(parts, info, cfg.vectors)
-            report.seconds["merge"] = time.perf_counter() - t
+            report.seconds["merge"] = read_s + time.perf_counter() - t
             built = _write(tmp, name, merged, info, cfg, report, vectors)
             entries.append(SegmentEntry(name, len(merged), len(merged.owner)))
         elif fresh is not None:

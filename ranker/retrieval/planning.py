@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,8 @@ class Delta:
     manifest: dict
     entries: list[SegmentEntry]
     ids: list[str]  # documents added or changed: the new segment's, in arrival order
+    # A changed document's place before: doc id -> (segment name, position, content hash).
+    previous: dict[str, tuple[str, int, str]] = field(default_factory=dict)
 
     @property
     def live(self) -> int:
@@ -80,23 +82,29 @@ def plan_delta(
             large=lambda rel: not rel.endswith("docs.json") and not rel.startswith(TOMBSTONES),
         )
         entries = read_layout(prev_dir, manifest)
-        where: dict[str, tuple[int, int]] = {}
+        where: dict[str, tuple[int, int, str]] = {}
         for s, entry in enumerate(entries):
             docs = json.loads((prev_dir / SEGMENTS / entry.name / "docs.json").read_text())
             dead = set(entry.deleted.tolist())
-            where.update((d, (s, p)) for p, d in enumerate(docs["ids"]) if p not in dead)
+            where.update(
+                (d, (s, p, h))
+                for p, (d, h) in enumerate(zip(docs["ids"], docs["hashes"], strict=True))
+                if p not in dead
+            )
     except (BrainrankError, OSError, ValueError, KeyError, TypeError):
         return None  # a damaged generation is rebuilt from the store, not extended
     superseded = [[] for _ in entries]
     for doc_id in dict.fromkeys([*changed, *deleted]):
         if doc_id in where:
-            s, p = where[doc_id]
+            s, p, _ = where[doc_id]
             superseded[s].append(p)
     for entry, more in zip(entries, superseded, strict=True):
         if more:
             entry.deleted = np.union1d(entry.deleted, np.asarray(more, dtype=np.int64))
     gone = set(deleted)  # written and deleted by the same ingest: nothing to index
-    return Delta(prev_dir, manifest, entries, [i for i in dict.fromkeys(changed) if i not in gone])
+    ids = [i for i in dict.fromkeys(changed) if i not in gone]
+    previous = {i: (entries[where[i][0]].name, where[i][1], where[i][2]) for i in ids if i in where}
+    return Delta(prev_dir, manifest, entries, ids, previous)
 
 
 def merge_choice(delta: Delta, params: SegmentParams, vectors_changed: bool) -> str:

@@ -413,3 +413,59 @@ def test_a_document_added_and_deleted_by_one_ingest_leaves_no_segment(cfg, encod
     assert (rep.documents, rep.segments, rep.embedded) == (603, 1, 0)
     engine = SearchEngine(cfg, encoder=encoder)
     assert "gone" not in engine.generation.doc_ids and "d002" not in engine.generation.doc_ids
+
+
+def _vectors_of(cfg, encoder, doc_ids):
+    engine = SearchEngine(cfg, encoder=encoder)
+    try:
+        position = {d: i for i, d in enumerate(engine.generation.doc_ids)}
+        vectors = engine.generation.vectors
+        return {d: np.array(vectors.passage_vectors(position[d])) for d in doc_ids}
+    finally:
+        engine.close()
+
+
+def test_a_change_of_fields_or_tags_alone_keeps_the_vectors(cfg, encoder, sample_docs):
+    """Unchanged text keeps its vectors bit for bit, from the old segment verified in full;
+    a handful of changes to a large segment embeds them instead of hashing it."""
+    docs = sample_docs[:40]
+    before = _vectors_of(cfg, encoder, [d.doc_id for d in docs])
+    relabelled = [dataclasses.replace(d, tags={"category": "archive"}) for d in docs]
+    rep = ingest(cfg, encoder, relabelled)  # 40 of 604: past the 1% share
+    assert (rep.updated, rep.embedded, rep.reused_embeddings) == (40, 0, 604)
+    after = _vectors_of(cfg, encoder, [d.doc_id for d in docs])
+    assert all(np.array_equal(before[d], after[d]) for d in before)
+    engine = SearchEngine(cfg, encoder=encoder)
+    try:
+        hits = engine.search("refund", k=50, mode="hybrid", where="category = archive").hits
+        assert hits and {h.doc_id for h in hits} <= {d.doc_id for d in docs}
+    finally:
+        engine.close()
+    rep = ingest(cfg, encoder, [dataclasses.replace(sample_docs[100], fields={"price": 1.0})])
+    assert (rep.updated, rep.embedded) == (1, 1)  # 1 of 604: embedded, nothing hashed
+
+
+def test_damaged_old_vectors_are_embedded_again_not_reused(
+    tmp_path, encoder, sample_docs, monkeypatch
+):
+    """Damage past the first bytes that an extending ingest checks: the full check before
+    reuse catches it, and the changed documents are embedded again."""
+    from brainrank.index import integrity
+    from tests.conftest import make_config
+
+    monkeypatch.setattr(integrity, "HEAD_BYTES", 4096)  # the sample's vectors are under 1 MiB
+    cfg = dataclasses.replace(make_config(tmp_path / "ws"), segments=KEEP)
+    ingest(cfg, encoder, sample_docs)
+    ws = Workspace(cfg.workspace)
+    gen = ws.generation_dir(ws.serving_state().generation)
+    (seg,) = sorted((gen / "segments").glob("seg-*"))
+    emb = seg / "vectors" / "embeddings.npy"
+    data = bytearray(emb.read_bytes())
+    data[-100] ^= 0xFF  # in the last document's vector
+    emb.write_bytes(bytes(data))
+    docs = [dataclasses.replace(d, tags={"category": "archive"}) for d in sample_docs[-40:]]
+    rep = ingest(cfg, encoder, docs)
+    assert rep.rebuilt is None and (rep.updated, rep.embedded) == (40, 40)
+    last = sample_docs[-1].doc_id
+    want = encoder.encode([sample_docs[-1].full_text])[0]
+    assert float(_vectors_of(cfg, encoder, [last])[last][0] @ want) > 0.999
