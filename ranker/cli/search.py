@@ -112,11 +112,14 @@ def search(
         raise BrainrankError("--run goes with --queries FILE (a batch run)")
     if offset < 0 or offset + k > 1000:
         raise BrainrankError(f"--offset {offset} with -k {k} is out of range: 0 to {1000 - k}")
+    # The request as POST /search takes it: the options beyond k, mode and model only when
+    # given, since a service of an older brainrank knows no such field.
+    extra = {"snippets": snippets, "where": where, "offset": offset, "facets": facet}
+    request = {"k": k, "mode": mode, "model": model, **{o: v for o, v in extra.items() if v}}
     if server:
-        payload = _ask_server(server, query, k, mode, model, snippets, where, offset, facet)
+        payload = _ask_server(server, query, request)
     else:
-        cfg = resolve_config(workspace, config, encoder)
-        payload = _search_here(cfg, query, k, mode, model, snippets, where, offset, facet)
+        payload = _search_here(resolve_config(workspace, config, encoder), query, request)
     if as_json:
         print(json.dumps(payload))
         return
@@ -127,35 +130,17 @@ def search(
         out.print(line, highlight=False)
 
 
-def _search_here(
-    cfg,
-    query: str,
-    k: int,
-    mode: str | None,
-    model: str | None,
-    snippets: bool = False,
-    where: list[str] | None = None,
-    offset: int = 0,
-    facets: list[str] | None = None,
-) -> dict:
-    """Search in this process and log it (source cli), as the service would."""
+def _search_here(cfg, query: str, request: dict) -> dict:
+    """Search in this process (``request``: ``SearchEngine.search``'s options) and log it
+    (source cli), as the service would."""
     from brainrank.ranker.feedback.querylog import QueryLog
     from brainrank.ranker.retrieval.search import SearchEngine, check_mode
 
-    if mode is not None:
-        check_mode(mode)
+    if request["mode"] is not None:
+        check_mode(request["mode"])
     engine = SearchEngine(cfg)
     try:
-        result = engine.search(
-            query,
-            k=k,
-            mode=mode,
-            model=model,
-            snippets=snippets,
-            where=where,
-            offset=offset,
-            facets=facets,
-        )
+        result = engine.search(query, **request)
         champion = engine.champion() if result.mode == "learned" else None
     finally:
         engine.close()
@@ -178,29 +163,11 @@ def _search_here(
     return result.to_dict()
 
 
-def _ask_server(
-    url: str,
-    query: str,
-    k: int,
-    mode: str | None,
-    model: str | None,
-    snippets: bool = False,
-    where: list[str] | None = None,
-    offset: int = 0,
-    facets: list[str] | None = None,
-) -> dict:
+def _ask_server(url: str, query: str, request: dict) -> dict:
     """POST /search to a running service; its errors come back as one line."""
     import httpx
 
-    body = {"query": query, "k": k, "mode": mode, "model": model}
-    if snippets:  # only when asked: a service of an older brainrank knows no such field
-        body["snippets"] = True
-    if where:
-        body["where"] = list(where)
-    if offset:
-        body["offset"] = offset
-    if facets:
-        body["facets"] = list(facets)
+    body = {"query": query, **request}
     try:
         response = httpx.post(url.rstrip("/") + "/search", json=body, timeout=30.0)
     except httpx.HTTPError as exc:

@@ -106,7 +106,7 @@ class QueryLog:
         ids = [h.doc_id for h in result.hits]
         names = result.feature_names
         blob = None
-        offset = int(getattr(result, "offset", 0))
+        offset = result.offset
         if result.features is not None and names is not None and len(ids) and not offset:
             x = np.ascontiguousarray(result.features, dtype=np.float32)
             if x.shape != (len(ids), len(names)):

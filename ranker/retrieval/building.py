@@ -174,17 +174,26 @@ def previous_embeddings(prev_dir: Path | None, cfg: Config, fingerprint: str) ->
         return {}  # a damaged previous generation is rebuilt, not reused
     found = {}
     for name in names:
-        try:  # only its document list and vectors are read: those are what must verify
-            verify_segment(prev_dir, manifest, name, only=("docs.json", "vectors/"))
-            docs = json.loads((prev_dir / SEGMENTS / name / "docs.json").read_text())
-            vectors = VectorIndex.load(prev_dir / SEGMENTS / name / "vectors")
-            seg = Segment(docs["ids"], docs["hashes"], *[None] * 4, vectors=vectors)
-            keys = list(zip(seg.ids, seg.hashes, strict=True))
-        except (BrainrankError, OSError, ValueError, KeyError, TypeError):
-            continue
-        if vectors.encoder.fingerprint == fingerprint and vectors.size == len(keys):
+        seg = verified_vectors(prev_dir, manifest, name)
+        if seg is not None and seg.vectors.encoder.fingerprint == fingerprint:
+            keys = zip(seg.ids, seg.hashes, strict=True)
             found.update((key, (seg, p)) for p, key in enumerate(keys))
     return found
+
+
+def verified_vectors(directory: Path, manifest: dict, name: str) -> Segment | None:
+    """Segment ``name``'s document list and vectors, both verified in full first (only they
+    are read, so only they must verify); None when damaged: its documents are embedded
+    again rather than reused."""
+    folder = directory / SEGMENTS / name
+    try:
+        verify_segment(directory, manifest, name, only=("docs.json", "vectors/"))
+        docs = json.loads((folder / "docs.json").read_text(encoding="utf-8"))
+        vectors = VectorIndex.load(folder / "vectors")
+        seg = Segment(docs["ids"], docs["hashes"], *[None] * 4, vectors=vectors)
+    except (BrainrankError, OSError, ValueError, KeyError, TypeError):
+        return None
+    return seg if vectors.size == len(seg.ids) == len(seg.hashes) else None
 
 
 def verify_segment(directory: Path, manifest: dict, name: str, only: tuple = ("",)) -> None:
@@ -262,14 +271,9 @@ def _reusable(delta: Delta, merged_from, parts, fingerprint: str) -> dict:
         n = wanted.get(entry.name, 0)
         if entry.name in read or n == 0 or n < REUSE_SHARE * entry.documents:
             continue
-        folder = delta.prev_dir / SEGMENTS / entry.name
-        try:
-            verify_segment(delta.prev_dir, delta.manifest, entry.name, ("docs.json", "vectors/"))
-            docs = json.loads((folder / "docs.json").read_text(encoding="utf-8"))
-            vectors = VectorIndex.load(folder / "vectors")
-        except (BrainrankError, OSError, ValueError, KeyError, TypeError):
-            continue  # damaged: its documents are embedded again
-        read[entry.name] = Segment(docs["ids"], docs["hashes"], *[None] * 4, vectors=vectors)
+        seg = verified_vectors(delta.prev_dir, delta.manifest, entry.name)
+        if seg is not None:
+            read[entry.name] = seg
     read = {
         name: seg
         for name, seg in read.items()

@@ -36,6 +36,9 @@ TOKEN_ENV = "BRAINRANK_TOKEN"
 MAX_K = 1000
 
 
+Strings = list[Annotated[str, Field(strict=True)]]
+
+
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -71,7 +74,7 @@ class SearchRequest(BaseModel):
         ),
     ] = False
     where: Annotated[
-        list[Annotated[str, Field(strict=True)]] | None,
+        Strings | None,
         Field(
             max_length=MAX_FILTERS,
             description="Conditions every hit must meet, on the timestamp, a numeric field or "
@@ -79,7 +82,7 @@ class SearchRequest(BaseModel):
         ),
     ] = None
     facets: Annotated[
-        list[Annotated[str, Field(strict=True)]] | None,
+        Strings | None,
         Field(
             max_length=MAX_FACETS,
             description="Tags to count among the documents the search ranked: "

@@ -308,7 +308,8 @@ def test_facets_count_the_tags_of_the_documents_the_search_ranked(engine, sample
     got = engine.search("charger", k=3, mode=mode, facets=["category"], where="rating >= 4")
     # The documents a search ranks: its candidates (BM25's matches alone in the BM25 mode),
     # of those the filter keeps.
-    allowed = matching(parse_filters("rating >= 4"), engine.generation.filter_columns, 604)
+    g = engine.generation
+    allowed = matching(parse_filters("rating >= 4"), g.filter_columns, len(g))
     cand = engine.candidates("charger", mode, allowed)
     ranked = cand.positions if mode != "bm25" else cand.positions[cand.bm25_rank > 0]
     ids = [engine.generation.doc_ids[p] for p in ranked]
