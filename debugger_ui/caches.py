@@ -44,8 +44,8 @@ def judged(queries: str, qrels: str, _m1: float, _m2: float) -> JudgedSet:
 
 
 @st.cache_data(show_spinner="Ranking…", max_entries=256)
-def ranking(_engine, key: str, generation: int, query: str, mode: str, model: str | None):
-    return _engine.search(query, k=FULL_DEPTH, mode=mode, model=model)
+def ranking(_engine, key, generation: int, query: str, mode: str, model, where: tuple):
+    return _engine.search(query, k=FULL_DEPTH, mode=mode, model=model, where=where)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -57,10 +57,10 @@ def query_log(root: str):
 
 
 @st.cache_data(show_spinner="Explaining (SHAP)…", max_entries=128)
-def explained(_engine, key: str, generation: int, query: str, model: str, doc_ids: tuple):
+def explained(_engine, key, generation: int, query: str, model: str, where: tuple, doc_ids):
     from brainrank.ranker.learning.explain import candidate_features, explain, gam_subscores
 
-    features = candidate_features(_engine, query, model)
+    features = candidate_features(_engine, query, model, where)
     learned, _ = _engine.model(model)
     x = features.rows(list(doc_ids))
     # auto: a GAM's SHAP values in closed form (exact, and far cheaper than sampling).
@@ -70,17 +70,17 @@ def explained(_engine, key: str, generation: int, query: str, model: str, doc_id
 
 
 @st.cache_data(show_spinner="Splitting the scores…", max_entries=128)
-def decomposed(_engine, key: str, generation: int, query: str, mode: str, model: str | None):
+def decomposed(_engine, key, generation: int, query: str, mode: str, model, where: tuple):
     from brainrank.ranker.learning.decompose import decompose
 
-    return decompose(_engine, query, mode, model)
+    return decompose(_engine, query, mode, model, where)
 
 
 @st.cache_data(show_spinner="Explaining the correction (SHAP)…", max_entries=256)
-def correction(_engine, key: str, generation: int, query: str, model: str, doc_id: str):
+def correction(_engine, key, generation: int, query: str, model: str, where: tuple, doc_id):
     from brainrank.ranker.learning.explain import explain
 
-    parts = decomposed(_engine, key, generation, query, "learned", model)
+    parts = decomposed(_engine, key, generation, query, "learned", model, where)
     learned, _ = _engine.model(model)
     x = parts.features[[parts.row(doc_id)]]
     return explain(learned, x, background=parts.features, method="auto", target="correction")
@@ -95,17 +95,17 @@ def matches(_engine, key, generation, query: str, doc_id: str, dense: bool, _vec
 
 
 @st.cache_data(show_spinner="Explaining (SHAP)…", max_entries=128)
-def why_not(_engine, key: str, generation: int, query: str, model: str, target: str, above: str):
+def why_not(_engine, key, generation: int, query: str, model: str, where: tuple, target, above):
     from brainrank.ranker.learning.explain import candidate_features, why_not
 
-    features = candidate_features(_engine, query, model)
+    features = candidate_features(_engine, query, model, where)
     learned, _ = _engine.model(model)
     rows = features.rows([target, above])
     return rows, why_not(learned, rows[0], rows[1], features.features)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
-def standing(_engine, key, generation, query, doc_id, spec: str, _result):
+def standing(_engine, key, generation, query, doc_id, spec: str, where: tuple, _result):
     from brainrank.ranker.learning.explain import standing
 
     return standing(_engine, query, doc_id, _result)

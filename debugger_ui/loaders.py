@@ -3,13 +3,13 @@
 The search engine (index, encoder, loaded models) is a ``st.cache_resource`` keyed by the
 workspace and the index generation serving now, so a promotion that switches the index or a new
 ingest gets a fresh engine on the next run. Rankings and explanations are ``st.cache_data``
-keyed by query, mode and an explicit model version (never "the champion", which moves), so a
-cached entry can never go stale. A ranking carries the feature rows and query vector the search
-computed, so the Search page can log what it shows without ranking again. Judgments come
-from the files given or the workspace's judgment store, read on every run (a grade given on
-the Search page shows at once). Monitor
-reports depend on the clock and on traffic, so they live ``MONITOR_TTL`` seconds. All
-computation is ``ranker``'s; this module only calls it.
+keyed by query, mode, filters and an explicit model version (never "the champion", which
+moves), so a cached entry can never go stale. A ranking carries the feature rows and query
+vector the search computed, so the Search page can log what it shows without ranking again.
+Judgments come from the files given or the workspace's judgment store, read on every run (a
+grade given on the Search page shows at once). Monitor reports depend on the clock and on
+traffic, so they live ``MONITOR_TTL`` seconds. All computation is ``ranker``'s; this module
+only calls it.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ class Context:
         self.writable = settings.writable
         self._judgment_source: str | None = None  # None: the first of judgment_sources
         self.judgment_problem = ""  # why the judgment store could not be read
+        # The filters of the rankings shown (``pick_filters``): conditions as typed, in order.
+        self.where: tuple[str, ...] = ()
 
     @cached_property
     def serving(self):
@@ -247,9 +249,10 @@ class Context:
         return caches.retrain_history(str(self.workspace.models_dir), signature)
 
     def ranking(self, query: str, ranking: Ranking):
-        """SearchResult of every candidate for ``query`` (top first), with its features."""
+        """SearchResult of every candidate for ``query`` (top first), with its features,
+        under the filters ``where``."""
         return caches.ranking(
-            self.engine, self.key, self.generation, query, ranking.mode, ranking.model
+            self.engine, self.key, self.generation, query, ranking.mode, ranking.model, self.where
         )
 
     def log_search(self, query: str, ranking: Ranking, k: int) -> str:
@@ -266,17 +269,21 @@ class Context:
 
     def explained(self, query: str, model: str, doc_ids: tuple[str, ...]):
         """(CandidateFeatures, Explanation of ``doc_ids``, GAM sub-scores or None)."""
-        return caches.explained(self.engine, self.key, self.generation, query, model, doc_ids)
+        return caches.explained(
+            self.engine, self.key, self.generation, query, model, self.where, doc_ids
+        )
 
     def decomposed(self, query: str, ranking: Ranking):
         """``ranker.learning.decompose.Decomposition`` of every candidate's score."""
         return caches.decomposed(
-            self.engine, self.key, self.generation, query, ranking.mode, ranking.model
+            self.engine, self.key, self.generation, query, ranking.mode, ranking.model, self.where
         )
 
     def correction(self, query: str, model: str, doc_id: str):
         """SHAP ``Explanation`` of ``doc_id``'s learned correction (score less fusion part)."""
-        return caches.correction(self.engine, self.key, self.generation, query, model, doc_id)
+        return caches.correction(
+            self.engine, self.key, self.generation, query, model, self.where, doc_id
+        )
 
     def matches(self, query: str, doc_id: str, query_vector=None):
         """(BM25 ``TermTable``, dense ``PassageMatch`` or None without a query vector)."""
@@ -285,22 +292,34 @@ class Context:
             self.engine, self.key, self.generation, query, doc_id, dense, query_vector
         )
 
+    def filtered_out(self, doc_ids: list[str]) -> set[str]:
+        """Those of ``doc_ids`` in the collection that do not meet the filters ``where``."""
+        if not self.where:
+            return set()
+        _, allowed = self.engine.filter_mask(self.where)
+        wanted = set(doc_ids)
+        ids = self.engine.generation.doc_ids
+        return {d for i, d in enumerate(ids) if d in wanted and not allowed[i]}
+
     def documents(self, doc_ids: list[str]) -> dict:
         """Documents by id from the store (ids not in it are left out)."""
         return self.engine.store.get(doc_ids)
 
     def why_not(self, query: str, model: str, target: str, above: str):
         """(feature rows of target and above [2, F], WhyNot)."""
-        return caches.why_not(self.engine, self.key, self.generation, query, model, target, above)
+        return caches.why_not(
+            self.engine, self.key, self.generation, query, model, self.where, target, above
+        )
 
     def standing(self, query: str, doc_id: str, ranking: Ranking):
         result = self.ranking(query, ranking)
         return caches.standing(
-            self.engine, self.key, self.generation, query, doc_id, ranking.spec, result
+            self.engine, self.key, self.generation, query, doc_id, ranking.spec, self.where, result
         )
 
     def set_run(self, ranking: Ranking) -> SetRun:
-        """nDCG@10 and top 10 of every judged query of the source in use under ``ranking``."""
+        """nDCG@10 and top 10 of every judged query of the source in use under ``ranking``
+        (over the whole collection: judgments are not filtered)."""
         judged = self.judged
         return caches.per_query(
             self.engine,

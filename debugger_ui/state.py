@@ -1,4 +1,5 @@
-"""The view lives in the URL: ``?page=why-not&q=refund+policy&mode=learned&doc=d017``.
+"""The view lives in the URL: ``?page=why-not&q=refund+policy&mode=learned&doc=d017``
+(filters: ``&where=price+<+50``, one condition per line).
 
 One dict in ``st.session_state`` holds the view, read from the URL once per browser session and
 written back after every run, so any link reopens the same page, query, ranking and document.
@@ -23,6 +24,7 @@ PAGES = {
 URL_KEYS = (
     "page",
     "q",
+    "where",
     "mode",
     "model",
     "doc",
@@ -78,12 +80,15 @@ def navigate(**changes) -> None:
     st.rerun()
 
 
-def text(key: str, label: str, *, widget: str = "", **kwargs) -> str:
-    """A text input bound to view[key]."""
+def text(
+    key: str, label: str, *, widget: str = "", where=st, multiline: bool = False, **kwargs
+) -> str:
+    """A text input (a text area when ``multiline``) bound to view[key]."""
     wkey = f"w_{key}{widget}"
     if wkey not in st.session_state:
         st.session_state[wkey] = get(key)
-    value = st.text_input(label, key=wkey, **kwargs).strip()
+    draw = where.text_area if multiline else where.text_input
+    value = draw(label, key=wkey, **kwargs).strip()
     put(key, value)
     return value
 

@@ -29,6 +29,28 @@ def hint_on_error() -> Iterator[None]:
         st.warning(str(exc))
 
 
+def pick_filters(ctx: Context, *, where=st) -> tuple[str, ...]:
+    """The filters text area bound to view["where"], one condition per line (as ``brainrank
+    search --where``); the rankings ``ctx`` computes keep to the documents that meet them."""
+    text = state.text(
+        "where",
+        "Filters, one per line",
+        where=where,
+        multiline=True,
+        height=98,
+        placeholder="e.g. price < 50\ncategory in (help, catalog)",
+        help="Conditions every result meets: numeric fields and the timestamp take <, <=, >, "
+        ">=, =, != and in (..); tags take =, != and in (..). timestamp > now-30d works.",
+    )
+    ctx.where = tuple(line.strip() for line in text.splitlines() if line.strip())
+    return ctx.where
+
+
+def filters_text(where) -> str:
+    """The conditions as inline code joined by "and", for a caption or a warning."""
+    return " and ".join(f"`{w.replace('`', chr(39))}`" for w in where)
+
+
 def pick_ranking(ctx: Context, key: str, label: str, default: Ranking, *, where=st) -> Ranking:
     """A ranking picker bound to view[key] as a spec ("learned:v0002", "bm25")."""
     specs = [r.spec for r in ctx.rankings]

@@ -14,7 +14,14 @@ from brainrank.debugger_ui.access import READ_ONLY, require_writable
 from brainrank.debugger_ui.judgments import TOP
 from brainrank.debugger_ui.loaders import Context, Ranking
 from brainrank.debugger_ui.overlap import deltas, jaccard, rank_moves, rbo
-from brainrank.debugger_ui.views.common import NO_MODEL_HINT, hint_on_error, pick_ranking, title_of
+from brainrank.debugger_ui.views.common import (
+    NO_MODEL_HINT,
+    filters_text,
+    hint_on_error,
+    pick_filters,
+    pick_ranking,
+    title_of,
+)
 from brainrank.index.errors import BrainrankError
 from brainrank.ranker.snapshots import (
     SetComparison,
@@ -41,6 +48,7 @@ def render(ctx: Context) -> None:
     a = pick_ranking(ctx, "a", "Ranking A", default_a, where=cols[0])
     b = pick_ranking(ctx, "b", "Ranking B", default_b, where=cols[1])
     query = state.text("q", "Query", placeholder="e.g. refund policy")
+    pick_filters(ctx)
     k = state.number("k", "Depth", 10, 1, 50)
     with hint_on_error():
         if query:
@@ -128,6 +136,11 @@ def _query_set(ctx: Context, a: Ranking, b: Ranking) -> None:
         if st.button(f"Compare on {len(ctx.judged)} judged queries", key="w_run_set"):
             state.navigate(set="1")
         return
+    if ctx.where:
+        st.caption(
+            f"The judged queries are ranked over the whole collection: the filters "
+            f"{filters_text(ctx.where)} apply to the query above only."
+        )
     comparison = live_comparison(ctx, a, b)
     _show(comparison)
     _save(ctx, comparison)

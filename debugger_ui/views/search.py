@@ -16,20 +16,24 @@ from brainrank.debugger_ui.views.common import (
     NO_MODEL_HINT,
     contribution_chart,
     features_frame,
+    filters_text,
     hint_on_error,
+    pick_filters,
     pick_mode_and_model,
     title_of,
 )
 from brainrank.index.errors import BrainrankError
 
 MAX_K = 50
-# The last view this browser session logged: (workspace, query, ranking, k, impression id).
+# The last view this browser session logged: (workspace, query, filters, ranking, k,
+# impression id).
 _LOGGED = "search_logged_view"
 
 
 def render(ctx: Context) -> None:
     st.title("Search & explain")
     query = state.text("q", "Query", placeholder="e.g. refund policy")
+    pick_filters(ctx)
     ranking = pick_mode_and_model(ctx)
     k = state.number("k", "Results shown", 10, 1, MAX_K)
     if not ctx.versions:
@@ -51,6 +55,7 @@ def _results(ctx: Context, query: str, ranking: Ranking, k: int) -> None:
     st.caption(
         f"{ranking.label(ctx.champion)} · {len(result.hits)} ranked of {result.candidates} "
         f"candidates · ranked in {result.latency_ms:.0f} ms"
+        + (f" · filtered by {filters_text(ctx.where)}" if ctx.where else "")
         + (f" · logged as impression {impression}" if impression else "")
     )
     if ranking.mode == "learned" and result.in_domain is False:
@@ -59,7 +64,11 @@ def _results(ctx: Context, query: str, ranking: Ranking, k: int) -> None:
             "min-max fusion (the model's attributions below explain a score that was not served)."
         )
     if not hits:
-        st.info("No document matched this query.")
+        st.info(
+            "No document that meets the filters matched this query."
+            if ctx.where
+            else "No document matched this query."
+        )
         return
     grading.apply_pending(ctx)  # grades picked since the last run, before judgments are read
     qid = ctx.judged.find(query) if ctx.judged else None
@@ -115,11 +124,11 @@ def _log_once(ctx: Context, query: str, ranking: Ranking, k: int) -> str | None:
     (None when the debugger is read-only or the write failed).
 
     Streamlit reruns the page on every interaction (picking a result, opening a tab), which
-    is not a new search; a new query, ranking or number of results is.
+    is not a new search; a new query, filter, ranking or number of results is.
     """
     if not ctx.writable:
         return None  # the sidebar says why: read-only
-    view = (str(ctx.workspace.root), query, ranking.spec, k)
+    view = (str(ctx.workspace.root), query, ctx.where, ranking.spec, k)
     logged = st.session_state.get(_LOGGED)
     if logged is not None and logged[:-1] == view:
         return logged[-1]
@@ -167,7 +176,7 @@ def _hits_frame(result, hits, grades: dict | None, bm25) -> pd.DataFrame:
 
 
 def _explanation(ctx, query, model, doc_ids, doc, result) -> None:
-    features, ex, sub = ctx.explained(query, model, tuple(doc_ids))
+    features, ex, sub = ctx.explained(query, model, tuple(doc_ids))  # under ctx.where
     i = doc_ids.index(doc)
     st.subheader(f"Why {doc} scores {ex.scores[i]:.4f}")
     how = (
@@ -217,6 +226,7 @@ def _missed(ctx, qid, result, top_ids) -> None:
     relevant = ctx.judged.relevant(qid)
     rank_of = {h.doc_id: h.rank for h in result.hits}
     missed = [d for d in relevant if d not in top_ids]
+    filtered_out = ctx.filtered_out(missed)
     if not missed:
         st.success(f"Every document judged relevant for {qid} is in the top {len(top_ids)}.")
         return
@@ -230,7 +240,14 @@ def _missed(ctx, qid, result, top_ids) -> None:
                     docs[d].title if d in docs else "(not in the collection)" for d in missed
                 ],
                 "grade": [relevant[d] for d in missed],
-                "rank": [str(rank_of[d]) if d in rank_of else "not ranked" for d in missed],
+                "rank": [
+                    str(rank_of[d])
+                    if d in rank_of
+                    else "filtered out"
+                    if d in filtered_out
+                    else "not ranked"
+                    for d in missed
+                ],
             }
         ),
         hide_index=True,

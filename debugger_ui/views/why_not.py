@@ -11,7 +11,9 @@ from brainrank.debugger_ui.loaders import Context, Ranking
 from brainrank.debugger_ui.views.common import (
     NO_MODEL_HINT,
     contribution_chart,
+    filters_text,
     hint_on_error,
+    pick_filters,
     pick_mode_and_model,
     title_of,
 )
@@ -20,6 +22,7 @@ from brainrank.debugger_ui.views.common import (
 def render(ctx: Context) -> None:
     st.title("Why not this document")
     query = state.text("q", "Query", placeholder="e.g. refund policy")
+    pick_filters(ctx)
     ranking = pick_mode_and_model(ctx)
     doc = state.text("doc", "Document id", widget="_text", placeholder="e.g. d017")
     if not ctx.versions:
@@ -39,6 +42,15 @@ def _analyse(ctx: Context, query: str, ranking: Ranking, doc: str) -> None:
         return
     docs = ctx.documents([doc])
     st.subheader(f"{doc}: {docs[doc].title if doc in docs else ''}")
+    if s.failed:
+        st.warning(
+            f"{doc} does not meet the filter{'s' if len(s.failed) > 1 else ''} "
+            f"{filters_text(s.failed)}, so this filtered search cannot return it. Its ranks "
+            "below count it and the documents that meet the filters."
+        )
+    elif s.filters:
+        st.caption(f"Ranked under the filters {filters_text(s.filters)}.")
+    collection = "rank among matching documents" if s.filters else "rank in collection"
     cols = st.columns(4)
     cols[0].metric("Final rank", str(s.final_rank) if s.final_rank else "not ranked")
     cols[1].metric("Candidate", "yes" if s.candidate else "no")
@@ -50,25 +62,27 @@ def _analyse(ctx: Context, query: str, ranking: Ranking, doc: str) -> None:
                 {
                     "list": "BM25",
                     "rank in list": _rank(s.bm25_list_rank),
-                    "rank in collection": _rank(s.bm25_collection_rank),
+                    collection: _rank(s.bm25_collection_rank),
                     "score": s.bm25_score,
                 },
                 {
                     "list": "dense",
                     "rank in list": _rank(s.dense_list_rank),
-                    "rank in collection": _rank(s.dense_collection_rank),
+                    collection: _rank(s.dense_collection_rank),
                     "score": s.dense_score,
                 },
                 {
                     "list": f"final ({ranking.label(ctx.champion)})",
                     "rank in list": _rank(s.final_rank),
-                    "rank in collection": "",
+                    collection: "",
                     "score": next((h.score for h in result.hits if h.doc_id == doc), None),
                 },
             ]
         ),
         hide_index=True,
     )
+    if s.failed:
+        return
     if not s.candidate:
         st.warning(
             f"{doc} was not a candidate: it is in neither the top {s.list_depth} BM25 list nor "

@@ -246,17 +246,19 @@ def decompose_scores(
     return Decomposition(query, mode, version, parts, gate, x, names)
 
 
-def decompose(engine, query: str, mode: str, model: str | None = None) -> Decomposition:
+def decompose(engine, query: str, mode: str, model: str | None = None, where=None) -> Decomposition:
     """The parts of every candidate's score for ``query`` as ``engine.search`` ranks it.
 
     The same candidates, features, model and gate decision as the search in ``mode``
-    (``model``: a registry version for the learned mode, default the champion).
+    (``model``: a registry version for the learned mode, default the champion) with the
+    filters ``where``.
     """
     from brainrank.ranker.retrieval.search import check_mode
 
     check_mode(mode)
     query = engine.validate_query(query)
-    cand = engine.candidates(query, mode)
+    _, allowed = engine.filter_mask(where)
+    cand = engine.candidates(query, mode, allowed)
     ids = engine.generation.doc_ids
     doc_ids = [ids[p] for p in cand.positions]
     if mode == "learned":

@@ -265,11 +265,8 @@ def candidate_features(
     The same candidates, features and gate decision as ``engine.search(query, mode="learned",
     where=where)``.
     """
-    from brainrank.ranker.retrieval.filters import matching, parse_filters
-
     learned, extractor = engine.model(model)
-    g = engine.generation
-    allowed = matching(parse_filters(where), g.filter_columns, len(g))
+    _, allowed = engine.filter_mask(where)
     cand = engine.candidates(query, "learned", allowed)
     scored = learned.score(extractor, engine.validate_query(query), cand)
     ids = engine.generation.doc_ids
@@ -295,6 +292,8 @@ class Standing:
     List ranks (``*_list_rank``) are the document's rank in the retriever's top
     ``retrieval.candidates`` list, None when it is not in that list; collection ranks rank
     it against every document, so a document that missed the candidate set shows by how much.
+    Under filters, ``failed`` names the conditions the document does not meet (a filtered
+    search cannot return it) and collection ranks count only the documents that meet them all.
     """
 
     doc_id: str
@@ -309,30 +308,44 @@ class Standing:
     final_rank: int | None = None  # in the given ranking; None when not in it
     n_ranked: int = 0
     list_depth: int = 0
+    filters: tuple[str, ...] = ()  # the search's conditions
+    failed: tuple[str, ...] = ()  # those the document does not meet
 
 
 def standing(engine, query: str, doc_id: str, ranking) -> Standing:
-    """Where ``doc_id`` stands for ``query``; ``ranking`` is the engine's SearchResult for it.
+    """Where ``doc_id`` stands for ``query``; ``ranking`` is the engine's SearchResult for it
+    (its mode and filters are those of the standing).
 
     Pass a ranking of every candidate (a large ``k``) so ``final_rank`` is always known for
     a candidate.
     """
+    from brainrank.ranker.retrieval.filters import matching
+
     gen = engine.generation
     depth = engine.cfg.retrieval.candidates
     final = next((h.rank for h in ranking.hits if h.doc_id == doc_id), None)
+    conditions, allowed = engine.filter_mask(ranking.filters)
+    filters = tuple(c.text for c in conditions)
     try:
         position = gen.doc_ids.index(doc_id)
     except ValueError:
-        return Standing(doc_id, exists=False, n_ranked=len(ranking.hits), list_depth=depth)
-    cand = engine.candidates(query, ranking.mode)
+        return Standing(
+            doc_id, exists=False, n_ranked=len(ranking.hits), list_depth=depth, filters=filters
+        )
+    columns = gen.filter_columns
+    failed = tuple(c.text for c in conditions if not matching((c,), columns, len(gen))[position])
+    cand = engine.candidates(query, ranking.mode, allowed)
     where = np.flatnonzero(cand.positions == position)
+    # Ranks over the collection count the documents the filters let through (and this one).
+    counted = np.ones(len(gen), dtype=bool) if allowed is None else allowed.copy()
+    counted[position] = True
     bm25_all = gen.bm25.scores(engine.validate_query(query))
     bm25 = float(bm25_all[position])
     dense = dense_rank = None
     if cand.query_vector is not None:
         dense_all = gen.vectors.similarity(cand.query_vector, np.arange(len(gen)))
         dense = float(dense_all[position])
-        dense_rank = int((dense_all > dense_all[position]).sum()) + 1
+        dense_rank = int(((dense_all > dense) & counted).sum()) + 1
     i = int(where[0]) if len(where) else None
     return Standing(
         doc_id=doc_id,
@@ -340,11 +353,13 @@ def standing(engine, query: str, doc_id: str, ranking) -> Standing:
         candidate=i is not None,
         bm25_score=bm25,
         bm25_list_rank=int(cand.bm25_rank[i]) or None if i is not None else None,
-        bm25_collection_rank=int((bm25_all > bm25).sum()) + 1 if bm25 > 0 else None,
+        bm25_collection_rank=int(((bm25_all > bm25) & counted).sum()) + 1 if bm25 > 0 else None,
         dense_score=dense,
         dense_list_rank=int(cand.dense_rank[i]) or None if i is not None else None,
         dense_collection_rank=dense_rank,
         final_rank=final,
         n_ranked=len(ranking.hits),
         list_depth=depth,
+        filters=filters,
+        failed=failed,
     )

@@ -65,14 +65,15 @@ class Condition:
 def parse_filters(
     filters: str | Sequence[str] | None, *, now: float | None = None
 ) -> tuple[Condition, ...]:
-    """Conditions from one filter string or a list of them (None or empty: no filter)."""
+    """Conditions from one filter string or a list of them (None or empty: no filter); a
+    ``Condition`` in the list is kept as it is."""
     if filters is None:
         return ()
     items = [filters] if isinstance(filters, str) else list(filters)
     if len(items) > MAX_FILTERS:
         raise InputError(f"{len(items)} filters given; the limit is {MAX_FILTERS}")
     now = time.time() if now is None else now
-    return tuple(parse_condition(item, now=now) for item in items)
+    return tuple(i if isinstance(i, Condition) else parse_condition(i, now=now) for i in items)
 
 
 def parse_condition(text: object, *, now: float) -> Condition:

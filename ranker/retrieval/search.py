@@ -146,6 +146,13 @@ class SearchEngine:
             )
         return query.strip()
 
+    def filter_mask(self, where) -> tuple[tuple, np.ndarray | None]:
+        """The conditions of ``where`` (``retrieval.filters``) and which of the generation's
+        documents meet them all (None without a condition)."""
+        conditions = parse_filters(where)
+        g = self.generation
+        return conditions, matching(conditions, g.filter_columns, len(g))
+
     def candidates(
         self, query: str, mode: str = "hybrid", allowed: np.ndarray | None = None
     ) -> Candidates:
@@ -191,14 +198,14 @@ class SearchEngine:
             raise InputError(
                 f"offset + k is {offset + k}; a ranking is served up to rank {MAX_DEPTH}"
             )
-        conditions = parse_filters(where)
+        conditions = parse_filters(where)  # a bad filter fails before anything loads
         # Load what the mode needs first: latency_ms is the search, not a cold start.
         if mode == "learned":
             self.model(model)
         if mode != "bm25":
             self.encoder  # noqa: B018 (loads on first use)
         t0 = time.perf_counter()
-        allowed = matching(conditions, self.generation.filter_columns, len(self.generation))
+        _, allowed = self.filter_mask(conditions)
         cand = self.candidates(query, mode, allowed)
         features = names = version = in_domain = None
         if mode == "learned":

@@ -130,6 +130,68 @@ def test_why_not_a_document_that_was_no_candidate(launch, ui_config, ui_engine):
     assert any("is not a document of this collection" in w.value for w in at.warning)
 
 
+# ----- Filters ----------------------------------------------------------------------------
+
+FILTER = "category = catalog"  # the sample's help articles answer "money back"
+
+
+def test_a_filtered_search_shows_and_explains_the_filtered_ranking(launch, ui_config, ui_engine):
+    expected = ui_engine.search(QUERY, k=10, where=[FILTER, "price < 50"])
+    unfiltered = ui_engine.search(QUERY, k=10)
+    assert [h.doc_id for h in expected.hits] != [h.doc_id for h in unfiltered.hits]
+    at = launch(ui_config, q=QUERY, where=f"{FILTER}\nprice < 50")
+    table = frame_with(at, "snippet")
+    assert table["doc_id"].tolist() == [h.doc_id for h in expected.hits]
+    np.testing.assert_allclose(table["score"], [h.score for h in expected.hits], rtol=1e-5)
+    assert any("filtered by `category = catalog` and `price < 50`" in c.value for c in at.caption)
+    # SHAP is computed over the filtered candidates, so it adds up to the scores served.
+    shap = frame_with(at, "base")
+    assert shap["doc_id"].tolist() == table["doc_id"].tolist()
+    np.testing.assert_allclose(shap["score"], [h.score for h in expected.hits], rtol=1e-5)
+    # The score breakdown is the filtered search's too.
+    assert metric(at, "Learned score") == f"{expected.hits[0].score:.4f}"
+    assert url(at)["where"] == f"{FILTER}\nprice < 50"
+    # A relevant help article the filter removed is reported as such, not as "not ranked".
+    missed = frame_with(at, "grade", without=("snippet",))
+    allowed = ui_engine.filter_mask([FILTER, "price < 50"])[1]
+    ids = ui_engine.generation.doc_ids
+    removed = [not allowed[ids.index(d)] for d in missed["doc_id"]]
+    assert any(removed)
+    assert (missed["rank"] == "filtered out").tolist() == removed
+
+
+def test_why_not_a_document_the_filters_remove(launch, ui_config, ui_engine):
+    top = ui_engine.search(QUERY, k=1).hits[0].doc_id
+    assert ui_engine.store.get([top])[top].tags["category"] == "help"
+    at = launch(ui_config, page="why-not", q=QUERY, doc=top, where=FILTER)
+    assert metric(at, "Final rank") == "not ranked"
+    assert metric(at, "Candidate") == "no"
+    assert any(f"does not meet the filter `{FILTER}`" in w.value for w in at.warning)
+    ranks = frame_with(at, "rank among matching documents")
+    # Over the documents that meet the filter (and it), it still ranks first by BM25.
+    allowed = ui_engine.filter_mask([FILTER])[1]
+    bm25 = ui_engine.generation.bm25.scores(QUERY)
+    pos = ui_engine.generation.doc_ids.index(top)
+    expected = int(((bm25 > bm25[pos]) & allowed).sum()) + 1
+    assert ranks["rank among matching documents"].iloc[0] == str(expected)
+
+    # A catalog document ranked 3rd under the filter is explained against the filtered 1st.
+    filtered = ui_engine.search(QUERY, k=1000, where=FILTER)
+    third = filtered.hits[2]
+    at = launch(ui_config, page="why-not", q=QUERY, doc=third.doc_id, rank="1", where=FILTER)
+    assert metric(at, "Final rank") == "3"
+    gap = frame_with(at, "difference")
+    assert gap["difference"].sum() == pytest.approx(third.score - filtered.hits[0].score, abs=1e-5)
+
+
+def test_a_filter_that_cannot_be_read_is_named(launch, ui_config):
+    at = launch(ui_config, q=QUERY, where="colour = red")
+    assert any("cannot filter on 'colour'" in w.value for w in at.warning)
+    assert not [df for df in at.dataframe if "snippet" in df.value.columns]
+    at = launch(ui_config, page="compare", q=QUERY, where="price <")
+    assert any("cannot read the filter 'price <'" in w.value for w in at.warning)
+
+
 # ----- Compare ----------------------------------------------------------------------------
 
 

@@ -188,3 +188,36 @@ def test_standing_agrees_with_the_search_engine(trained_config, encoder):
     assert far.exists and not far.candidate and far.final_rank is None
     assert far.dense_collection_rank > engine.cfg.retrieval.candidates
     assert not standing(engine, query, "nope", full).exists
+
+
+def test_standing_and_decomposition_under_filters(trained_config, encoder):
+    from brainrank.ranker.learning.decompose import decompose
+    from brainrank.ranker.retrieval.search import SearchEngine
+
+    engine = SearchEngine(trained_config, encoder=encoder)
+    query, where = "money back", ["category = catalog"]
+    filtered = engine.search(query, k=1000, mode="hybrid", where=where)
+    _, allowed = engine.filter_mask(where)
+    ids = engine.generation.doc_ids
+    unfiltered = engine.search(query, k=10, mode="hybrid").hits
+    # The best help article, which the filter removes.
+    everything = next(h.doc_id for h in unfiltered if not allowed[ids.index(h.doc_id)])
+
+    s = standing(engine, query, everything, filtered)
+    assert s.exists and not s.candidate and s.final_rank is None
+    assert s.filters == ("category = catalog",) and s.failed == ("category = catalog",)
+    bm25 = engine.generation.bm25.scores(query)
+    pos = ids.index(everything)
+    assert s.bm25_collection_rank == int(((bm25 > bm25[pos]) & allowed).sum()) + 1
+
+    hit = filtered.hits[3]
+    inside = standing(engine, query, hit.doc_id, filtered)
+    assert inside.candidate and inside.final_rank == 4 and inside.failed == ()
+    assert inside.bm25_list_rank == hit.signals.get("bm25_rank")
+    assert inside.dense_list_rank == hit.signals.get("dense_rank")
+
+    # The score parts are those of the filtered search: same candidates, same scores.
+    parts = decompose(engine, query, "hybrid", where=where)
+    assert {p.doc_id for p in parts.parts} == {h.doc_id for h in filtered.hits}
+    for h in filtered.hits[:10]:
+        assert parts[h.doc_id].score == pytest.approx(h.score, rel=1e-6)
