@@ -44,8 +44,8 @@ def judged(queries: str, qrels: str, _m1: float, _m2: float) -> JudgedSet:
 
 
 @st.cache_data(show_spinner="Ranking…", max_entries=256)
-def ranking(_engine, key, generation: int, query: str, mode: str, model, where: tuple):
-    return _engine.search(query, k=FULL_DEPTH, mode=mode, model=model, where=where)
+def ranking(_engine, key, generation: int, query, mode, model, where: tuple, facets: tuple):
+    return _engine.search(query, k=FULL_DEPTH, mode=mode, model=model, where=where, facets=facets)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -250,10 +250,27 @@ class Context:
 
     def ranking(self, query: str, ranking: Ranking):
         """SearchResult of every candidate for ``query`` (top first), with its features,
-        under the filters ``where``."""
+        under the filters ``where``, with its ``facets`` (``tag_names``)."""
         return caches.ranking(
-            self.engine, self.key, self.generation, query, ranking.mode, ranking.model, self.where
+            self.engine,
+            self.key,
+            self.generation,
+            query,
+            ranking.mode,
+            ranking.model,
+            self.where,
+            self.tag_names,
         )
+
+    @property
+    def tag_names(self) -> tuple[str, ...]:
+        """The tags documents of the serving generation have (the first ``MAX_FACETS``)."""
+        from brainrank.ranker.retrieval.filters import MAX_FACETS
+
+        names = sorted(
+            n.split(":", 1)[1] for n in self.engine.generation.filter_columns if n[:4] == "tag:"
+        )
+        return tuple(names[:MAX_FACETS])
 
     def log_search(self, query: str, ranking: Ranking, k: int) -> str:
         """Append the top ``k`` of this ranking to the workspace's query log (source "ui").

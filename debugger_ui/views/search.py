@@ -25,6 +25,7 @@ from brainrank.debugger_ui.views.common import (
 from brainrank.index.errors import BrainrankError
 
 MAX_K = 50
+FACET_VALUES = 6  # per tag, most frequent first
 # The last view this browser session logged: (workspace, query, filters, ranking, k,
 # impression id).
 _LOGGED = "search_logged_view"
@@ -63,6 +64,7 @@ def _results(ctx: Context, query: str, ranking: Ranking, k: int) -> None:
             "This query is outside the model's training domain, so it was ranked by the "
             "min-max fusion (the model's attributions below explain a score that was not served)."
         )
+    _facets(ctx, result)
     if not hits:
         st.info(
             "No document that meets the filters matched this query."
@@ -117,6 +119,25 @@ def _results(ctx: Context, query: str, ranking: Ranking, k: int) -> None:
             st.write(document.text)
     if qid:
         _missed(ctx, qid, result, top_ids)
+
+
+def _facets(ctx: Context, result) -> None:
+    """Each tag's values among the ranked documents, with their counts; picking one adds
+    ``tag = value`` to the filters."""
+    from brainrank.ranker.retrieval.filters import equals
+
+    shown = {t: v for t, v in (result.facets or {}).items() if len(v) > 1}
+    if not shown:
+        return  # no tags, or every ranked document has the same value
+    with st.expander("Narrow by tag", expanded=not ctx.where):
+        for tag, counts in shown.items():
+            values = list(counts.items())[:FACET_VALUES]
+            cols = st.columns([1] + [1] * len(values))
+            cols[0].markdown(f"**{tag}**")
+            for col, (value, n) in zip(cols[1:], values, strict=True):
+                if col.button(f"{value} ({n})", key=f"w_facet_{tag}_{value}"):
+                    where = "\n".join((*ctx.where, equals(tag, value)))
+                    state.navigate(where=where, doc=None)
 
 
 def _log_once(ctx: Context, query: str, ranking: Ranking, k: int) -> str | None:

@@ -132,6 +132,15 @@ def _quoted(value: str) -> str:
     return f"'{value}'" if "'" not in value else f'"{value}"'
 
 
+def equals(field: str, value: str) -> str:
+    """The condition ``field = value`` written so that it reads back as exactly ``value``
+    (quoted when the value has outer spaces or outer quotes of its own)."""
+    outer = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+    if value != value.strip() or outer or not value:
+        value = f"'{value}'" if "'" not in value else f'"{value}"'
+    return f"{field} = {value}"
+
+
 def _number(value: str) -> float | None:
     try:
         number = float(value)

@@ -184,6 +184,26 @@ def test_why_not_a_document_the_filters_remove(launch, ui_config, ui_engine):
     assert gap["difference"].sum() == pytest.approx(third.score - filtered.hits[0].score, abs=1e-5)
 
 
+def test_a_tag_value_picked_narrows_the_ranking_to_it(launch, ui_config, ui_engine):
+    counts = ui_engine.search(QUERY, k=1000, facets=["category"]).facets["category"]
+    assert set(counts) == {"catalog", "help"}
+    since = "timestamp >= 2024-01-01"
+    at = launch(ui_config, q=QUERY, where=since)
+    # Counted among the ranked documents that meet the filter already given.
+    filtered = ui_engine.search(QUERY, k=1000, where=since, facets=["category"])
+    assert filtered.facets["category"] != counts
+    labels = {b.label for b in at.button if b.key.startswith("w_facet_")}
+    assert labels == {f"{v} ({n})" for v, n in filtered.facets["category"].items()}
+    at.button(key="w_facet_category_catalog").click().run()
+    assert url(at)["where"] == f"{since}\ncategory = catalog"
+    expected = ui_engine.search(QUERY, k=10, where=[since, "category = catalog"])
+    assert frame_with(at, "snippet")["doc_id"].tolist() == [h.doc_id for h in expected.hits]
+    # One value left: nothing more to narrow by (a fresh run: AppTest keeps the clicked run's
+    # elements beside the rerun's).
+    at.run()
+    assert not [b for b in at.button if b.key.startswith("w_facet_")]
+
+
 def test_a_filter_that_cannot_be_read_is_named(launch, ui_config):
     at = launch(ui_config, q=QUERY, where="colour = red")
     assert any("cannot filter on 'colour'" in w.value for w in at.warning)

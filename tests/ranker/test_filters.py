@@ -327,3 +327,13 @@ def test_facet_errors_name_the_problem(engine):
         engine.search("charger", facets=["colour"])
     with pytest.raises(InputError, match="the limit is 8"):
         engine.search("charger", facets=["category"] * 9)
+
+
+@pytest.mark.parametrize(
+    "value", ["help", " padded ", '"quoted"', "'single'", "a, b", "x = y", "<3"]
+)
+def test_equals_writes_a_condition_that_reads_back_its_value(value):
+    from brainrank.ranker.retrieval.filters import equals
+
+    (c,) = parse_filters(equals("category", value))
+    assert (c.field, c.op, c.values) == ("category", "=", (value,))
