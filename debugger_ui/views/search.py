@@ -132,7 +132,7 @@ def _facets(ctx: Context, result) -> None:
     with st.expander("Narrow by tag", expanded=not ctx.where):
         for tag, counts in shown.items():
             values = list(counts.items())[:FACET_VALUES]
-            cols = st.columns([1] + [1] * len(values))
+            cols = st.columns(len(values) + 1)
             cols[0].markdown(f"**{tag}**")
             for col, (value, n) in zip(cols[1:], values, strict=True):
                 if col.button(f"{value} ({n})", key=f"w_facet_{tag}_{value}"):
