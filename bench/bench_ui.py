@@ -272,7 +272,7 @@ def main() -> None:
     try:
         import streamlit  # noqa: F401
     except ImportError:
-        sys.exit("skipped: the debugger needs the ui extra: pip install -e '.[ui]'")
+        sys.exit("skipped: the debugger needs Streamlit: pip install -e .")
     scratch = None
     work = args.work
     if work is None:

@@ -17,6 +17,7 @@ from brainrank.ranker.cli import (
     check,
     documents,
     encoder,
+    explain,
     judgments,
     models,
     ops,
@@ -91,11 +92,23 @@ def reflow(text: str) -> str:
     return escape("\n\n".join(paragraphs))
 
 
-for _commands in (documents, search, training, ops, ui, serve, check, models, encoder, judgments):
+for _commands in (
+    documents,
+    search,
+    explain,
+    training,
+    ops,
+    ui,
+    serve,
+    check,
+    models,
+    encoder,
+    judgments,
+):
     for _info in _commands.app.registered_commands:
         _doc = _info.help or inspect.getdoc(_info.callback)
         _info.help = reflow(_doc) if _doc else _doc
-for _commands in (documents, search, training, ops, ui, serve, check):
+for _commands in (documents, search, explain, training, ops, ui, serve, check):
     app.add_typer(_commands.app)
 app.add_typer(models.app, name="models")
 app.add_typer(encoder.app, name="encoder")

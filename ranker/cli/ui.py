@@ -102,7 +102,7 @@ def ui(
 
     if importlib.util.find_spec("streamlit") is None:
         raise BrainrankError(
-            "the debugger needs Streamlit, part of the ui extra: pip install -e '.[ui]'"
+            "the debugger needs Streamlit, one of brainrank's dependencies: pip install -e ."
         )
     if (queries is None) != (qrels is None):
         raise BrainrankError("give --queries and --qrels together (or neither)")

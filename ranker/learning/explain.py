@@ -158,7 +158,7 @@ def _shap():
         import shap
     except ImportError as exc:
         raise ImportError(
-            "explanations need SHAP, part of the ui extra: pip install -e '.[ui]'"
+            "explanations need SHAP, one of brainrank's dependencies: pip install -e ."
         ) from exc
     return shap
 

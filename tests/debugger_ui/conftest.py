@@ -129,7 +129,7 @@ def launch(monkeypatch):
     ``writable`` starts the app as ``brainrank ui --writable`` would (promote, roll back and
     the query log); without it the app is read-only, as by default.
     """
-    pytest.importorskip("streamlit", reason="the debugger needs the ui extra: pip install -e .[ui]")
+    pytest.importorskip("streamlit", reason="the debugger needs Streamlit: pip install -e .")
     from streamlit.testing.v1 import AppTest
 
     def start(cfg, judged: bool = True, writable: bool = False, **params):

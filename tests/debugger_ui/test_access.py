@@ -98,7 +98,7 @@ def test_the_repository_streamlit_config_binds_loopback():
 
 def test_streamlit_run_from_the_repository_root_reads_that_config():
     """What the README's `streamlit run debugger_ui/app.py` resolves, in a fresh process."""
-    pytest.importorskip("streamlit", reason="the debugger needs the ui extra: pip install -e .[ui]")
+    pytest.importorskip("streamlit", reason="the debugger needs Streamlit: pip install -e .")
     code = (
         "from streamlit import config\n"
         "config.get_config_options(force_reparse=True)\n"

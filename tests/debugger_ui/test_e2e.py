@@ -55,7 +55,7 @@ def stop(server: subprocess.Popen) -> int:
 
 
 def test_brainrank_ui_serves_a_page_with_results(ui_config, ui_engine, tmp_path):
-    pytest.importorskip("streamlit", reason="the debugger needs the ui extra: pip install -e .[ui]")
+    pytest.importorskip("streamlit", reason="the debugger needs Streamlit: pip install -e .")
     if browser.chromium() is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
     port = browser.free_port()
@@ -101,7 +101,7 @@ def test_brainrank_ui_serves_a_page_with_results(ui_config, ui_engine, tmp_path)
 
 def test_brainrank_ui_answers_only_under_its_own_names(ui_config, tmp_path):
     """A request naming another host (DNS rebinding) gets one refusal and nothing else."""
-    pytest.importorskip("streamlit", reason="the debugger needs the ui extra: pip install -e .[ui]")
+    pytest.importorskip("streamlit", reason="the debugger needs Streamlit: pip install -e .")
     port = browser.free_port()
     log = tmp_path / "server.log"
     workspace = str(ui_config.workspace)
@@ -129,7 +129,7 @@ def test_brainrank_ui_answers_only_under_its_own_names(ui_config, tmp_path):
 def test_streamlit_run_from_the_repository_root_listens_on_loopback_only(ui_config, tmp_path):
     """The README's `streamlit run debugger_ui/app.py -- --workspace DIR`, address unset:
     the repository's .streamlit/config.toml binds it to 127.0.0.1."""
-    pytest.importorskip("streamlit", reason="the debugger needs the ui extra: pip install -e .[ui]")
+    pytest.importorskip("streamlit", reason="the debugger needs Streamlit: pip install -e .")
     if not Path("/proc/net/tcp").exists():
         pytest.skip("reads the listening sockets from Linux's /proc/net/tcp")
     port = browser.free_port()

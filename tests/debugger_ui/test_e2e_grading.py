@@ -60,7 +60,7 @@ def checked(page, doc_id: str):
 def test_grades_given_in_the_browser_reach_export_and_the_next_training(
     sample_config, engine, tmp_path
 ):
-    pytest.importorskip("streamlit", reason="the debugger needs the ui extra: pip install -e .[ui]")
+    pytest.importorskip("streamlit", reason="the debugger needs Streamlit: pip install -e .")
     if browser.chromium() is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
     ws = copy_workspace(sample_config, tmp_path / "ws").workspace

@@ -20,7 +20,7 @@ def run(*args):
 def test_help_lists_commands():
     res = run("--help")
     assert res.exit_code == 0
-    for cmd in ("ingest", "reindex", "search", "eval", "encoder"):
+    for cmd in ("ingest", "reindex", "search", "explain", "eval", "encoder"):
         assert cmd in res.output
 
 

@@ -116,7 +116,7 @@ def test_fixed_modes_split_into_bm25_and_dense_without_correction(engine, mode):
 
 
 def test_correction_attributions_sum_to_the_correction(engine):
-    pytest.importorskip("shap", reason="explanations need the ui extra: pip install -e .[ui]")
+    pytest.importorskip("shap", reason="explanations need SHAP: pip install -e .")
     from brainrank.ranker.learning.explain import MAX_BACKGROUND, explain, subsample
 
     model, _ = engine.model()
@@ -158,7 +158,7 @@ def _gam(residual: int | None, seed: int = 5) -> LearnedModel:
 
 @pytest.mark.parametrize("residual", [0, None])
 def test_gam_correction_in_closed_form(residual):
-    pytest.importorskip("shap", reason="explanations need the ui extra: pip install -e .[ui]")
+    pytest.importorskip("shap", reason="explanations need SHAP: pip install -e .")
     from brainrank.ranker.learning.explain import explain
 
     gam = _gam(residual)

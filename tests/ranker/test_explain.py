@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-pytest.importorskip("shap", reason="explanations need the ui extra: pip install -e .[ui]")
+pytest.importorskip("shap", reason="explanations need SHAP: pip install -e .")
 
 from brainrank.index.errors import InputError
 from brainrank.ranker.learning.explain import (
