@@ -121,3 +121,12 @@ def test_bad_input_is_one_line(trained_config, learned_top, args, message):
 def test_without_a_model_it_says_how_to_get_one(sample_config):
     res = run("explain", QUERY, "-w", sample_config.workspace)
     assert res.exit_code == 1 and "train" in res.output and "Traceback" not in res.output
+
+
+def test_a_query_the_gates_sent_back_is_flagged(trained_config):
+    out_of_domain = "the of and"  # no indexable term: the gates send it back to the fusion
+    res = run("explain", out_of_domain, "--json", "-w", trained_config.workspace)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["in_domain"] is False
+    res = run("explain", out_of_domain, "-w", trained_config.workspace)
+    assert res.exit_code == 0 and "sent this query back to the fusion" in res.output
