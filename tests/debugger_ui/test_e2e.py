@@ -1,5 +1,6 @@
 """The debugger for real: `brainrank ui` and `streamlit run` on free ports, seen by a headless
-Chromium (a screenshot with results) and over Streamlit's websocket (the Host header check)."""
+Chromium (a screenshot with results, then narrowed by a click and a typed filter) and over
+Streamlit's websocket (the Host header check)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def stop(server: subprocess.Popen) -> int:
     return server.returncode
 
 
-def test_brainrank_ui_serves_a_page_with_results(ui_config, ui_engine, tmp_path):
+def test_brainrank_ui_serves_a_page_with_results_and_narrows_it(ui_config, ui_engine, tmp_path):
     pytest.importorskip("streamlit", reason="the debugger needs Streamlit: pip install -e .")
     if browser.chromium() is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
@@ -64,6 +65,14 @@ def test_brainrank_ui_serves_a_page_with_results(ui_config, ui_engine, tmp_path)
     query, mode = "money back", "bm25"
     top = ui_engine.search(query, k=1, mode=mode).hits[0]
     title = ui_engine.store.get([top.doc_id])[top.doc_id].title
+    # Narrowed by a click on a tag value, then by a typed filter.
+    helps, older = ["category = help"], ["category = help", "timestamp < 2026-01-01"]
+    # The page's first result is the one explained, under "id: title" (the table is a canvas).
+    firsts = {}
+    for where in (helps, older):
+        best = ui_engine.search(query, k=1, mode=mode, where=where).hits[0].doc_id
+        firsts[len(where)] = f"{best}: {ui_engine.store.get([best])[best].title}"
+    assert len({f"{top.doc_id}: {title}", *firsts.values()}) == 3
     log = tmp_path / "server.log"
     server = start(
         [sys.executable, "-c", LAUNCHER, "ui", "--workspace", str(ui_config.workspace)]
@@ -91,12 +100,30 @@ def test_brainrank_ui_serves_a_page_with_results(ui_config, ui_engine, tmp_path)
                 if browser.ink(png) > INK or time.monotonic() > deadline:
                     break
                 time.sleep(1)
+            # A tag value's button (Narrow by tag) adds its filter and ranks again.
+            page.evaluate("document.querySelector('.st-key-w_facet_category_help button').click()")
+            page.wait_for(_shows(firsts[1]), timeout=60, what=f"the filtered first {firsts[1]!r}")
+            page.idle()
+            area = "document.querySelector('.st-key-w_where textarea')"
+            assert page.evaluate(f"{area}.value") == helps[0]
+            # A condition typed on a new line (the box commits when it loses focus).
+            page.evaluate(f"{area}.focus(); {area}.setSelectionRange(1e6, 1e6)")
+            page.call("Input.insertText", text="\n" + older[1])
+            page.press("Tab", key_code=browser.KEYS["Tab"])
+            page.wait_for(_shows(firsts[2]), timeout=60, what=f"the filtered first {firsts[2]!r}")
+            page.idle()
+            filtered_dom = page.dom()
         assert top.doc_id in dom and "nDCG@10" in dom  # a judged query: its metric is shown
         assert "read-only" in dom  # started without --writable
         assert browser.ink(png) > INK, "the screenshot shows no results"
+        assert "filtered by" in filtered_dom and "timestamp &lt; 2026-01-01" in filtered_dom
     finally:
         code = stop(server)
     assert code == 0, log.read_text()[-3000:]
+
+
+def _shows(text: str) -> str:
+    return f"document.body && document.body.innerText.includes({json.dumps(text)})"
 
 
 def test_brainrank_ui_answers_only_under_its_own_names(ui_config, tmp_path):
