@@ -143,8 +143,9 @@ def _features(report, mcfg) -> None:
         return
     rows = m["features"]
     st.caption(
-        f"{m['searches']} learned searches by {report.model} in the sample "
-        f"({m['distinct_queries']} distinct queries) against the champion's served reference. "
+        f"{m['searches']} learned searches by {report.model} in the sample (first pages "
+        f"without filters, {m['distinct_queries']} distinct queries) against the champion's "
+        "served reference. "
         f"A feature drifts when PSI ≥ {mcfg.psi_threshold} and its test's p < "
         f"{mcfg.alpha} / {len(rows)} features, or when more than {mcfg.out_of_range:.0%} of "
         "its live values lie outside the training range."

@@ -99,15 +99,18 @@ class QueryLog:
         The id is also set as ``result.impression_id``, for the caller to hand out for
         feedback. The result's feature rows (one per hit) and its query vector come with it;
         the vector is cached once per query text for the query-drift monitors. A later page
-        (``result.offset`` > 0) is logged with the rank of its first hit, and without its
-        feature rows: the feature monitors compare first pages with training's lists.
+        (``result.offset`` > 0) is logged with the rank of its first hit, and a filtered search
+        with its conditions, both without feature rows: the feature monitors compare searches
+        whose candidates are drawn as training's lists were (a first page of the whole
+        collection), or a filter such as ``timestamp > now-30d`` would read as drift.
         """
         source = check_source(source or self.source)
         ids = [h.doc_id for h in result.hits]
         names = result.feature_names
         blob = None
-        offset = result.offset
-        if result.features is not None and names is not None and len(ids) and not offset:
+        offset, filters = result.offset, list(result.filters)
+        comparable = not offset and not filters
+        if result.features is not None and names is not None and len(ids) and comparable:
             x = np.ascontiguousarray(result.features, dtype=np.float32)
             if x.shape != (len(ids), len(names)):
                 raise ValueError(
@@ -142,6 +145,11 @@ class QueryLog:
                 self._db.execute(
                     "INSERT INTO pages(search_id, first_rank) VALUES (?,?)",
                     (cur.lastrowid, offset + 1),
+                )
+            if filters:
+                self._db.execute(
+                    "INSERT INTO filtered(search_id, conditions) VALUES (?,?)",
+                    (cur.lastrowid, json.dumps(filters)),
                 )
             if result.query_vector is not None and result.encoder:
                 self._db.execute(

@@ -89,6 +89,8 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE INDEX IF NOT EXISTS searches_query ON searches(norm_query, time);
 -- Searches that showed a later page of results: the rank of their first hit (absent: 1).
 CREATE TABLE IF NOT EXISTS pages (search_id INTEGER PRIMARY KEY, first_rank INTEGER NOT NULL);
+-- Searches kept to the documents that met filters: their conditions (a JSON list of strings).
+CREATE TABLE IF NOT EXISTS filtered (search_id INTEGER PRIMARY KEY, conditions TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS feature_schemas (id INTEGER PRIMARY KEY, names TEXT UNIQUE NOT NULL);
 CREATE TABLE IF NOT EXISTS clicks (
     id INTEGER PRIMARY KEY,

@@ -129,9 +129,21 @@ def monitor(
 def _features(champion, ref, sample, cfg) -> dict:
     if ref is None or not len(ref.features):
         return no_data("no reference profile for the champion yet (run `brainrank retrain`)")
-    own = np.flatnonzero(sample.model == champion.version)
+    learned = np.flatnonzero(sample.model == champion.version)
+    # Filtered searches and later pages log no feature rows (``QueryLog.record``).
+    own = np.intersect1d(learned, sample.row_search)
     if len(own) < cfg.min_searches or sample.feature_names != ref.feature_names:
-        return no_data(f"{len(own)} learned searches by {champion.version} in the window")
+        skipped = len(learned) - len(own)
+        why = (
+            f" ({skipped} more, filtered or later pages, are not compared: their candidates "
+            "are not drawn as the training lists were)"
+            if skipped
+            else ""
+        )
+        return no_data(
+            f"{len(own)} learned searches by {champion.version} with feature rows in the "
+            f"window{why}"
+        )
     rows = np.isin(sample.row_search, own)
     live = sample.features[rows]
     groups = len(set(sample.queries[own].tolist()))

@@ -147,11 +147,13 @@ class Replay:
     def __init__(self, engine):
         self.engine, self.cache = engine, {}
 
-    def serve(self, log, queries, t0, step=60.0, shift=None):
+    def serve(self, log, queries, t0, step=60.0, shift=None, where=(), as_unfiltered=False):
         for i, q in enumerate(queries):
-            if q not in self.cache:
-                self.cache[q] = self.engine.search(q, k=10)
-            res = dataclasses.replace(self.cache[q])
+            if (q, where) not in self.cache:
+                self.cache[q, where] = self.engine.search(q, k=10, where=where)
+            res = dataclasses.replace(self.cache[q, where])
+            if as_unfiltered:  # logged as if no filter had kept its candidates
+                res.filters = ()
             if shift is not None and res.features is not None:
                 res.features = res.features.copy()
                 res.features[:, res.feature_names.index(shift[0])] += shift[1]
@@ -192,11 +194,17 @@ def traffic(queries, n, seed):
     return [queries[i] for i in rng.integers(0, len(queries), n)]
 
 
-def run_window(sim, day, queries, shift=None, **monitor_options):
-    """Log ``queries`` on day ``day`` after training and monitor that one day."""
+def run_window(sim, day, queries, shift=None, filtered=(), **monitor_options):
+    """Log ``queries`` on day ``day`` after training and monitor that one day; ``filtered``:
+    (queries, filters, as_unfiltered) served with filters on the same day, after them."""
     start = sim["trained"] + day * DAY
     with QueryLog.open(sim["cfg"].workspace) as log:
-        sim["replay"].serve(log, queries, start, step=DAY / (len(queries) + 1), shift=shift)
+        step = DAY / (len(queries) + len(filtered and filtered[0]) + 1)
+        sim["replay"].serve(log, queries, start, step=step, shift=shift)
+        if filtered:
+            more, where, as_unfiltered = filtered
+            t = start + len(queries) * step
+            sim["replay"].serve(log, more, t, step=step, where=where, as_unfiltered=as_unfiltered)
         mcfg = MonitorConfig(**monitor_options)
         return monitor(sim["cfg"], mcfg, window="1d", now=start + DAY - 1, log=log)
 
@@ -258,6 +266,28 @@ def test_a_shifted_feature_fires_the_feature_monitor(sim):
     )
     base = dense["baseline"]
     assert sum(base["live"]) + base["below"] + base["above"] == sum(dense["histogram"]["live"])
+
+
+def test_filtered_searches_are_logged_but_not_compared(sim):
+    """A filter changes the candidates' features (here the age of the documents it keeps),
+    which is no drift of the queries or of the model: those searches are left out."""
+    recent = ("timestamp >= 2025-01-01",)
+    queries = traffic(sim["training"], 120, 10)
+    # Were their feature rows compared, the filter alone would raise the alarm.
+    compared = run_window(sim, 10, [], filtered=(queries, recent, True))
+    assert "features" in alarms(compared)
+    # Beside unfiltered traffic, only that traffic is compared.
+    plain = traffic(sim["training"], 120, 11)
+    mixed = run_window(sim, 11, plain, filtered=(queries, recent, False))
+    assert mixed.verdict == "fresh", mixed.reasons
+    assert mixed.monitors["features"]["status"] == "ok"
+    assert mixed.monitors["features"]["searches"] == len(plain)
+    assert mixed.monitors["queries"]["searches"] == len(plain) + len(queries)
+    # Filtered traffic alone leaves the feature monitor without data, and it says why.
+    alone = run_window(sim, 12, [], filtered=(queries, recent, False))
+    features = alone.monitors["features"]
+    assert features["status"] == "no data"
+    assert f"{len(queries)} more, filtered or later pages, are not compared" in features["note"]
 
 
 def test_click_outcomes_fire_when_clicks_drop(sim, tmp_path):

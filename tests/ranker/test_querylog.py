@@ -195,6 +195,27 @@ def test_a_later_page_is_logged_at_its_ranks(tmp_path):
     assert [i.first_position for i in read_click_log(tmp_path / "imp.jsonl")] == [1, 3]
 
 
+def test_a_filtered_search_is_logged_with_its_conditions_and_no_feature_rows(tmp_path):
+    """Its candidates were drawn from the documents that met the filters, not as training's
+    lists were, so its feature rows would read as drift; its clicks still count."""
+    import sqlite3
+
+    with QueryLog(tmp_path / "q.sqlite") as log:
+        log.record(result("brake pads", ["d1", "d2"], features=features(2)), time=100.0)
+        narrowed = result("brake pads", ["d2", "d5"], features=features(2, seed=1))
+        narrowed.filters = ("price < 30", "category in (parts, 'a, b')")
+        b = log.record(narrowed, time=101.0)
+        _write_jsonl(tmp_path / "fb.jsonl", [{"impression_id": b, "doc_id": "d5", "time": 102}])
+        assert log.import_feedback(tmp_path / "fb.jsonl").imported == 1
+        sample = log.sample(0, 1000)
+        outcomes = log.outcomes([int(b)], k=10)
+    assert len(sample) == 2 and sample.row_search.tolist() == [0, 0]  # the unfiltered rows
+    assert outcomes["click_MRR"] == pytest.approx(1 / 2)
+    with sqlite3.connect(tmp_path / "q.sqlite") as db:
+        rows = db.execute("SELECT search_id, conditions FROM filtered").fetchall()
+    assert rows == [(int(b), json.dumps(list(narrowed.filters)))]
+
+
 def test_impressions_export_is_a_click_log(tmp_path):
     with QueryLog(tmp_path / "q.sqlite") as log:
         a = log.record(result("brake pads", ["d1", "d2"]), time=100.0)
