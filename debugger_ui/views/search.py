@@ -22,6 +22,7 @@ from brainrank.debugger_ui.views.common import (
     pick_mode_and_model,
     title_of,
 )
+from brainrank.debugger_ui.views.explanation import escape_markdown
 from brainrank.index.errors import BrainrankError
 
 MAX_K = 50
@@ -126,16 +127,20 @@ def _facets(ctx: Context, result) -> None:
     ``tag = value`` to the filters."""
     from brainrank.ranker.retrieval.filters import equals
 
-    shown = {t: v for t, v in (result.facets or {}).items() if len(v) > 1}
+    # A tag whose name holds <, >, = or ! cannot be filtered on; without them "=" splits
+    # each button's key unambiguously.
+    shown = {
+        t: v for t, v in (result.facets or {}).items() if len(v) > 1 and not set(t) & set("<>=!")
+    }
     if not shown:
         return  # no tags, or every ranked document has the same value
     with st.expander("Narrow by tag", expanded=not ctx.where):
         for tag, counts in shown.items():
             values = list(counts.items())[:FACET_VALUES]
             cols = st.columns(len(values) + 1)
-            cols[0].markdown(f"**{tag}**")
+            cols[0].markdown(f"**{escape_markdown(tag)}**")
             for col, (value, n) in zip(cols[1:], values, strict=True):
-                if col.button(f"{value} ({n})", key=f"w_facet_{tag}_{value}"):
+                if col.button(f"{escape_markdown(value)} ({n})", key=f"w_facet_{tag}={value}"):
                     where = "\n".join((*ctx.where, equals(tag, value)))
                     state.navigate(where=where, doc=None)
 

@@ -101,7 +101,7 @@ def test_brainrank_ui_serves_a_page_with_results_and_narrows_it(ui_config, ui_en
                     break
                 time.sleep(1)
             # A tag value's button (Narrow by tag) adds its filter and ranks again.
-            page.evaluate("document.querySelector('.st-key-w_facet_category_help button').click()")
+            page.evaluate("document.querySelector('.st-key-w_facet_category-help button').click()")
             page.wait_for(_shows(firsts[1]), timeout=60, what=f"the filtered first {firsts[1]!r}")
             page.idle()
             area = "document.querySelector('.st-key-w_where textarea')"
