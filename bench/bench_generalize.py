@@ -235,15 +235,21 @@ def mean(scores: dict[str, float], keys=None) -> float:
     return float(np.mean([scores[k] for k in keys])) if keys else float("nan")
 
 
-def few_rows(args, name):
+def few_setting(args, name):
+    """(cfg, train queries, the fixed sample of ``args.few`` judged ones, test queries, test
+    qrels, BM25's and the best fixed fusion's test nDCG@10) of the ``few`` rows."""
     cfg, _ = workspace(name, args.datasets)
     queries, train_qrels = judged(name, args.datasets, "train")
     test_queries, test_qrels = judged(name, args.datasets, "test")
     sample = sorted(random.Random(FEW_SEED).sample(sorted(train_qrels), args.few))
     few = {q: train_qrels[q] for q in sample}
     fixed = per_query_modes(cfg, test_queries, test_qrels, ("bm25", *FUSIONS))
-    bm25 = mean(fixed["bm25"])
     fusion = max(mean(fixed[m]) for m in FUSIONS)
+    return cfg, queries, few, test_queries, test_qrels, mean(fixed["bm25"]), fusion
+
+
+def few_rows(args, name):
+    cfg, queries, few, test_queries, test_qrels, bm25, fusion = few_setting(args, name)
     rows = []
     for stopping, variant in [(e, v) for e in args.early_stopping for v in args.train_variants]:
         scores, epochs, seconds, cv = [], [], [], []

@@ -22,13 +22,11 @@ test judgments only for the figures.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 from datetime import date
 
 import numpy as np
-from bench_generalize import FEW_SEED, FUSIONS, judged, mean, per_query_modes, train_model
-from bench_learned import workspace
+from bench_generalize import few_setting, mean, train_model
 from common import machine, print_table
 
 TREES = (50, 100, 200, 400)
@@ -174,13 +172,7 @@ def main() -> None:
     kept = capture_fit_lists()
     rows = []
     for name in args.collections.split(","):
-        cfg, _ = workspace(name, args.datasets)
-        queries, train_qrels = judged(name, args.datasets, "train")
-        test_queries, test_qrels = judged(name, args.datasets, "test")
-        sample = sorted(random.Random(FEW_SEED).sample(sorted(train_qrels), args.few))
-        few = {q: train_qrels[q] for q in sample}
-        fixed = per_query_modes(cfg, test_queries, test_qrels, ("bm25", *FUSIONS))
-        fusion = max(mean(fixed[m]) for m in FUSIONS)
+        cfg, queries, few, test_queries, test_qrels, bm25, fusion = few_setting(args, name)
         got = {k: [] for k in VARIANTS}
         chosen = []
         for seed in seeds:
@@ -203,7 +195,7 @@ def main() -> None:
         rows.append(
             [
                 f"{name}, {args.few} train queries",
-                f"{mean(fixed['bm25']):.4f}",
+                f"{bm25:.4f}",
                 f"{fusion:.4f}",
                 *(
                     f"{statistics.mean(got[k]):.4f} ({statistics.mean(got[k]) - fusion:+.4f})"
