@@ -20,6 +20,7 @@ from brainrank.index.validation import (
     BadRecord,
     Rules,
     describe,
+    ignored_fields,
     to_document,
 )
 
@@ -60,6 +61,9 @@ class ReadReport:
     files: list[Path] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     truncated: int = 0
+    # Other fields kept neither as a number nor as a tag: name -> (what the first held, where
+    # it was, how many documents had one), for one line per field rather than per document.
+    ignored: dict[str, tuple[str, str, int]] = field(default_factory=dict)
 
 
 def detect_format(path: Path) -> str:
@@ -170,6 +174,14 @@ def _collect(items, where, report, skip_bad, rules: Rules, progress) -> None:
         report.documents.append(doc)
         report.truncated += cut
         report.dropped += [f"{where} {unit} {number}: {message}" for message in dropped]
+        if rules.numeric_fields is None:
+            for key, what in ignored_fields(record, doc).items():
+                first = report.ignored.get(key)
+                report.ignored[key] = (
+                    (first[0], first[1], first[2] + 1)
+                    if first
+                    else (what, f"{where} {unit} {number}", 1)
+                )
     if progress is not None and pending:
         progress(pending)
 

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from brainrank.index.errors import InputError
@@ -179,22 +180,49 @@ def _extra_fields(
 
 def _tags(record: dict[str, Any], fields: dict[str, float]) -> dict[str, str]:
     """Short string attributes (category, brand, ...): every other key whose value is a
-    non-empty string of at most ``MAX_TAG_CHARS`` characters (white space trimmed)."""
+    non-empty string of at most ``MAX_TAG_CHARS`` characters (white space trimmed), or a
+    boolean (the tag ``true`` or ``false``)."""
     tags: dict[str, str] = {}
     for key, value in record.items():
         if not isinstance(key, str) or key in RESERVED or key in fields:
             continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
         if isinstance(value, str) and 0 < len(value.strip()) <= MAX_TAG_CHARS:
             if is_valid_text(key) and is_valid_text(value):
                 tags[key] = value.strip()
     return tags
 
 
+def ignored_fields(record: dict[str, Any], doc: Document) -> dict[str, str]:
+    """The record's other keys with a value that is neither a number nor a tag (a list, an
+    object, a date, a string over ``MAX_TAG_CHARS`` characters), each with what it held:
+    searches cannot filter on them, so ingest names them rather than dropping them unsaid."""
+    out: dict[str, str] = {}
+    for key, value in record.items():
+        if not isinstance(key, str) or key in RESERVED or key in doc.fields or key in doc.tags:
+            continue
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue  # an empty cell: nothing was there to keep
+        if isinstance(value, int | float | Decimal) or not is_valid_text(key):
+            continue  # a number left out is in ``dropped``, with its value
+        if isinstance(value, str):
+            what = (
+                f"a string of {len(value)} characters (tags hold up to {MAX_TAG_CHARS})"
+                if len(value.strip()) > MAX_TAG_CHARS
+                else "a string that is not valid text"
+            )
+        else:
+            what = {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+        out[key] = what
+    return out
+
+
 def _numeric(value: Any, typed: bool) -> bool:
     """Whether ``value`` is meant as a number (a CSV cell: whether it parses as one)."""
     if isinstance(value, bool):
         return False
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):  # Decimal: Parquet decimal columns
         return True
     if typed or not isinstance(value, str):
         return False
@@ -207,7 +235,7 @@ def _numeric(value: Any, typed: bool) -> bool:
 
 def _number(value: Any, typed: bool) -> float | None:
     """``value`` as a finite float, or None."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         return None
     if typed and isinstance(value, str):
         return None

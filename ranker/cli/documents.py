@@ -72,6 +72,7 @@ def ingest(
         docs, skipped, truncated = report.documents, report.skipped, report.truncated
         _notes("skipped", skipped, "skipped records")
         _notes("dropped", report.dropped, "dropped fields")
+        _notes("ignored", _ignored(report.ignored), "ignored fields")
         if truncated:
             err.print(
                 f"[yellow]truncated[/] {truncated} documents to \\[ingest] max_text_chars = "
@@ -114,6 +115,14 @@ def ingest(
     if rep.merged or (rep.segments or 0) > 1:
         how = f"segments merged ({rep.merged}); " if rep.merged else ""
         err.print(f"index: {how}{rep.segments} segment(s)", highlight=False, markup=False)
+
+
+def _ignored(ignored: dict[str, tuple[str, str, int]]) -> list[str]:
+    return [
+        f'field "{name[:40]}" in {count} document(s), first {where}: {what}, neither a number '
+        "nor a tag, so searches cannot filter on it"
+        for name, (what, where, count) in ignored.items()
+    ]
 
 
 def _notes(label: str, messages: list[str], what: str, shown: int = 20) -> None:

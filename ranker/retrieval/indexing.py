@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from brainrank.index.errors import BrainrankError
+from brainrank.index.errors import BrainrankError, InputError
 from brainrank.index.integrity import DamagedArtifactError
 from brainrank.index.records import Document
 from brainrank.index.store import DocumentStore
@@ -110,6 +110,8 @@ def update_indexes(
                     counts.updated,
                     counts.unchanged,
                 )
+                if delete_ids:
+                    _refuse_both(counts.written, delete_ids)
                 report.deleted = store.delete(delete_ids) if delete_ids else 0
                 report.seconds["store"] = time.perf_counter() - t0
                 if (
@@ -262,6 +264,20 @@ def _check_store(ws: Workspace, store: DocumentStore, serving: int | None) -> No
     for number in ws.generations():
         where = ws.generation_dir(number).name
         store.check_built_from(ws.manifest(number), where, committed=number == serving)
+
+
+def _refuse_both(written: Sequence[str], delete_ids: Sequence[str]) -> None:
+    """An id both stored and deleted by one ingest is an error (rolling the ingest back): either
+    order would silently drop half of the request."""
+    stored = set(written)
+    both = [i for i in dict.fromkeys(delete_ids) if i in stored]
+    if both:
+        shown = ", ".join(repr(i) for i in both[:10])
+        more = f" and {len(both) - 10} more" if len(both) > 10 else ""
+        raise InputError(
+            f"document id(s) {shown}{more} are both among the documents to store and the ids to "
+            "delete; nothing was changed (ingest and delete them in separate runs)"
+        )
 
 
 def _before_rebuild(ws: Workspace, store: DocumentStore) -> None:

@@ -136,8 +136,43 @@ def test_parquet_in_batches_with_typed_columns(tmp_path: Path) -> None:
     docs = read_documents(path, progress=calls.append).documents
     assert len(docs) == n and sum(calls) == n and len(calls) >= 2
     assert docs[3] == Document(
-        "3", "", "document 3", datetime(2024, 1, 1, 3, tzinfo=UTC), {"price": 1.5}
+        "3", "", "document 3", datetime(2024, 1, 1, 3, tzinfo=UTC), {"price": 1.5},
+        {"in_stock": "true"},
+    )  # fmt: skip
+
+
+def test_decimals_are_numbers_booleans_tags_and_other_fields_are_named(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    table = pa.table(
+        {
+            "id": ["a", "b", "c"],
+            "title": ["Blue kettle", "Red kettle", "Green kettle"],
+            "price": pa.array([Decimal("19.99"), None, Decimal("7.50")], pa.decimal128(10, 2)),
+            "in_stock": [True, False, None],
+            "sizes": [["s"], ["m", "l"], None],
+            "blurb": ["x" * 300, "short", None],
+        }
     )
+    path = tmp_path / "shop.parquet"
+    pq.write_table(table, path)
+    report = read_documents(path)
+    assert [d.fields for d in report.documents] == [{"price": 19.99}, {}, {"price": 7.5}]
+    assert [d.tags for d in report.documents] == [
+        {"in_stock": "true"},
+        {"in_stock": "false", "blurb": "short"},
+        {},
+    ]
+    assert report.ignored == {
+        "sizes": ("a list", "shop.parquet row 1", 2),
+        "blurb": ("a string of 300 characters (tags hold up to 200)", "shop.parquet row 1", 1),
+    }
+    assert report.dropped == []
+    jsonl = tmp_path / "shop.jsonl"
+    jsonl.write_text('{"id": "d", "text": "x", "specs": {"w": 2}, "ok": true}\n')
+    report = read_documents(jsonl)
+    assert report.documents[0].tags == {"ok": "true"}
+    assert report.ignored == {"specs": ("an object", "shop.jsonl line 1", 1)}
 
 
 def test_parquet_errors_name_the_row(tmp_path: Path) -> None:
@@ -313,10 +348,13 @@ def test_numeric_fields_detected_and_declared(tmp_path: Path) -> None:
         "metadata": {"year": 2020},
     }
     path = write_jsonl(tmp_path / "docs.jsonl", [record])
-    found = read_documents(path).documents[0]
+    report = read_documents(path)
+    found = report.documents[0]
     assert found.fields == {"rating": 4.0, "price": 9.5}
-    # Short strings are tags (trimmed); blank ones and those over 200 characters are not.
-    assert found.tags == {"category": "news", "brand": "Voltra"}
+    # Short strings are tags (trimmed), booleans too; blank ones and those over 200 characters
+    # are not, and the long one is named (BEIR's metadata object is expected and is not).
+    assert found.tags == {"category": "news", "brand": "Voltra", "flag": "true"}
+    assert list(report.ignored) == ["url"]
     declared = read_documents(path, numeric_fields=["price", "stock"]).documents[0]
     assert declared.fields == {"price": 9.5}  # rating not declared, stock missing
     assert declared.tags == {}  # declared fields are exactly what is read

@@ -96,6 +96,23 @@ def test_delete_unknown_id_is_an_error_and_changes_nothing(tmp_path, encoder, sm
     assert SearchEngine(cfg, encoder=encoder).store.count() == 12
 
 
+def test_storing_and_deleting_one_id_is_an_error_and_changes_nothing(tmp_path, encoder, small):
+    cfg = make_config(tmp_path / "ws")
+    ingest(cfg, encoder, small)
+    ws = Workspace(cfg.workspace)
+    generation = ws.serving_state().generation
+    changed = Document(small[0].doc_id, "Replacement zeppelin", "a new body")
+    new = Document("brand-new", "Another zeppelin", "text")
+    with pytest.raises(
+        InputError, match=r"id\(s\) 'brand-new', '.+' are both among the documents to store and"
+    ):
+        ingest(cfg, encoder, [changed, new, small[1]], delete=["brand-new", small[0].doc_id])
+    engine = SearchEngine(cfg, encoder=encoder)
+    assert engine.store.count() == 12 and ws.serving_state().generation == generation
+    assert engine.store.get([small[0].doc_id])[small[0].doc_id].title == small[0].title
+    assert "brand-new" not in engine.store.get(["brand-new"])
+
+
 def test_reindex_builds_a_new_generation_with_same_results(tmp_path, encoder, small):
     cfg = make_config(tmp_path / "ws")
     ingest(cfg, encoder, small)
