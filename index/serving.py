@@ -41,6 +41,7 @@ from brainrank.index.errors import BrainrankError
 POINTER = "SERVING"
 LEGACY_GENERATION = Path("indexes") / "CURRENT"
 LEGACY_CHAMPION = Path("models") / "CHAMPION"
+HISTORY = Path("models") / "history.jsonl"  # the registry's (``ranker.registry.history``)
 _LEGACY_GEN = re.compile(r"^gen-(\d{6})$")
 _REPAIR = (
     "run `brainrank reindex` to rebuild the indexes and write it again (with the last champion "
@@ -63,12 +64,21 @@ def pointer_file(root: Path) -> Path:
 
 
 def read_state(root: Path) -> ServingState:
-    """The serving state of workspace ``root``; a missing pointer reads as nothing served yet."""
+    """The serving state of workspace ``root``; a missing pointer reads as nothing served yet,
+    unless the model history records a champion (then the pointer was lost: an error)."""
     path = pointer_file(root)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return _read_legacy(Path(root))
+        state = _read_legacy(Path(root))
+        if state == ServingState() and _has_history(Path(root)):
+            # Every promotion writes the pointer before its history line: a history without
+            # a pointer means the pointer was lost, not that nothing serves yet.
+            raise BrainrankError(
+                f"the serving pointer {path} is missing, but {Path(root) / HISTORY} records "
+                f"a champion; {_REPAIR}"
+            ) from None
+        return state
     except (OSError, ValueError) as exc:
         raise BrainrankError(f"cannot read the serving pointer {path} ({exc}); {_REPAIR}") from None
     try:
@@ -103,6 +113,13 @@ def write_state(root: Path, state: ServingState) -> ServingState:
     for legacy in (LEGACY_GENERATION, LEGACY_CHAMPION):
         (root / legacy).unlink(missing_ok=True)
     return ServingState(state.generation, state.champion, state.change)
+
+
+def _has_history(root: Path) -> bool:
+    try:
+        return (root / HISTORY).stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _digest(generation, champion, change) -> str:

@@ -21,15 +21,17 @@ def change(action: str, version: str, previous: str | None) -> dict:
 
 
 def read_history(path: Path) -> tuple[list[dict], list[str]]:
-    """(entries oldest first, problems): lines that are not JSON objects are skipped."""
+    """(entries oldest first, problems): lines that are not JSON objects (or not UTF-8) are
+    skipped."""
     if not path.exists():
         return [], []
     entries, problems = [], []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, raw in enumerate(path.read_bytes().splitlines(), 1):
         try:
+            line = raw.decode("utf-8")
             entry = json.loads(line)
-        except ValueError:
-            entry = None
+        except ValueError:  # UnicodeDecodeError is one
+            line, entry = raw.decode("utf-8", errors="replace"), None
         if isinstance(entry, dict):
             entries.append(entry)
         elif line.strip():

@@ -192,3 +192,18 @@ def test_reindex_rewrites_an_unreadable_pointer_with_the_champion_of_record(cfg,
     assert (state.generation, state.champion) == (rep.generation, champion)
     assert learned_search(cfg, encoder).model == champion
     assert check(cfg)[0] == 0
+
+
+def test_a_lost_pointer_is_damage_when_the_history_records_a_champion(cfg, encoder):
+    from brainrank.ranker.retrieval.reindex import rebuild_indexes
+
+    ws = Workspace(cfg.workspace)
+    champion = Registry(ws.models_dir).champion().version
+    ws.serving_file.unlink()  # not "nothing serves yet": the champion would vanish unsaid
+    with pytest.raises(BrainrankError, match="SERVING is missing, but .*history.jsonl records"):
+        learned_search(cfg, encoder)
+    code, report = check(cfg)
+    assert code == 1 and "serving pointer" in {f["part"] for f in damaged(report)}
+    rebuild_indexes(cfg, encoder_factory=lambda: encoder)
+    assert ws.serving_state().champion == champion
+    assert learned_search(cfg, encoder).model == champion and check(cfg)[0] == 0

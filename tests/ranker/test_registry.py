@@ -182,6 +182,10 @@ def test_torn_history_line_does_not_break_promotion(reg):
         fh.write('{"time": "2024-')  # a writer killed mid-line
     reg.promote("v2")
     assert reg.history()[-1]["version"] == "v0002" and len(reg.problems) == 1
+    with reg.history_file.open("ab") as fh:
+        fh.write(b"\xff\xfe not UTF-8\n")  # a damaged byte is one skipped line, not a crash
+    assert reg.history()[-1]["version"] == "v0002"
+    assert len(reg.problems) == 2 and ":4: not a JSON object" in reg.problems[-1]
     assert reg.rollback().version == "v0001"
 
 
