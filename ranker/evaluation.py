@@ -50,6 +50,8 @@ def read_queries(path: Path | str) -> dict[str, str]:
             if len(parts) != 2:
                 raise InputError(f"{path.name} line {lineno}: expected 'query_id<TAB>text'")
             qid, text = parts
+        if not text.strip():
+            raise InputError(f"{path.name} line {lineno}: query {qid!r} has no text")
         if qid in out:
             raise InputError(f"{path.name} line {lineno}: duplicate query id {qid!r}")
         out[qid] = text

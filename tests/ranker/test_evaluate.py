@@ -54,6 +54,9 @@ def test_read_queries_formats_and_errors(tmp_path):
     j.write_text('{"_id": "1", "text": "a"}\n{"_id": "1", "text": "b"}\n')
     with pytest.raises(InputError, match="line 2: duplicate query id"):
         read_queries(j)
+    j.write_text('{"_id": "1", "text": "a"}\n{"_id": "q29", "text": "  "}\n')
+    with pytest.raises(InputError, match="q.jsonl line 2: query 'q29' has no text"):
+        read_queries(j)
     with pytest.raises(InputError, match="does not exist"):
         read_queries(tmp_path / "missing.jsonl")
 
