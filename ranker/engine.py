@@ -8,6 +8,7 @@ HTTP service rank a query the same way. Heavy libraries load on first use.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -28,6 +29,12 @@ if TYPE_CHECKING:
 def open(workspace: str | Path | None = None, config: str | Path | Config | None = None) -> Engine:
     """Open the search engine of ``workspace`` (default: ``BRAINRANK_WORKSPACE`` or
     ``./brainrank-data``) with an optional TOML ``config`` file or a ``Config``."""
+    if workspace is not None and not isinstance(workspace, str | os.PathLike):
+        raise InputError(f"workspace must be a path, not {type(workspace).__name__}")
+    if config is not None and not isinstance(config, str | os.PathLike | Config):
+        raise InputError(
+            f"config must be a TOML file's path or a brainrank.Config, not {type(config).__name__}"
+        )
     if isinstance(config, Config):
         cfg = (
             config if workspace is None else dataclasses.replace(config, workspace=Path(workspace))
@@ -167,9 +174,18 @@ class Engine:
         """
         from brainrank.index.readers import read_documents, read_records
 
-        delete = list(delete)
+        delete = [delete] if isinstance(delete, str) else list(delete)  # one id, or several
         limit = self.cfg.ingest.max_text_chars
-        if isinstance(source, str | Path):
+        if (
+            source is None
+            or isinstance(source, Mapping | bytes)
+            or not (isinstance(source, str | os.PathLike) or isinstance(source, Iterable))
+        ):
+            raise InputError(
+                "ingest takes a file or folder path, or a list of records (dicts or "
+                f"brainrank.Document), not {type(source).__name__}"
+            )
+        if isinstance(source, str | os.PathLike):
             read = read_documents(source, skip_bad=skip_bad, max_text_chars=limit)
         elif source == () and delete:
             read = None

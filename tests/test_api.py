@@ -117,6 +117,25 @@ def test_ingest_search_and_close(tmp_path):
             engine.search("   ")
         with pytest.raises(brainrank.InputError, match="unknown mode"):
             engine.search("refund", mode="psychic")
+        # Arguments of the wrong type are input errors that say which, never a TypeError.
+        for kwargs, problem in [
+            ({"k": None}, "k must be a whole number, not None"),
+            ({"k": "5"}, "k must be a whole number, not '5'"),
+            ({"k": True}, "k must be a whole number"),
+            ({"offset": 1.5}, "offset must be a whole number, not 1.5"),
+        ]:
+            with pytest.raises(brainrank.InputError, match=problem):
+                engine.search("refund", mode="bm25", **kwargs)
+        assert len(engine.search("refund", k=np.int64(1), mode="bm25").hits) == 1
+        with pytest.raises(brainrank.InputError, match="the query must be a string, not int"):
+            engine.search_many({"a": 5})
+        for source in (None, {"id": "x", "text": "y"}, 5):
+            with pytest.raises(brainrank.InputError, match="a file or folder path, or a list"):
+                engine.ingest(source)
+        with pytest.raises(brainrank.InputError, match="workspace must be a path, not int"):
+            brainrank.open(123)
+        with pytest.raises(brainrank.InputError, match="config must be a TOML file's path"):
+            brainrank.open(tmp_path / "ws", config=5)
 
         # A bad record stops the ingest, and nothing already stored changes.
         with pytest.raises(brainrank.InputError, match="record 2: missing text"):
@@ -125,7 +144,7 @@ def test_ingest_search_and_close(tmp_path):
         skipped = engine.ingest([{"id": "new", "text": "fine words"}, {"id": "x"}], skip_bad=True)
         assert skipped.added == 1 and len(skipped.skipped) == 1
 
-        engine.ingest(delete=["refund"])  # the next search sees the new generation
+        engine.ingest(delete="refund")  # one id; the next search sees the new generation
         assert "refund" not in [h.doc_id for h in engine.search("refund", mode="bm25").hits]
     engine.close()  # closing twice is harmless
 

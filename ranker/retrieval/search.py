@@ -132,7 +132,9 @@ class SearchEngine:
         return self._models[mv.version]
 
     def validate_query(self, query: str) -> str:
-        if not isinstance(query, str) or not query.strip():
+        if not isinstance(query, str):
+            raise InputError(f"the query must be a string, not {type(query).__name__}")
+        if not query.strip():
             raise InputError("the query is empty; type some words to search for")
         try:
             check_text(query, "the query")
@@ -190,6 +192,9 @@ class SearchEngine:
         to count among the documents the search ranked (``result.facets``).
         """
         mode = check_mode(mode or self.default_mode())
+        for name, value in (("k", k), ("offset", offset)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise InputError(f"{name} must be a whole number, not {value!r}")
         if k < 1:
             raise InputError(f"k must be at least 1, not {k}")
         if offset < 0:
