@@ -149,12 +149,17 @@ def _number(value: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
+_EPOCH = re.compile(r"-?\d+(\.\d+)?")
+
+
 def _time_value(raw: str, shown: str, now: float) -> float:
     rel = _RELATIVE.match(raw)
     if rel is not None:
         if rel["n"] is None:
             return now
         return now - float(rel["n"]) * _UNIT_SECONDS[rel["unit"]]
+    if _EPOCH.fullmatch(raw):  # Unix epoch seconds, as ingest reads a timestamp
+        return float(raw)
     try:
         if len(raw) == 10:  # a date alone: its midnight in UTC
             day = date.fromisoformat(raw)
@@ -163,7 +168,8 @@ def _time_value(raw: str, shown: str, now: float) -> float:
     except ValueError as exc:
         raise InputError(
             f"filter {shown!r}: {exc}; a timestamp is compared with a date (2025-01-31), a "
-            "time with its zone (2025-01-31T09:00:00Z) or an age (now-30d; s, m, h, d or w)"
+            "time with its zone (2025-01-31T09:00:00Z), epoch seconds (1738310400) or an age "
+            "(now-30d; s, m, h, d or w)"
         ) from None
 
 

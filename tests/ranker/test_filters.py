@@ -39,6 +39,9 @@ def test_conditions_are_read_as_typed():
     ]
     one = parse_filters("timestamp <= 2025-01-31T09:00:00+02:00", now=NOW)[0]
     assert one.numbers == (datetime(2025, 1, 31, 7, tzinfo=UTC).timestamp(),)
+    # Epoch seconds, as ingest reads them (ten digits are not a date without its dashes).
+    epoch = parse_filters("timestamp = 1700000000", now=NOW)[0]
+    assert epoch.numbers == (1_700_000_000.0,)
     assert parse_filters(None) == parse_filters([]) == ()
     tags = parse_filters(
         ["category = 'help desk'", 'brand in (Voltra, "Roadsight", 7)', "m in ('a, b', c)"],
