@@ -92,7 +92,7 @@ def explain(
         )
     out.print(_results(payload))
     if "document" in payload:
-        for line in _document(payload["document"]):
+        for line in _document(payload["document"], bool(payload["filters"])):
             out.print(line, highlight=False)
 
 
@@ -130,8 +130,12 @@ def _results(payload: dict) -> Table:
     return table
 
 
-def _document(d: dict) -> list[str]:
+def _document(d: dict, filtered: bool = False) -> list[str]:
     head = f"[bold]{escape(d['id'])}[/bold] {escape(d['title'])}"
+    # Under filters the collection ranks count the documents that meet them (and this one).
+    scope = "among the documents meeting the filters" if filtered else "over the collection"
+    if d["failed_filters"]:
+        scope += ", were it one"
     lines = [head]
     if d["failed_filters"]:
         lines.append(
@@ -140,10 +144,11 @@ def _document(d: dict) -> list[str]:
             + ", so this filtered search cannot return it"
         )
     depth = d["list_depth"]
+    bm25 = _over(d["bm25_collection_rank"], scope, "no query term matches it")
+    dense = _over(d["dense_collection_rank"], scope, "no query vector")
     lines.append(
-        f"  BM25: {_rank(d['bm25_list_rank'], depth)} (rank {_or_none(d['bm25_collection_rank'])}"
-        f" over the collection); dense: {_rank(d['dense_list_rank'], depth)} (rank "
-        f"{_or_none(d['dense_collection_rank'])} over the collection)"
+        f"  BM25: {_rank(d['bm25_list_rank'], depth)} ({bm25}); "
+        f"dense: {_rank(d['dense_list_rank'], depth)} ({dense})"
     )
     if not d["candidate"]:
         if not d["failed_filters"]:
@@ -171,5 +176,5 @@ def _rank(rank: int | None, depth: int) -> str:
     return f"#{rank} of the top {depth}" if rank else f"not in the top {depth}"
 
 
-def _or_none(rank: int | None) -> str:
-    return str(rank) if rank else "-"
+def _over(rank: int | None, scope: str, unranked: str) -> str:
+    return f"rank {rank} {scope}" if rank else unranked

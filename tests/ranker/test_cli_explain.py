@@ -100,6 +100,11 @@ def test_a_document_the_filters_remove_names_the_condition(trained_config, encod
     assert d["final_rank"] is None and d["contributions"] == []
     text = run("explain", QUERY, "-w", ws, "--doc", removed, "--where", "category = catalog")
     assert "does not meet category = catalog" in text.stdout
+    # Its collection ranks count the documents that meet the filter, as if it were one.
+    assert (
+        f"(rank {d['dense_collection_rank']} among the documents meeting the filters, were it"
+        in " ".join(text.stdout.split())
+    )
 
 
 @pytest.mark.parametrize(
