@@ -199,6 +199,8 @@ class Engine:
         )
         report.skipped = read.skipped if read else []
         report.truncated = read.truncated if read else 0
+        report.dropped = read.dropped if read else []
+        report.ignored = read.ignored if read else {}
         self._reopen()
         return report
 

@@ -143,6 +143,12 @@ def test_ingest_search_and_close(tmp_path):
         assert "new" not in [h.doc_id for h in engine.search("fine", mode="bm25").hits]
         skipped = engine.ingest([{"id": "new", "text": "fine words"}, {"id": "x"}], skip_bad=True)
         assert skipped.added == 1 and len(skipped.skipped) == 1
+        odd = {"id": "odd", "text": "odd fields", "sizes": ["s"], "price": float("nan")}
+        noted = engine.ingest([odd])  # what was left out is in the report, as the CLI lists it
+        assert noted.ignored == {"sizes": ("a list", "input record 1", 1)}
+        assert noted.dropped == [
+            'input record 1: field "price" dropped: nan is not a finite number'
+        ]
 
         engine.ingest(delete="refund")  # one id; the next search sees the new generation
         assert "refund" not in [h.doc_id for h in engine.search("refund", mode="bm25").hits]

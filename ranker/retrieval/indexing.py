@@ -55,6 +55,9 @@ class IngestReport:
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # bad input records skipped (skip_bad)
     truncated: int = 0  # documents whose text was cut to [ingest] max_text_chars
+    dropped: list[str] = field(default_factory=list)  # numeric fields left out (NaN, inf, ...)
+    # Fields kept neither as a number nor as a tag: name -> (what, where first, documents).
+    ignored: dict[str, tuple[str, str, int]] = field(default_factory=dict)
     vector_recall: dict | None = None  # the approximate vector index's measured recall
     segments: int | None = None  # segments of the generation written
     merged: str | None = None  # "small" or "all" when the ingest merged segments
