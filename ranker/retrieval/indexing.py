@@ -92,6 +92,9 @@ def update_indexes(
     A store that does not match the generations built from it (replaced, rolled back) is an
     error: an ingest never shrinks the collection to it.
     """
+    if delete_ids:
+        documents = list(documents)
+        _refuse_both([d.doc_id for d in documents], delete_ids)
     progress = progress or Progress()
     report = IngestReport()
     t0 = time.perf_counter()
@@ -113,8 +116,6 @@ def update_indexes(
                     counts.updated,
                     counts.unchanged,
                 )
-                if delete_ids:
-                    _refuse_both(counts.written, delete_ids)
                 report.deleted = store.delete(delete_ids) if delete_ids else 0
                 report.seconds["store"] = time.perf_counter() - t0
                 if (
@@ -269,10 +270,10 @@ def _check_store(ws: Workspace, store: DocumentStore, serving: int | None) -> No
         store.check_built_from(ws.manifest(number), where, committed=number == serving)
 
 
-def _refuse_both(written: Sequence[str], delete_ids: Sequence[str]) -> None:
-    """An id both stored and deleted by one ingest is an error (rolling the ingest back): either
-    order would silently drop half of the request."""
-    stored = set(written)
+def _refuse_both(stored_ids: Sequence[str], delete_ids: Sequence[str]) -> None:
+    """An id both stored and deleted by one ingest is an error, before anything changes:
+    either order would silently drop half of the request (unchanged documents included)."""
+    stored = set(stored_ids)
     both = [i for i in dict.fromkeys(delete_ids) if i in stored]
     if both:
         shown = ", ".join(repr(i) for i in both[:10])

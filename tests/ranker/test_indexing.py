@@ -106,11 +106,17 @@ def test_storing_and_deleting_one_id_is_an_error_and_changes_nothing(tmp_path, e
     with pytest.raises(
         InputError, match=r"id\(s\) 'brand-new', '.+' are both among the documents to store and"
     ):
-        ingest(cfg, encoder, [changed, new, small[1]], delete=["brand-new", small[0].doc_id])
+        ingest(
+            cfg,
+            encoder,
+            [changed, new, small[1]],
+            delete=["brand-new", small[0].doc_id, small[1].doc_id],
+        )  # small[1] is stored unchanged
     engine = SearchEngine(cfg, encoder=encoder)
     assert engine.store.count() == 12 and ws.serving_state().generation == generation
     assert engine.store.get([small[0].doc_id])[small[0].doc_id].title == small[0].title
     assert "brand-new" not in engine.store.get(["brand-new"])
+    assert small[1].doc_id in engine.store.get([small[1].doc_id])
 
 
 def test_reindex_builds_a_new_generation_with_same_results(tmp_path, encoder, small):
