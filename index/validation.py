@@ -213,7 +213,8 @@ def ignored_fields(record: dict[str, Any], doc: Document) -> dict[str, str]:
                 else "a string that is not valid text"
             )
         else:
-            what = {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+            kinds = {list: "a list", dict: "an object", datetime: "a time", date: "a date"}
+            what = kinds.get(type(value), f"a value of type {type(value).__name__}")
         out[key] = what
     return out
 
