@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 from brainrank.index.errors import BrainrankError, InputError
+from brainrank.index.integrity import DamagedArtifactError, is_sealed, seal_ok, verify_files
 from brainrank.index.jsontext import loads
 from brainrank.ranker.registry.archive import unpack_archive
 from brainrank.ranker.registry.version import read_meta
@@ -43,9 +44,30 @@ def unpack_version(archive: Path, folder: Path) -> str:
     unpack_archive(archive, folder)
     check_model_json(folder, archive)
     meta = read_meta(folder / "model.json", where=f"model.json in {archive}")
+    check_checksums(folder, meta, archive)
     check_imported(folder, meta, archive)  # loads nothing that can name code
     original = meta.get("version")
     return original if isinstance(original, str) else archive.name
+
+
+def check_checksums(folder: Path, meta: dict, archive: Path) -> None:
+    """The unpacked files must be those the exported model.json recorded (an archive from
+    before checksums has none to check): the commit seals what it is given, so damage that
+    passed here would read as sound ever after."""
+    if not is_sealed(meta):
+        return
+    again = "export the version again from a workspace where `brainrank check` passes"
+    if not seal_ok(meta):
+        raise InputError(
+            f"model.json in {archive} is damaged (its contents differ from its own checksum); "
+            f"{again}"
+        )
+    try:
+        verify_files(folder, meta.get("files"), repair=again, full=True)
+    except DamagedArtifactError as exc:
+        # Messages name the staging folder, which is gone once the import fails.
+        shown = str(exc).replace(f"{folder}/", f"{archive.name}:")
+        raise InputError(f"{archive}: {shown}") from None
 
 
 def check_model_json(folder: Path, archive: Path) -> None:

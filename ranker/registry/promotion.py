@@ -22,10 +22,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from brainrank.index.errors import BrainrankError
+from brainrank.index.integrity import DamagedArtifactError
 from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
 from brainrank.ranker.learning.learned import ENCODER_DIR
 from brainrank.ranker.progress import Progress
+from brainrank.ranker.registry.version import verify_version
 
 # Preparations a switch may redo because ingests kept changing the documents meanwhile.
 ATTEMPTS = 3
@@ -92,6 +94,12 @@ def switch_to(cfg: Config, mv, action: str, *, expect=None, progress: Progress |
 
     ws = Workspace(cfg.workspace)
     registry = Registry(ws.models_dir)
+    try:
+        verify_version(mv, full=True)  # every search would fail on a damaged champion
+    except DamagedArtifactError as exc:
+        raise BrainrankError(
+            f"model {mv.version} cannot serve, nothing was changed: {exc}"
+        ) from None
     if not mv.has_ranker:
         _check_encoder_only(mv, ws.serving_state().champion)
     planned = {"expect": expect} if action == "rollback" else {}

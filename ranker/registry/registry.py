@@ -52,6 +52,7 @@ from pathlib import Path
 
 from brainrank.index.atomic import replace_directory, write_text_atomic
 from brainrank.index.errors import BrainrankError, InputError
+from brainrank.index.integrity import DamagedArtifactError
 from brainrank.index.locks import WAIT_SECONDS, ProcessLock
 from brainrank.index.serving import LEGACY_CHAMPION, ServingState
 from brainrank.index.workspace import Workspace
@@ -72,6 +73,7 @@ from brainrank.ranker.registry.version import (
     load_version,
     read_meta,
     seal_meta,
+    verify_version,
     version_files,
     version_name,
 )
@@ -334,6 +336,10 @@ class Registry:
     def export(self, version: str, archive: Path) -> Path:
         """Write the version folder as a .tar.gz (into ``archive``/vNNNN.tar.gz for a folder)."""
         mv = self.get(version)
+        try:
+            verify_version(mv, full=True)  # an archive of damaged files would pass as sound
+        except DamagedArtifactError as exc:
+            raise BrainrankError(f"model {mv.version} was not exported: {exc}") from None
         return write_archive(mv.path, mv.version, archive)
 
     def import_archive(self, archive: Path) -> ModelVersion:

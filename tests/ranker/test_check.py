@@ -78,6 +78,18 @@ def test_damaged_model_files_are_named_with_the_repair(cfg, encoder, name):
     assert code == 1 and any(name in f["detail"] for f in damaged(report))
 
 
+def test_a_damaged_version_is_never_promoted(cfg):
+    from brainrank.ranker.registry.promotion import promote
+
+    ws = Workspace(cfg.workspace)
+    before = ws.serving_state()
+    gate = champion_dir(cfg) / "gate.json"
+    gate.write_text(gate.read_text() + " ")
+    with pytest.raises(BrainrankError, match=r"v\d+ cannot serve, nothing was changed: .*gate"):
+        promote(cfg, before.champion)
+    assert ws.serving_state() == before
+
+
 def test_a_model_json_edited_in_place_is_refused(cfg, encoder):
     meta_path = champion_dir(cfg) / "model.json"
     meta = json.loads(meta_path.read_text())

@@ -228,6 +228,29 @@ def test_export_import_round_trip(reg, tmp_path):
     assert tree(reg.get("v2").path) == tree(original.path)
 
 
+def test_damage_is_neither_exported_nor_imported(reg, tmp_path):
+    make(reg)
+    archive = reg.export("v1", tmp_path / "v1.tar.gz")
+    weights = reg.get("v1").path / "ranker" / "weights.bin"
+    weights.write_bytes(b"WEIGHTS")  # same size, other bytes: only the hash tells
+    with pytest.raises(BrainrankError, match="v0001 was not exported: .*weights.bin is damaged"):
+        reg.export("v1", tmp_path / "again.tar.gz")
+    assert not (tmp_path / "again.tar.gz").exists()
+
+    other = Registry(tmp_path / "elsewhere" / "models")
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpacked, filter="data")
+    (unpacked / "v0001" / "baseline.json").unlink()  # a file the model.json recorded
+    broken = tmp_path / "broken.tar.gz"
+    with tarfile.open(broken, "w:gz") as tar:
+        tar.add(unpacked / "v0001", arcname="v0001")
+    with pytest.raises(InputError, match="broken.tar.gz:baseline.json is damaged .*missing"):
+        other.import_archive(broken)
+    assert other.versions() == []  # the commit would have sealed the damage as sound
+    assert other.import_archive(archive).version == "v0001"  # the sound archive imports
+
+
 def _tar(path: Path, members: dict[str, bytes], links: tuple[str, ...] = ()) -> Path:
     with tarfile.open(path, "w:gz") as tar:
         for name, data in members.items():
