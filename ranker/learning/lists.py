@@ -62,14 +62,17 @@ def candidate_lists(
     progress: Progress,
     description: str,
 ) -> ListSet:
-    """Features and labels of each query's hybrid candidates (unjudged candidates label 0)."""
+    """Features and labels of each query's hybrid candidates (unjudged candidates label 0, and
+    so do negative grades)."""
     xs, ys, ids, vectors = [], [], [], []
     with progress.task(description, len(items)) as advance:
         for _key, text, labels in items:
             cand = engine.candidates(text, "hybrid")
             xs.append(extractor.extract(text, cand))
             docs = [engine.generation.doc_ids[p] for p in cand.positions]
-            ys.append(np.array([labels.get(d, 0.0) for d in docs], dtype=np.float32))
+            # A negative grade (TREC's -2 for junk) is as not relevant as 0 to the ranker, and
+            # below 0 the lists' padding (-1) begins.
+            ys.append(np.array([max(labels.get(d, 0.0), 0.0) for d in docs], dtype=np.float32))
             ids.append(docs)
             vectors.append(cand.query_vector)
             advance(1)

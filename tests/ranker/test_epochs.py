@@ -84,3 +84,15 @@ def test_a_fit_without_validation_trains_exactly_the_chosen_epochs(lists):
     assert history["best_val_ndcg10"] is None
     after = ranker.model.get_weights()
     assert any(not np.array_equal(a, b) for a, b in zip(start, after, strict=True))
+
+
+def test_negative_grades_are_not_relevant_never_padding(engine):
+    retrieval = engine.cfg.retrieval
+    schema = FeatureSchema.create(dense_weight=retrieval.dense_weight, rrf_k=retrieval.rrf_k)
+    extractor = FeatureExtractor(engine.generation, schema, None)
+    cand = engine.candidates("refund", "hybrid")
+    docs = [engine.generation.doc_ids[p] for p in cand.positions]
+    grades = {docs[0]: -2.0, docs[1]: -1.0, docs[2]: 2.0}  # TREC's -2: junk
+    got = candidate_lists(engine, extractor, [("q", "refund", grades)], Progress(), "lists")
+    y = got.y[0, : len(docs)]
+    assert y[:3].tolist() == [0.0, 0.0, 2.0] and (y >= 0).all()  # -1 is the padding label
