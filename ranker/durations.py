@@ -12,14 +12,24 @@ from brainrank.index.errors import BrainrankError
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
+# The longest duration taken: a window or interval past a century is a typo, and dates that
+# far back or ahead are out of Python's range.
+MAX_SECONDS = 100 * 365 * 86400
+
+
 def parse_duration(text: str | float | int, name: str = "duration") -> float:
-    """Seconds in "90s", "15m", "12h", "7d", "2w" or a plain number of seconds."""
+    """Seconds in "90s", "15m", "12h", "7d", "2w" or a plain number of seconds (at most
+    ``MAX_SECONDS``)."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text)
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(text))
-    if not m:
-        raise ValueError(f"{name} {text!r} is not a duration like 90s, 15m, 12h, 7d or 2w")
-    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+        seconds = float(text)
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(text))
+        if not m:
+            raise ValueError(f"{name} {text!r} is not a duration like 90s, 15m, 12h, 7d or 2w")
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    if not seconds <= MAX_SECONDS:  # NaN too
+        raise ValueError(f"{name} {text!r} is longer than 100 years")
+    return seconds
 
 
 def parse_schedule(expr: str, timezone: str = "UTC", where: str = "schedule"):

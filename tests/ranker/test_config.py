@@ -103,6 +103,14 @@ def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
+@pytest.mark.parametrize("text", ["999999999d", "5300w", 1e300, float("nan")])
+def test_a_duration_past_a_century_is_an_error_not_a_crash_later(text):
+    with pytest.raises(ValueError, match="longer than 100 years"):
+        parse_duration(text, "[monitor] window")
+    with pytest.raises(BrainrankError, match="longer than 100 years"):
+        parse_schedule(f"every {text}" if isinstance(text, str) else "every 999999999999d")
+
+
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
