@@ -362,6 +362,9 @@ def train(
     if options.promote and decision.promote:
         from brainrank.ranker.registry.promotion import promote
 
-        promote(cfg, version.version, progress=progress)
+        # Against the champion it beat: one promoted since keeps serving (the error says so).
+        promote(
+            cfg, version.version, progress=progress, expect=champion.version if champion else None
+        )
         promoted = True
     return TrainResult(version.version, promoted, decision.reason, metrics, summary, decision)

@@ -145,7 +145,7 @@ def _train_and_decide(
 ):
     from brainrank.ranker.learning.train import TrainOptions, train
     from brainrank.ranker.registry.promotion import promote
-    from brainrank.ranker.registry.registry import Registry
+    from brainrank.ranker.registry.registry import ChampionMoved, Registry
     from brainrank.ranker.retrieval.search import SearchEngine
 
     options = TrainOptions(
@@ -184,11 +184,14 @@ def _train_and_decide(
         ok = ok and clicks["challenger"] >= clicks["champion"] * (1 - rcfg.click_margin)
     registry = Registry(Workspace(cfg.workspace).models_dir)
     warnings = []
+    status, after = "kept", champion.version if champion else None
     if ok:
-        promote(cfg, result.version, progress=progress)
-        status, after = "promoted", result.version
-    else:
-        status, after = "kept", champion.version if champion else None
+        try:
+            promote(cfg, result.version, progress=progress, expect=after)
+            status, after = "promoted", result.version
+        except ChampionMoved as exc:  # the challenger was never compared with the new one
+            ok, after = False, exc.now
+            reasons.append(str(exc))
     reason = "; ".join(reasons)
     reason += f" (click margin {rcfg.click_margin}): " + (
         f"{result.version} promoted"

@@ -27,6 +27,7 @@ from brainrank.index.workspace import Workspace
 from brainrank.ranker.config import Config
 from brainrank.ranker.learning.learned import ENCODER_DIR
 from brainrank.ranker.progress import Progress
+from brainrank.ranker.registry.registry import ANY_CHAMPION
 from brainrank.ranker.registry.version import verify_version
 
 # Preparations a switch may redo because ingests kept changing the documents meanwhile.
@@ -64,12 +65,15 @@ def ensure_generation(cfg: Config, version, *, progress: Progress | None = None)
     return number
 
 
-def promote(cfg: Config, version: str, *, progress: Progress | None = None):
-    """Make ``version`` the champion, with an index embedded by its encoder, in one switch."""
+def promote(cfg: Config, version: str, *, progress: Progress | None = None, expect=ANY_CHAMPION):
+    """Make ``version`` the champion, with an index embedded by its encoder, in one switch.
+
+    ``expect``: the champion the promotion was decided against (a challenger that beat it);
+    if another command moved the champion since, nothing changes and the error says so."""
     from brainrank.ranker.registry.registry import Registry
 
     mv = Registry(Workspace(cfg.workspace).models_dir).get(version)
-    return switch_to(cfg, mv, "promote", progress=progress)
+    return switch_to(cfg, mv, "promote", expect=expect, progress=progress)
 
 
 def rollback(cfg: Config, *, progress: Progress | None = None):
@@ -82,13 +86,16 @@ def rollback(cfg: Config, *, progress: Progress | None = None):
     return switch_to(cfg, mv, "rollback", expect=state.champion, progress=progress)
 
 
-def switch_to(cfg: Config, mv, action: str, *, expect=None, progress: Progress | None = None):
+def switch_to(
+    cfg: Config, mv, action: str, *, expect=ANY_CHAMPION, progress: Progress | None = None
+):
     """Prepare ``mv``'s generation, then make (generation, ``mv``) serve in one pointer write.
 
-    ``action`` is recorded in the history ("promote" or "rollback"). For a rollback,
-    ``expect`` is the champion it rolls back from: if another command moved the champion
-    during the preparation, nothing changes and the error says so. A version holding only an
-    encoder (``adapt``'s, before any ranker) changes the generation and leaves no champion.
+    ``action`` is recorded in the history ("promote" or "rollback"). ``expect`` is the
+    champion it was planned against (a rollback's, or the one a challenger beat): if another
+    command moved the champion during the preparation, nothing changes and the error says so.
+    A version holding only an encoder (``adapt``'s, before any ranker) changes the generation
+    and leaves no champion.
     """
     from brainrank.ranker.registry.registry import Registry
 
@@ -102,7 +109,7 @@ def switch_to(cfg: Config, mv, action: str, *, expect=None, progress: Progress |
         ) from None
     if not mv.has_ranker:
         _check_encoder_only(mv, ws.serving_state().champion)
-    planned = {"expect": expect} if action == "rollback" else {}
+    planned = {} if expect is ANY_CHAMPION else {"expect": expect}
     for _ in range(ATTEMPTS):
         number = ensure_generation(cfg, mv, progress=progress)
         with ws.pin(number), ws.writer_lock(timeout=registry.lock_timeout):

@@ -80,9 +80,19 @@ from brainrank.ranker.registry.version import (
 
 log = logging.getLogger(__name__)
 
+
+class ChampionMoved(BrainrankError):
+    """Another command changed the champion a promotion or rollback was planned against."""
+
+    def __init__(self, message: str, now: str | None):
+        super().__init__(message)
+        self.now = now  # the champion that serves instead
+
+
 _ALIAS = re.compile(r"^v?(\d+)$", re.IGNORECASE)
 _FIX_POINTER = "run `brainrank models promote VERSION` or `brainrank models rollback`"
 _ANY = object()  # switch(expect=...) default: whatever the champion is
+ANY_CHAMPION = _ANY  # for callers that pass ``expect`` through
 
 
 class Registry:
@@ -287,9 +297,10 @@ class Registry:
             state = ws.serving_state()
             self._restore_history(state)
             if expect is not _ANY and state.champion != expect:
-                raise BrainrankError(
+                raise ChampionMoved(
                     f"the champion changed from {expect} to {state.champion} while the {action} "
-                    "was getting ready; nothing was changed, run it again"
+                    "was getting ready; nothing was changed, run it again",
+                    state.champion,
                 )
             mv = self.get(version)
             number = state.generation if generation is None else generation

@@ -135,3 +135,28 @@ def test_a_crash_leaves_the_champion_serving(workspace, monkeypatch, rcfg):
     assert time.time() - t < 60
     # The lock died with the run: the next retrain may start (and stops at its own check).
     assert retrain(workspace, rcfg, if_needed=True).status == "not needed"
+
+
+def test_a_champion_promoted_during_the_retrain_is_not_replaced_unseen(
+    workspace, monkeypatch, rcfg
+):
+    import brainrank.ranker.learning.train as train_module
+
+    original = train_module.train
+    registry = Registry(Workspace(workspace.workspace).models_dir)
+    before = champion(workspace).version
+
+    def train_then_someone_promotes(cfg, *args, **kwargs):
+        result = original(cfg, *args, **kwargs)
+        registry.promote(result.version)  # `models promote` by hand, while the retrain runs
+        return result
+
+    monkeypatch.setattr(train_module, "train", train_then_someone_promotes)
+    report = retrain(workspace, rcfg)
+    # The challenger was judged against the old champion, so it must not replace the new one
+    # (here the new one is that challenger, promoted by hand: one promotion, not two).
+    assert report.status == "kept" and "the champion changed from" in report.reason
+    assert report.champion_before == before
+    assert report.champion_after == champion(workspace).version == report.challenger
+    assert [e["version"] for e in registry.history()][-1] == report.challenger
+    assert sum(e["version"] == report.challenger for e in registry.history()) == 1
