@@ -133,6 +133,14 @@ def click_row(db: sqlite3.Connection, raw: bytes, match_seconds: float) -> Click
             )
         position = actual
     key = f"{search_id if search_id is not None else 'q:' + norm}|{doc_id}|{when:.3f}"
+    if impression is None:
+        # The same click imported before, whether or not it then matched a search (a search
+        # logged since can match it now): its key, so the insert is counted a duplicate.
+        known = db.execute(
+            "SELECT key FROM clicks WHERE time=? AND norm_query=? AND doc_id=? LIMIT 1",
+            (when, norm, doc_id),
+        ).fetchone()
+        key = known[0] if known else key
     return (search_id, norm, doc_id, position, when, key)
 
 

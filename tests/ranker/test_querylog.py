@@ -128,6 +128,11 @@ def test_feedback_by_impression_and_by_query(tmp_path):
         outcomes = log.outcomes(log.sample(0, 3000).ids, k=1)
     assert (first.imported, first.unmatched, first.duplicates) == (3, 1, 0)
     assert (again.imported, again.duplicates) == (0, 3)  # importing twice adds nothing
+    # Nor does it once a search logged since matches a click that matched none before.
+    with QueryLog(tmp_path / "q.sqlite") as log:
+        log.record(result("never searched", ["d1"]), time=4990.0)
+        third = log.import_feedback(clicks)
+    assert (third.imported, third.duplicates) == (0, 3)
     # Two searches, clicks at positions 2 and 2: none in the top 1, MRR (1/2 + 1/2) / 2.
     assert outcomes["searches"] == 2 and outcomes["CTR@1"] == 0.0
     assert outcomes["click_MRR"] == pytest.approx((1 / 2 + 1 / 2) / 2)
