@@ -65,7 +65,9 @@ def read_qrels(path: Path | str) -> Qrels:
     path = Path(path)
     qrels: Qrels = {}
     for lineno, line in _lines(path):
-        parts = line.split()
+        parts = [p.strip() for p in line.split("\t")]  # BEIR: ids may hold spaces
+        if len(parts) not in (3, 4) or not all(parts):
+            parts = line.split()
         if lineno == 1 and parts[:2] == ["query-id", "corpus-id"]:
             continue
         if len(parts) == 4:
@@ -82,7 +84,8 @@ def read_qrels(path: Path | str) -> Qrels:
         except ValueError:
             shown = grade if len(grade) <= 40 else grade[:40] + "..."
             raise InputError(
-                f"{path.name} line {lineno}: grade {shown!r} is not an integer"
+                f"{path.name} line {lineno}: grade {shown!r} is not an integer (a line is "
+                "'query_id 0 doc_id grade' or 'query_id doc_id grade')"
             ) from None
         low, high = GRADE_RANGE
         if not low <= value <= high:

@@ -59,6 +59,15 @@ def judgments_import(
             highlight=False,
             markup=False,
         )
+    unknown = _unknown_documents(cfg.workspace, grades)
+    if unknown:
+        total = sum(len(g) for g in grades.values())
+        err.print(
+            f"warning: {unknown} of {total} judgments name documents that are not in the "
+            "collection (yet); training and evaluation skip them",
+            highlight=False,
+            markup=False,
+        )
     if as_json:
         print(json.dumps(report.to_dict()))
         return
@@ -68,6 +77,21 @@ def judgments_import(
         highlight=False,
         markup=False,
     )
+
+
+def _unknown_documents(workspace: Path, grades: dict[str, dict[str, int]]) -> int:
+    """Judgments naming a document the workspace does not hold (0 before any ingest)."""
+    from brainrank.index.workspace import Workspace
+
+    ws = Workspace(workspace)
+    if not ws.exists():
+        return 0
+    store = ws.open_store()
+    try:
+        known = set(store.hashes())
+    finally:
+        store.close()
+    return sum(d not in known for g in grades.values() for d in g)
 
 
 @app.command("export")

@@ -32,6 +32,11 @@ def test_read_trec_and_beir_qrels(tmp_path):
     beir = tmp_path / "q.tsv"
     beir.write_text("query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td2\t0\nq2\td3\t1\n")
     assert read_qrels(trec) == read_qrels(beir) == {"q1": {"d1": 2, "d2": 0}, "q2": {"d3": 1}}
+    # Tab-separated fields keep their spaces (ids such as "q 1" or "doc 9"); TREC with tabs.
+    beir.write_text("query-id\tcorpus-id\tscore\nq 1\td1\t2\nq2\tdoc 9\t1\n")
+    assert read_qrels(beir) == {"q 1": {"d1": 2}, "q2": {"doc 9": 1}}
+    trec.write_text("q1\t0\td1\t2\nq2 0\td3 1\n")  # mixed: read as white space
+    assert read_qrels(trec) == {"q1": {"d1": 2}, "q2": {"d3": 1}}
 
 
 def test_malformed_qrels_name_the_line(tmp_path):

@@ -127,6 +127,16 @@ def sample_ws(sample_config, tmp_path):
     return tmp_path / "ws"
 
 
+def test_import_warns_of_judgments_on_documents_the_collection_lacks(sample_ws, tmp_path):
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_text("q01 0 d008 2\nq01 0 dNOPE 1\nq02 0 dGONE 0\n")
+    res = run("judgments", "import", mixed, "--queries", QUERIES, "-w", sample_ws)
+    assert res.exit_code == 0, res.output
+    assert "2 of 3 judgments name documents that are not in the collection" in res.output
+    res = run("judgments", "import", QRELS, "--queries", QUERIES, "-w", sample_ws)
+    assert "not in the collection" not in res.output  # the sample's own judgments
+
+
 def _model_meta(ws, version):
     return json.loads((ws / "models" / "versions" / version / "model.json").read_text())
 
