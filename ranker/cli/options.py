@@ -29,11 +29,14 @@ ConfigOpt = Annotated[
         show_default="WORKSPACE/brainrank.toml",
     ),
 ]
+PRETRAINED = "pretrained"  # --encoder pretrained: the fetched all-MiniLM-L6-v2, whatever serves
 EncoderOpt = Annotated[
     Path | None,
     typer.Option(
         "--encoder",
-        help="Encoder folder in Hugging Face layout (model.safetensors, tokenizer.json)",
+        help="Encoder folder in Hugging Face layout (model.safetensors, tokenizer.json), or "
+        "'pretrained' for the fetched all-MiniLM-L6-v2 (reindex --encoder pretrained undoes an "
+        "adapt)",
         show_default="the fetched all-MiniLM-L6-v2",
     ),
 ]
@@ -44,6 +47,12 @@ def resolve_config(workspace: Path | None, config: Path | None, encoder: Path | 
     """The resolved ``Config`` of a command: flags over environment over the TOML file."""
     from brainrank.ranker.config import load_config
 
+    if encoder is not None and str(encoder) == PRETRAINED and not encoder.exists():
+        import dataclasses
+
+        cfg = load_config(config, workspace=workspace)
+        stock = dataclasses.replace(cfg.encoder, path=None).resolved_path()
+        return dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, path=stock))
     return load_config(config, workspace=workspace, encoder=encoder)
 
 

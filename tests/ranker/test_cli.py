@@ -324,3 +324,27 @@ def test_train_rejects_unknown_scorer(trained_config):
         trained_config.workspace,
     )
     assert res.exit_code == 1 and "unknown scorer 'forest'" in res.output
+
+
+def test_reindex_with_the_pretrained_encoder_leaves_another_one(tmp_path):
+    """What undoes `adapt` on a workspace without a champion: the index was embedded by another
+    encoder (here a copy of MiniLM at another path) and `--encoder pretrained` re-embeds it."""
+    import shutil
+
+    from brainrank.index.workspace import Workspace
+    from brainrank.ranker.config import load_config
+    from brainrank.ranker.encoding.loading import serving_manifest
+
+    stock = load_config(None, workspace=tmp_path / "x").encoder.resolved_path()
+    other = tmp_path / "adapted"
+    shutil.copytree(stock, other)
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(DATA.joinpath("docs.jsonl").read_text().splitlines(True)[:20]))
+    ws = tmp_path / "ws"
+    assert run("ingest", docs, "-w", ws, "--encoder", other).exit_code == 0
+    assert serving_manifest(Workspace(ws))["encoder_path"] == str(other)
+    res = run("reindex", "-w", ws)  # follows the serving index: the other encoder again
+    assert res.exit_code == 0 and serving_manifest(Workspace(ws))["encoder_path"] == str(other)
+    res = run("reindex", "-w", ws, "--encoder", "pretrained")
+    assert res.exit_code == 0, res.output
+    assert serving_manifest(Workspace(ws))["encoder_path"] == str(stock)
