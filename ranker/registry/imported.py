@@ -39,6 +39,11 @@ _REEXPORT = (
 def unpack_version(archive: Path, folder: Path) -> str:
     """Unpack an exported version into the empty draft ``folder`` and check it; the name it
     had where it came from (its model.json "version", else the archive's file name)."""
+    if archive.is_dir():
+        raise InputError(
+            f"model archive {archive} is a folder; give the .tar.gz that `brainrank models "
+            "export` wrote"
+        )
     if not archive.is_file():
         raise InputError(f"model archive {archive} does not exist")
     unpack_archive(archive, folder)

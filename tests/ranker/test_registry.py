@@ -249,6 +249,10 @@ def test_damage_is_neither_exported_nor_imported(reg, tmp_path):
         other.import_archive(broken)
     assert other.versions() == []  # the commit would have sealed the damage as sound
     assert other.import_archive(archive).version == "v0001"  # the sound archive imports
+    with pytest.raises(InputError, match="unpacked is a folder; give the .tar.gz"):
+        other.import_archive(unpacked)
+    with pytest.raises(InputError, match="nowhere.tar.gz does not exist"):
+        other.import_archive(tmp_path / "nowhere.tar.gz")
 
 
 def _tar(path: Path, members: dict[str, bytes], links: tuple[str, ...] = ()) -> Path:
