@@ -107,6 +107,11 @@ def train(
         raise BrainrankError(f"unknown early stopping {early_stopping!r}; choose auto, cv or split")
     if ensemble is not None and not 1 <= ensemble <= 20:
         raise BrainrankError(f"--ensemble must be between 1 and 20, got {ensemble}")
+    if scorer == "gam" and ensemble not in (None, 1):
+        raise BrainrankError(
+            "--ensemble averages DNN rankers, and a GAM ranker is never averaged; drop --ensemble "
+            "or train --scorer dnn"
+        )
     cfg = resolve_config(workspace, config)
     judged, from_files = _judgments(cfg, queries, qrels, set_name)
     options = TrainOptions(

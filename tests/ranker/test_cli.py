@@ -123,6 +123,7 @@ def test_search_table(sample_config):
         (["search", "refund", "--where", "size < 3"], "cannot filter on 'size'"),
         (["search", "refund", "-k", "1001"], "-k 1001 is out of range"),
         (["search"], "give a QUERY"),
+        (["train", "--scorer", "gam", "--ensemble", "3"], "a GAM ranker is never averaged"),
         (["search", "refund", "--queries", DATA / "queries.jsonl"], "give a QUERY"),
         (["search", "--queries", DATA / "queries.jsonl"], "--queries needs --run"),
         (["search", "refund", "--run", "out.trec"], "--run goes with --queries"),
