@@ -407,12 +407,17 @@ def test_optimize_command(cfg, encoder, sample_docs):
     assert res.exit_code == 0 and "generation 3 is already one segment" in res.output
 
 
-def test_a_document_added_and_deleted_by_one_ingest_leaves_no_segment(cfg, encoder):
+def test_a_document_added_and_deleted_by_one_ingest_is_refused_and_leaves_no_segment(cfg, encoder):
+    """Once stored then deleted, reported as added; now refused before anything is written."""
+    ws = Workspace(cfg.workspace)
+    before, folders = ws.serving_state().generation, sorted(ws.indexes_dir.iterdir())
     doc = Document("gone", "Kayak rental", "Rent a kayak by the hour.")
-    rep = ingest(cfg, encoder, [doc], delete=["gone", "d002"])
-    assert (rep.documents, rep.segments, rep.embedded) == (603, 1, 0)
+    with pytest.raises(BrainrankError, match="'gone' are both among the documents to store"):
+        ingest(cfg, encoder, [doc], delete=["gone", "d002"])
+    assert ws.serving_state().generation == before
+    assert sorted(ws.indexes_dir.iterdir()) == folders  # no generation or segment written
     engine = SearchEngine(cfg, encoder=encoder)
-    assert "gone" not in engine.generation.doc_ids and "d002" not in engine.generation.doc_ids
+    assert "gone" not in engine.generation.doc_ids and "d002" in engine.generation.doc_ids
 
 
 def _vectors_of(cfg, encoder, doc_ids):
