@@ -149,6 +149,8 @@ def schedule(workspace: WorkspaceOpt = None, config: ConfigOpt = None) -> None:
     existing_workspace(cfg)
     plan = cfg.ops.schedule
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for chatty in ("apscheduler", "faiss"):  # their INFO lines hide the runs' own
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     err.print(
         f"scheduling monitor '{plan.monitor}' and retrain '{plan.retrain}' "
         f"({plan.timezone}) on {cfg.workspace}; Ctrl-C stops",
