@@ -149,7 +149,9 @@ def _number(value: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
-_EPOCH = re.compile(r"-?\d+(\.\d+)?")
+# Epoch seconds, as ingest reads a timestamp: nine digits or more (from 1973 on), so that a
+# year (2025) or a compact date (20250131) is not read as seconds after 1970.
+_EPOCH = re.compile(r"\d{9,}(\.\d+)?")
 
 
 def _time_value(raw: str, shown: str, now: float) -> float:
@@ -158,7 +160,7 @@ def _time_value(raw: str, shown: str, now: float) -> float:
         if rel["n"] is None:
             return now
         return now - float(rel["n"]) * _UNIT_SECONDS[rel["unit"]]
-    if _EPOCH.fullmatch(raw):  # Unix epoch seconds, as ingest reads a timestamp
+    if _EPOCH.fullmatch(raw):
         return float(raw)
     try:
         if len(raw) == 10:  # a date alone: its midnight in UTC

@@ -42,6 +42,9 @@ def test_conditions_are_read_as_typed():
     # Epoch seconds, as ingest reads them (ten digits are not a date without its dashes).
     epoch = parse_filters("timestamp = 1700000000", now=NOW)[0]
     assert epoch.numbers == (1_700_000_000.0,)
+    for ambiguous in ("2025", "20250131"):  # a year, a compact date: never seconds from 1970
+        with pytest.raises(InputError, match="epoch seconds"):
+            parse_filters(f"timestamp >= {ambiguous}", now=NOW)
     assert parse_filters(None) == parse_filters([]) == ()
     tags = parse_filters(
         ["category = 'help desk'", 'brand in (Voltra, "Roadsight", 7)', "m in ('a, b', c)"],
