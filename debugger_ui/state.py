@@ -105,12 +105,20 @@ def choice(
     radio: bool = False,
     **kwargs,
 ) -> str:
-    """A selectbox (or radio) bound to view[key]; a value from the URL not offered falls back."""
+    """A selectbox (or radio) bound to view[key]; a value from the URL not offered falls back,
+    and the page says so once (a link to a model since deleted must not pass for it)."""
     wkey = f"w_{key}{widget}"
     options = list(options)
+    from_link = wkey not in st.session_state
     wanted = st.session_state.get(wkey, get(key, default))
     if wanted not in options:
-        wanted = default if default in options else options[0]
+        fallback = default if default in options else options[0]
+        if from_link and wanted not in ("", default):
+            where.warning(
+                f"{label}: `{wanted}` from the link is not among the choices here; showing "
+                f"{format_func(fallback)} instead"
+            )
+        wanted = fallback
     st.session_state[wkey] = wanted
     draw = where.radio if radio else where.selectbox
     value = draw(label, options, key=wkey, format_func=format_func, **kwargs)

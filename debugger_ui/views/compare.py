@@ -168,6 +168,9 @@ def _pick_snapshot(ctx: Context) -> str:
     """The snapshot to reopen (view["snap"]), or LIVE; no picker before the first one."""
     names = snapshot_names(ctx.workspace.root)
     if not names:
+        if state.get("snap"):  # a link to a snapshot of another workspace, or one removed
+            st.warning(f"No snapshot `{state.get('snap')}` here: this workspace has none yet.")
+            state.put("snap", None)
         return LIVE
     return state.choice(
         "snap",

@@ -113,6 +113,12 @@ def test_a_damaged_snapshot_is_an_error_line_not_a_traceback(launch, ws_config):
     assert len(errors) == 1 and "is damaged" in errors[0] and "missing field" in errors[0]
 
 
+def test_a_link_to_a_snapshot_where_there_is_none_says_so(launch, ws_config):
+    at = launch(ws_config, judged=False, page="compare", snap="from-elsewhere")
+    assert any("No snapshot `from-elsewhere` here" in w.value for w in at.warning)
+    assert "snap" not in url(at)  # the rewritten link no longer names it
+
+
 def test_read_only_cannot_save_a_snapshot(launch, ws_config):
     from brainrank.debugger_ui.loaders import Context, Ranking
     from brainrank.debugger_ui.views.compare import live_comparison, save_comparison

@@ -47,6 +47,19 @@ def test_search_link_shows_the_engines_ranking_and_ndcg(launch, ui_config, ui_en
     assert shown == {"page": "search", "q": QUERY, "mode": "learned", "model": "v0001", "k": "10"}
 
 
+def test_a_link_to_a_model_the_registry_lacks_says_what_is_shown_instead(
+    launch, ui_config, ui_engine
+):
+    at = launch(ui_config, q=QUERY, model="v9999")
+    warned = [w.value for w in at.warning if "`v9999` from the link" in w.value]
+    assert warned and "showing v0001 (champion) instead" in warned[0]
+    table = frame_with(at, "snippet")  # the champion's ranking, as the warning says
+    assert table["doc_id"].tolist() == [h.doc_id for h in ui_engine.search(QUERY, k=10).hits]
+    assert url(at)["model"] == "v0001"
+    at = launch(ui_config, q=QUERY, model="v0001")
+    assert not any("from the link" in w.value for w in at.warning)
+
+
 def test_search_attributions_add_up_to_the_scores(launch, ui_config, ui_engine):
     at = launch(ui_config, q=QUERY)
     hits = ui_engine.search(QUERY, k=10).hits
