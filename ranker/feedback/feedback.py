@@ -95,7 +95,7 @@ def add_clicks(db: sqlite3.Connection, rows: list[ClickRow], report: FeedbackRep
 def click_row(db: sqlite3.Connection, raw: bytes, match_seconds: float) -> ClickRow:
     """One feedback line as a click row; ``ValueError`` says what is wrong with it."""
     try:
-        obj = loads(raw.decode("utf-8-sig"))
+        obj = loads(raw.decode("utf-8-sig").rstrip("\r\n"))  # columns of the line itself
     except (UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
     if not isinstance(obj, dict):

@@ -142,6 +142,7 @@ def test_feedback_by_impression_and_by_query(tmp_path):
     ("line", "message"),
     [
         ("{not json", "line 2: not valid JSON"),
+        ('{"query": "q", "doc_id": "d1"', "line 2: not valid JSON .*at column 30"),  # not 1
         (
             {"doc_id": "d1", "time": 5},
             "line 2: a click needs an impression_id or a non-empty query",
