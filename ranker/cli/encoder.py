@@ -26,5 +26,9 @@ def encoder_fetch(
     from brainrank.ranker.encoding.fetch import fetch_encoder
 
     cfg = resolve_config(workspace, config)
-    path = fetch_encoder(cfg.encoder.cache_dir, force=force)
+
+    def say(message: str) -> None:  # downloading, a damaged cache fetched again, ...
+        err.print(message, highlight=False, markup=False)
+
+    path = fetch_encoder(cfg.encoder.cache_dir, force=force, progress=say)
     err.print(f"encoder ready at {path}", highlight=False, markup=False)
