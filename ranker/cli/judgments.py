@@ -86,9 +86,10 @@ def _unknown_documents(workspace: Path, grades: dict[str, dict[str, int]]) -> in
     ws = Workspace(workspace)
     if not ws.exists():
         return 0
+    judged = sorted({d for g in grades.values() for d in g})
     store = ws.open_store()
     try:
-        known = set(store.hashes())
+        known = set(store.get(judged))  # the judged documents, not the whole collection
     finally:
         store.close()
     return sum(d not in known for g in grades.values() for d in g)

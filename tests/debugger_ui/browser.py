@@ -213,9 +213,10 @@ class Page:
         """The page's DOM as HTML, as ``--dump-dom`` prints it."""
         return self.evaluate("document.documentElement.outerHTML")
 
-    def screenshot(self, png: Path) -> None:
+    def screenshot(self, png: Path, timeout: float = 30) -> None:
         """A PNG of the page's viewport."""
-        png.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
+        shot = self.call("Page.captureScreenshot", timeout=timeout, format="png")
+        png.write_bytes(base64.b64decode(shot["data"]))
 
     def close(self) -> None:
         self._ws.close()
