@@ -45,7 +45,8 @@ PARAMS = {
 
 
 def capture_fit_lists():
-    """Patch ``train.fit_ranker`` to keep the lists it fits on (the last call's)."""
+    """Patch ``train.fit_ranker`` to keep the lists it fits on and their feature names (the
+    last call's)."""
     import brainrank.ranker.learning.train as train_module
 
     original = train_module.fit_ranker
@@ -54,6 +55,7 @@ def capture_fit_lists():
     def fit_ranker(schema, fit, *args, **kwargs):
         if not kwargs.get("quiet"):
             kept["fit"], kept["fused"] = fit, schema.index("fused")
+            kept["names"] = tuple(schema.names)
         return original(schema, fit, *args, **kwargs)
 
     train_module.fit_ranker = fit_ranker

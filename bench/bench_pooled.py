@@ -34,24 +34,9 @@ from datetime import date
 
 import numpy as np
 from bench_generalize import few_setting, judged, mean, per_query_modes, train_model
+from bench_lambdamart import capture_fit_lists
 from bench_learned import workspace
 from common import machine, print_table
-
-
-def capture_fit_lists():
-    """Patch ``train.fit_ranker`` to keep the lists and schema it fits on (the last call's)."""
-    import brainrank.ranker.learning.train as train_module
-
-    original = train_module.fit_ranker
-    kept: dict = {}
-
-    def fit_ranker(schema, fit, *args, **kwargs):
-        if not kwargs.get("quiet"):
-            kept["fit"], kept["names"] = fit, tuple(schema.names)
-        return original(schema, fit, *args, **kwargs)
-
-    train_module.fit_ranker = fit_ranker
-    return kept
 
 
 def pad(x: np.ndarray, y: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
